@@ -1,0 +1,84 @@
+package pentecost
+
+import (
+	"context"
+	"time"
+)
+
+// User is a speaker: someone who may create and run sessions. Listeners are
+// anonymous and never have a User.
+type User struct {
+	// ID is stable and unique across issuers: the account name for the
+	// embedded issuer, "issuerName:sub" for an external OIDC issuer.
+	ID string `json:"id"`
+	// Name is what people see: the account name, or a name/email claim.
+	Name string `json:"name"`
+	// Issuer names who vouched for the user ("embedded" or a configured issuer).
+	Issuer string `json:"issuer"`
+
+	// PasswordHash is set only for embedded accounts and never leaves the server.
+	PasswordHash string    `json:"-"`
+	CreatedAt    time.Time `json:"-"`
+}
+
+// EmbeddedIssuer is the Issuer of accounts kept in Pentecost's own store.
+const EmbeddedIssuer = "embedded"
+
+// UserStore keeps embedded speaker accounts.
+type UserStore interface {
+	// CreateUser stores a new account. Errors: ECONFLICT if the name exists,
+	// EVALIDATIONFIELD, EUNAVAILABLE.
+	CreateUser(ctx context.Context, u *User) error
+	// FindUserByName returns one account. Errors: EUSERNOTFOUND, EUNAVAILABLE.
+	FindUserByName(ctx context.Context, name string) (*User, error)
+	// FindUsers returns all accounts by name.
+	FindUsers(ctx context.Context) ([]*User, error)
+	// UpdateUserPassword replaces an account's password hash.
+	// Errors: EUSERNOTFOUND, EUNAVAILABLE.
+	UpdateUserPassword(ctx context.Context, name, passwordHash string) error
+	// DeleteUser removes an account. Errors: EUSERNOTFOUND, EUNAVAILABLE.
+	DeleteUser(ctx context.Context, name string) error
+}
+
+// TokenVerifier turns a bearer token into the speaker it names.
+type TokenVerifier interface {
+	// VerifyToken checks signature, algorithm, issuer, audience, token use
+	// and validity period. Errors: EAUTHREQUIRED (empty token), EAUTHINVALID
+	// (any other failure, with no detail), EAUTHUNAVAILABLE (the issuer's keys
+	// cannot be fetched).
+	VerifyToken(ctx context.Context, token string) (*User, error)
+}
+
+// TokenIssuer mints tokens for embedded accounts.
+type TokenIssuer interface {
+	// IssueToken returns a signed token for u valid for ttl.
+	IssueToken(ctx context.Context, u *User, ttl time.Duration) (string, error)
+}
+
+type userContextKey struct{}
+
+// NewContextWithUser returns a copy of ctx carrying the authenticated speaker.
+func NewContextWithUser(ctx context.Context, u *User) context.Context {
+	return context.WithValue(ctx, userContextKey{}, u)
+}
+
+// UserFromContext returns the speaker in ctx, or nil for anonymous callers.
+func UserFromContext(ctx context.Context) *User {
+	u, _ := ctx.Value(userContextKey{}).(*User)
+	return u
+}
+
+// UserIDFromContext returns the speaker's ID in ctx, or "".
+func UserIDFromContext(ctx context.Context) string {
+	if u := UserFromContext(ctx); u != nil {
+		return u.ID
+	}
+	return ""
+}
+
+// PasswordAuthenticator checks an embedded account's name and password.
+type PasswordAuthenticator interface {
+	// Authenticate returns the account when the password matches.
+	// Errors: EAUTHCREDENTIALS (unknown name or wrong password, alike), EUNAVAILABLE.
+	Authenticate(ctx context.Context, name, password string) (*User, error)
+}
