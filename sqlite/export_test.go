@@ -1,0 +1,9 @@
+package sqlite
+
+import "database/sql"
+
+// SetRetryHook makes db call fn before each retry of a busy operation.
+func SetRetryHook(db *DB, fn func(attempt int)) { db.onRetry = fn }
+
+// SQLDB returns the underlying handle, to inspect pragmas and tables.
+func SQLDB(db *DB) *sql.DB { return db.db }

@@ -1,0 +1,142 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"regexp"
+
+	"github.com/pentecost/pentecost"
+)
+
+// userNameRe is what an embedded account name may look like. Names are
+// case-sensitive: "Alice" and "alice" are two accounts.
+var userNameRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,64}$`)
+
+// UserStore keeps embedded speaker accounts. Password hashes are stored as
+// given; hashing is the auth package's job.
+type UserStore struct {
+	db *DB
+}
+
+// NewUserStore returns a UserStore on db.
+func NewUserStore(db *DB) *UserStore {
+	return &UserStore{db: db}
+}
+
+// CreateUser stores a new account named u.Name and fills in u.ID, u.Issuer
+// and u.CreatedAt. An empty password hash is refused, so that no account
+// can exist without a password.
+func (s *UserStore) CreateUser(ctx context.Context, u *pentecost.User) error {
+	if !userNameRe.MatchString(u.Name) {
+		return fieldError("name", "Name must be 1 to 64 letters, digits, dots, underscores or hyphens.")
+	}
+	if u.PasswordHash == "" {
+		return fieldError("password", "Password is required.")
+	}
+	var created pentecost.User
+	err := s.db.update(ctx, "create user", func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)`,
+			u.Name, u.PasswordHash, tx.now.UnixMilli())
+		if constraint(err) {
+			return pentecost.Errorf(pentecost.ECONFLICT, "A user with that name already exists.")
+		} else if err != nil {
+			return err
+		}
+		created = pentecost.User{ID: u.Name, Name: u.Name, Issuer: pentecost.EmbeddedIssuer, PasswordHash: u.PasswordHash, CreatedAt: tx.now}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*u = created
+	return nil
+}
+
+// FindUserByName returns the account with exactly this name.
+func (s *UserStore) FindUserByName(ctx context.Context, name string) (*pentecost.User, error) {
+	if !userNameRe.MatchString(name) {
+		return nil, userNotFound() // such a name cannot have been stored
+	}
+	var u *pentecost.User
+	err := s.db.view(ctx, "find user", func(tx *Tx) (err error) {
+		u, err = scanUser(tx.QueryRowContext(ctx, `SELECT name, password_hash, created_at FROM users WHERE name = ?`, name))
+		if errors.Is(err, sql.ErrNoRows) {
+			return userNotFound()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// FindUsers returns every account, ordered by name.
+func (s *UserStore) FindUsers(ctx context.Context) ([]*pentecost.User, error) {
+	users := []*pentecost.User{}
+	err := s.db.view(ctx, "find users", func(tx *Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT name, password_hash, created_at FROM users ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		users = users[:0] // a retried transaction starts over
+		for rows.Next() {
+			u, err := scanUser(rows)
+			if err != nil {
+				return err
+			}
+			users = append(users, u)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return users, nil
+}
+
+// UpdateUserPassword replaces an account's password hash.
+func (s *UserStore) UpdateUserPassword(ctx context.Context, name, passwordHash string) error {
+	if passwordHash == "" {
+		return fieldError("password", "Password is required.")
+	}
+	return s.exec(ctx, "update user password", `UPDATE users SET password_hash = ? WHERE name = ?`, passwordHash, name)
+}
+
+// DeleteUser removes an account. Its sessions are left to end by themselves.
+func (s *UserStore) DeleteUser(ctx context.Context, name string) error {
+	return s.exec(ctx, "delete user", `DELETE FROM users WHERE name = ?`, name)
+}
+
+// exec runs a statement on one account, EUSERNOTFOUND if none matched.
+func (s *UserStore) exec(ctx context.Context, op, query string, args ...any) error {
+	return s.db.update(ctx, op, func(tx *Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err == nil && n == 0 {
+			return userNotFound()
+		}
+		return err
+	})
+}
+
+func userNotFound() error {
+	return pentecost.Errorf(pentecost.EUSERNOTFOUND, "User not found.")
+}
+
+func scanUser(row rowScanner) (*pentecost.User, error) {
+	var u pentecost.User
+	var createdAt int64
+	if err := row.Scan(&u.Name, &u.PasswordHash, &createdAt); err != nil {
+		return nil, err
+	}
+	u.ID, u.Issuer, u.CreatedAt = u.Name, pentecost.EmbeddedIssuer, fromMillis(createdAt)
+	return &u, nil
+}
+
+var _ pentecost.UserStore = (*UserStore)(nil)
