@@ -1,0 +1,166 @@
+// Package inmem holds implementations of Pentecost's services that live in
+// the memory of one process. They serve a single node; a shared store takes
+// their place when several nodes must agree.
+package inmem
+
+import (
+	"container/list"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/pentecost/pentecost"
+)
+
+// Defaults for a new RateLimiter.
+const (
+	// DefaultMaxKeys bounds how many keys are remembered at once.
+	DefaultMaxKeys = 100_000
+	// DefaultSweepInterval is how often idle keys are swept away.
+	DefaultSweepInterval = time.Minute
+)
+
+// RateLimiter implements pentecost.RateLimiter with an exact sliding window
+// per key: it remembers the times of the last Events allowed events, so a key
+// never gets more than Events in any window of length Per, and RetryAfter is
+// exactly when the oldest counted event leaves the window.
+//
+// Memory is bounded: a key whose events have all left its window is forgotten
+// by a lazy sweep, and when MaxKeys keys are remembered the least recently
+// used one is dropped to make room. Each key costs at most Events timestamps.
+// It is safe for concurrent use.
+type RateLimiter struct {
+	// Now returns the current time. Tests replace it to move time.
+	Now func() time.Time
+
+	// MaxKeys is the most keys remembered at once (DefaultMaxKeys).
+	MaxKeys int
+
+	// SweepInterval is how often Allow sweeps idle keys (DefaultSweepInterval).
+	SweepInterval time.Duration
+
+	mu        sync.Mutex
+	keys      map[string]*list.Element // of *window
+	lru       *list.List               // front: most recently used
+	base      time.Time                // origin of the int64 offsets below
+	baseSet   bool
+	lastSweep int64
+}
+
+// window is the event log of one key, as offsets from RateLimiter.base in
+// nanoseconds, oldest first.
+type window struct {
+	key    string
+	per    time.Duration
+	events []int64
+}
+
+// NewRateLimiter returns a limiter using the wall clock and default bounds.
+func NewRateLimiter() *RateLimiter {
+	return &RateLimiter{
+		Now:           time.Now,
+		MaxKeys:       DefaultMaxKeys,
+		SweepInterval: DefaultSweepInterval,
+		keys:          make(map[string]*list.Element),
+		lru:           list.New(),
+	}
+}
+
+// Allow records one event for key unless the key already had limit.Events
+// events in the last limit.Per, in which case it records nothing and returns
+// ERATELIMIT with RetryAfter set to when the next event will be allowed.
+// A zero limit always allows and records nothing.
+func (l *RateLimiter) Allow(ctx context.Context, key string, limit pentecost.Limit) error {
+	if limit.Zero() {
+		return nil
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	now := l.offset(l.Now())
+	per := int64(limit.Per)
+
+	if now-l.lastSweep >= int64(l.SweepInterval) {
+		l.sweep(now)
+		l.lastSweep = now
+	}
+
+	var w *window
+	if e, ok := l.keys[key]; ok {
+		w = e.Value.(*window)
+		l.lru.MoveToFront(e)
+	} else {
+		if l.MaxKeys > 0 && len(l.keys) >= l.MaxKeys {
+			// Idle keys go first; only then do we forget a live one.
+			l.sweep(now)
+			l.lastSweep = now
+			for len(l.keys) >= l.MaxKeys {
+				l.remove(l.lru.Back())
+			}
+		}
+		w = &window{key: key}
+		l.keys[key] = l.lru.PushFront(w)
+	}
+	w.per = limit.Per
+
+	// Forget events that have left the window (now-per, now].
+	i := 0
+	for i < len(w.events) && w.events[i] <= now-per {
+		i++
+	}
+	if i > 0 {
+		w.events = append(w.events[:0], w.events[i:]...)
+	}
+
+	if n := len(w.events); n >= limit.Events {
+		// The window has room again once event n-Events has left it.
+		retry := time.Duration(w.events[n-limit.Events] + per - now)
+		if retry > limit.Per { // only if the clock went backwards
+			retry = limit.Per
+		}
+		return &pentecost.Error{
+			Code:       pentecost.ERATELIMIT,
+			Message:    "Too many requests. Please try again later.",
+			RetryAfter: retry,
+		}
+	}
+	w.events = append(w.events, now)
+	return nil
+}
+
+// Len returns how many keys are remembered, for tests and metrics.
+func (l *RateLimiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.keys)
+}
+
+// offset turns t into nanoseconds since the first time seen, which keeps the
+// monotonic clock reading when t comes from time.Now.
+func (l *RateLimiter) offset(t time.Time) int64 {
+	if !l.baseSet {
+		l.base, l.baseSet = t, true
+		l.lastSweep = 0
+	}
+	return int64(t.Sub(l.base))
+}
+
+// sweep forgets every key whose newest event has left its window.
+func (l *RateLimiter) sweep(now int64) {
+	for e := l.lru.Back(); e != nil; {
+		prev := e.Prev()
+		w := e.Value.(*window)
+		if n := len(w.events); n == 0 || w.events[n-1] <= now-int64(w.per) {
+			l.remove(e)
+		}
+		e = prev
+	}
+}
+
+func (l *RateLimiter) remove(e *list.Element) {
+	w := l.lru.Remove(e).(*window)
+	delete(l.keys, w.key)
+}
+
+var _ pentecost.RateLimiter = (*RateLimiter)(nil)
