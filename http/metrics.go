@@ -1,0 +1,56 @@
+package http
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the server's Prometheus collectors.
+type metrics struct {
+	requests      *prometheus.HistogramVec
+	sessionCreate prometheus.Histogram
+	errors        *prometheus.CounterVec
+
+	// handler serves the exposition of the gatherer.
+	handler http.Handler
+}
+
+// newMetrics registers the server's metrics with reg and serves gatherer.
+// active is called at each scrape to count live sessions.
+func newMetrics(reg prometheus.Registerer, gatherer prometheus.Gatherer, active func() float64) (*metrics, error) {
+	m := &metrics{
+		handler: promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pentecost_http_request_duration_seconds",
+			Help:    "Time to serve an HTTP request, by route pattern, method and status class.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route", "method", "status"}),
+		sessionCreate: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pentecost_session_create_duration_seconds",
+			Help:    "Time the session store took to create a session, successful or not.",
+			Buckets: prometheus.DefBuckets,
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pentecost_errors_total",
+			Help: "Error responses sent, by error code.",
+		}, []string{"code"}),
+	}
+	sessions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pentecost_sessions_active",
+		Help: "Sessions that are active or paused, counted in the store at scrape time.",
+	}, active)
+
+	for _, c := range []prometheus.Collector{m.requests, m.sessionCreate, m.errors, sessions} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// handleMetrics serves the Prometheus exposition.
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	s.metrics.handler.ServeHTTP(w, r)
+}

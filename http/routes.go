@@ -1,0 +1,84 @@
+package http
+
+import (
+	"net/http"
+	"strings"
+)
+
+// route is one API endpoint. The server registers exactly the routes in the
+// table below, and a test checks that docs/openapi.json describes the same.
+type route struct {
+	Method string
+	Path   string
+	// Auth requires a speaker's bearer token.
+	Auth bool
+	// Serve handles the request.
+	Serve func(s *Server, w http.ResponseWriter, r *http.Request)
+}
+
+// routes is the API. Paths are ServeMux patterns.
+var routes = []route{
+	{Method: "POST", Path: "/sessions", Auth: true, Serve: (*Server).handleCreateSession},
+	{Method: "GET", Path: "/sessions", Auth: true, Serve: (*Server).handleListSessions},
+	{Method: "GET", Path: "/sessions/{id}", Serve: (*Server).handleGetSession},
+	{Method: "PATCH", Path: "/sessions/{id}", Auth: true, Serve: (*Server).handleUpdateSession},
+	{Method: "DELETE", Path: "/sessions/{id}", Auth: true, Serve: (*Server).handleEndSession},
+	{Method: "GET", Path: "/languages", Serve: (*Server).handleLanguages},
+	{Method: "POST", Path: "/auth/login", Serve: (*Server).handleLogin},
+	{Method: "GET", Path: "/healthz", Serve: (*Server).handleHealthz},
+	{Method: "GET", Path: "/readyz", Serve: (*Server).handleReadyz},
+	{Method: "GET", Path: "/metrics", Serve: (*Server).handleMetrics},
+}
+
+// route wraps an API endpoint in its per-route middleware: the body limit,
+// authentication, and recording the route for logs and metrics.
+func (s *Server) route(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		noteRoute(r)
+		r.Body = http.MaxBytesReader(w, r.Body, s.MaxBodyBytes)
+		if rt.Auth {
+			var ok bool
+			if r, ok = s.authenticate(w, r); !ok {
+				return
+			}
+		}
+		rt.Serve(s, w, r)
+	})
+}
+
+// mounted wraps a handler added with Handle: it is only recorded.
+func (s *Server) mounted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		noteRoute(r)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// noteRoute tells the outer middleware which route matched, once the mux
+// has matched it.
+func noteRoute(r *http.Request) {
+	info := infoFrom(r)
+	if info == nil {
+		return
+	}
+	info.route = routeLabel(r.Pattern)
+	if id := r.PathValue("id"); id != "" {
+		info.sessionID = truncate(id, 64)
+	}
+}
+
+// routeLabel drops the method from a pattern: "GET /sessions/{id}" becomes
+// "/sessions/{id}"; the method is a label of its own.
+func routeLabel(pattern string) string {
+	if i := strings.IndexAny(pattern, " \t"); i >= 0 {
+		return strings.TrimSpace(pattern[i:])
+	}
+	return pattern
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

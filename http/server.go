@@ -1,0 +1,319 @@
+// Package http serves Pentecost's REST API: sessions, languages, sign-in,
+// health and metrics. Handlers talk only to the root package's interfaces;
+// cmd/pentecost wires the concrete services in. The package also holds a Go
+// client of the API (client.go).
+package http
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pentecost/pentecost"
+)
+
+// Defaults for a new Server.
+const (
+	DefaultAddr         = ":8080"
+	DefaultTokenTTL     = 12 * time.Hour
+	DefaultMaxBodyBytes = 64 << 10
+
+	// shutdownTimeout bounds how long Close waits for requests in flight.
+	shutdownTimeout = 10 * time.Second
+)
+
+// Limits are the rate limits the API enforces. A zero Limit disables one.
+type Limits struct {
+	// SessionsPerHour limits session creation per speaker.
+	SessionsPerHour pentecost.Limit
+	// LoginAttemptsPerMinute limits sign-in attempts per client IP.
+	LoginAttemptsPerMinute pentecost.Limit
+}
+
+// DefaultLimits returns the original system's limits: 50 sessions an hour
+// per speaker and 10 sign-in attempts a minute per IP.
+func DefaultLimits() Limits {
+	return Limits{
+		SessionsPerHour:        pentecost.Limit{Events: 50, Per: time.Hour},
+		LoginAttemptsPerMinute: pentecost.Limit{Events: 10, Per: time.Minute},
+	}
+}
+
+// Server is the HTTP server of the REST API. Set its fields, then call Open.
+type Server struct {
+	// Addr is the address to listen on (DefaultAddr). Port 0 picks a free port.
+	Addr string
+	// TLSCertFile and TLSKeyFile, when both set, make the server speak HTTPS
+	// with TLS 1.2 or later.
+	TLSCertFile, TLSKeyFile string
+
+	// Logger receives the access log and errors. Defaults to discarding.
+	Logger *slog.Logger
+
+	// Sessions is required.
+	Sessions pentecost.SessionService
+	// Verifier checks bearer tokens; it is required.
+	Verifier pentecost.TokenVerifier
+	// Accounts and Issuer enable POST /auth/login; when either is nil that
+	// route answers NOT_FOUND.
+	Accounts pentecost.PasswordAuthenticator
+	Issuer   pentecost.TokenIssuer
+	// TokenTTL is the lifetime of tokens issued at login (DefaultTokenTTL).
+	TokenTTL time.Duration
+
+	// RateLimiter enforces Limits. When nil nothing is rate limited.
+	RateLimiter pentecost.RateLimiter
+	Limits      Limits
+
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+
+	// Registerer receives the server's metrics and Gatherer serves /metrics.
+	// When both are nil a new registry with Go and process collectors is used.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+
+	// Ready reports whether the server can do useful work (e.g. the store
+	// answers); /readyz answers 503 while it returns an error. Nil means ready.
+	Ready func(ctx context.Context) error
+
+	// MaxBodyBytes bounds request bodies of the API (DefaultMaxBodyBytes).
+	MaxBodyBytes int64
+
+	// Now returns the current time. Tests replace it.
+	Now func() time.Time
+
+	mux     *http.ServeMux
+	metrics *metrics
+
+	mu     sync.Mutex
+	ln     net.Listener
+	server *http.Server
+	tls    bool
+	done   chan struct{} // closed when Serve returns
+}
+
+// NewServer returns a Server with default settings.
+func NewServer() *Server {
+	return &Server{
+		Addr:         DefaultAddr,
+		Logger:       slog.New(slog.DiscardHandler),
+		TokenTTL:     DefaultTokenTTL,
+		Limits:       DefaultLimits(),
+		MaxBodyBytes: DefaultMaxBodyBytes,
+		Now:          time.Now,
+		mux:          http.NewServeMux(),
+	}
+}
+
+// Handle mounts h at pattern (a ServeMux pattern such as "GET /ws") beside
+// the API. Call it before Open. The handler runs behind the same correlation
+// ID, recovery, logging and metrics middleware as the API, but its body is
+// not size-limited and no authentication is applied.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.mounted(h))
+}
+
+// Open checks the configuration, registers the routes and metrics, binds
+// the listener and starts serving in the background. Errors such as a port
+// in use or an unreadable certificate are returned at once.
+func (s *Server) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return errors.New("http: server already open")
+	}
+	if s.Sessions == nil {
+		return errors.New("http: Sessions is required")
+	}
+	if s.Verifier == nil {
+		return errors.New("http: Verifier is required")
+	}
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		return errors.New("http: TLSCertFile and TLSKeyFile must be set together")
+	}
+	s.setDefaults()
+
+	if s.Registerer == nil && s.Gatherer == nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
+		s.Registerer, s.Gatherer = reg, reg
+	}
+	if s.Gatherer == nil {
+		g, ok := s.Registerer.(prometheus.Gatherer)
+		if !ok {
+			return errors.New("http: Gatherer is required with a custom Registerer")
+		}
+		s.Gatherer = g
+	}
+	if s.Registerer == nil {
+		return errors.New("http: Registerer is required with a custom Gatherer")
+	}
+
+	var tlsConfig *tls.Config
+	if s.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("http: load TLS certificate: %w", err)
+		}
+		tlsConfig = &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{cert},
+		}
+	}
+
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("http: listen: %w", err)
+	}
+	// Metrics and routes are registered once the port is ours, so that a
+	// failed Open can be retried.
+	if s.metrics == nil {
+		m, err := newMetrics(s.Registerer, s.Gatherer, s.activeSessions)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("http: register metrics: %w", err)
+		}
+		s.metrics = m
+		for _, rt := range routes {
+			s.mux.Handle(rt.Method+" "+rt.Path, s.route(rt))
+		}
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+		s.tls = true
+	}
+	s.ln = ln
+	s.server = &http.Server{
+		Handler:           s.handler(),
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          log.New(serverLogWriter{s.Logger}, "", 0),
+	}
+	s.done = make(chan struct{})
+	go func(srv *http.Server, done chan struct{}) {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Logger.Error("http server stopped", logKeyError, err)
+		}
+	}(s.server, s.done)
+	return nil
+}
+
+func (s *Server) setDefaults() {
+	if s.Addr == "" {
+		s.Addr = DefaultAddr
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.TokenTTL <= 0 {
+		s.TokenTTL = DefaultTokenTTL
+	}
+	if s.MaxBodyBytes <= 0 {
+		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+}
+
+// Close shuts the server down, giving requests in flight a few seconds to
+// finish before their connections are cut.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// Shutdown stops accepting connections and waits for requests in flight
+// until ctx ends, then closes what remains. Hijacked connections such as
+// WebSockets are not waited for; their owners close them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	srv, done := s.server, s.done
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, srv.Close())
+	}
+	<-done
+	return err
+}
+
+// Port returns the port the server listens on, or 0 before Open.
+func (s *Server) Port() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return 0
+	}
+	return s.ln.Addr().(*net.TCPAddr).Port
+}
+
+// URL returns the server's base URL, such as http://127.0.0.1:8080. An
+// unspecified listen address is shown as localhost.
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	addr := s.ln.Addr().(*net.TCPAddr)
+	host := "localhost"
+	if ip, ok := netip.AddrFromSlice(addr.IP); ok && !ip.IsUnspecified() {
+		host = ip.Unmap().String()
+	}
+	scheme := "http"
+	if s.tls {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+}
+
+// activeSessions counts sessions that are active or paused, for the gauge.
+func (s *Server) activeSessions() float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var n int
+	for _, st := range []pentecost.SessionStatus{pentecost.SessionActive, pentecost.SessionPaused} {
+		_, total, err := s.Sessions.FindSessions(ctx, pentecost.SessionFilter{Status: &st, Limit: 1})
+		if err != nil {
+			s.Logger.Warn("count active sessions", logKeyCode, pentecost.ErrorCode(err), logKeyError, err)
+			return math.NaN() // "unknown" to Prometheus, unlike a false zero
+		}
+		n += total
+	}
+	return float64(n)
+}
+
+// serverLogWriter passes net/http's own messages (failed handshakes and the
+// like) to the Logger, with client addresses truncated.
+type serverLogWriter struct{ logger *slog.Logger }
+
+func (w serverLogWriter) Write(p []byte) (int, error) {
+	w.logger.Warn(redactAddrs(strings.TrimSpace(string(p))))
+	return len(p), nil
+}
