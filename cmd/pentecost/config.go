@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// setting is one configuration value: a default, an optional file entry and
+// environment variable, and a flag, applied in that order.
+type setting struct {
+	flag, env, def, help string
+	// set parses the final text into the config; its error names the setting.
+	set func(c *Config, v string) error
+}
+
+// Config is everything `pentecost serve` can be told. Every field has a
+// default, a flag and an environment variable (see settings).
+type Config struct {
+	Addr      string
+	DataDir   string
+	TLSCert   string
+	TLSKey    string
+	LogLevel  string
+	LogFormat string
+	Pprof     bool
+	TokenTTL  time.Duration
+
+	TrustedProxies []netip.Prefix
+	AllowedOrigins []string
+	OIDCIssuers    []string // raw specs, parsed by auth.ParseOIDCConfig
+	CognitoRegion  string
+	CognitoPool    string
+	CognitoClient  string
+	WorkerSecrets  []string
+
+	SessionMaxIdle      time.Duration
+	MaxListeners        int
+	SessionsPerHour     int
+	ListenerJoinsPerMin int
+	ConnAttemptsPerMin  int
+	HeartbeatsPerMin    int
+	LoginAttemptsPerMin int
+
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	RefreshAfter      time.Duration
+	WarningAfter      time.Duration
+	MaxConnDuration   time.Duration
+	SpeakerGrace      time.Duration
+	Retention         time.Duration
+	ShutdownTimeout   time.Duration
+}
+
+// settings lists every setting once; --help, the README table and parsing
+// all come from here so they cannot drift apart.
+var settings = []setting{
+	{"addr", "PENTECOST_ADDR", ":8080", "address to listen on", func(c *Config, v string) error { c.Addr = v; return nil }},
+	{"data-dir", "PENTECOST_DATA_DIR", "./pentecost-data", "directory for the database and signing key", func(c *Config, v string) error {
+		if v == "" {
+			return fmt.Errorf("must not be empty")
+		}
+		c.DataDir = v
+		return nil
+	}},
+	{"tls-cert", "PENTECOST_TLS_CERT", "", "TLS certificate file (PEM); with --tls-key serves HTTPS and WSS, TLS 1.2+", func(c *Config, v string) error { c.TLSCert = v; return nil }},
+	{"tls-key", "PENTECOST_TLS_KEY", "", "TLS private key file (PEM)", func(c *Config, v string) error { c.TLSKey = v; return nil }},
+	{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "debug", "info", "warn", "error":
+			c.LogLevel = strings.ToLower(v)
+			return nil
+		}
+		return fmt.Errorf("must be debug, info, warn or error")
+	}},
+	{"log-format", "LOG_FORMAT", "json", "json or text", func(c *Config, v string) error {
+		if v != "json" && v != "text" {
+			return fmt.Errorf("must be json or text")
+		}
+		c.LogFormat = v
+		return nil
+	}},
+	{"pprof", "PENTECOST_PPROF", "false", "serve /debug/pprof/ for profiling (keep off in production)", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		c.Pprof = b
+		return err
+	}},
+	{"token-ttl", "TOKEN_TTL_HOURS", "12", "lifetime of tokens from /auth/login, in hours", hours(func(c *Config) *time.Duration { return &c.TokenTTL })},
+	{"trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated CIDRs or IPs whose X-Forwarded-For is believed", func(c *Config, v string) error {
+		c.TrustedProxies = nil
+		for _, s := range splitList(v, ",") {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				a, aerr := netip.ParseAddr(s)
+				if aerr != nil {
+					return fmt.Errorf("%q is neither an IP nor a CIDR", s)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+		}
+		return nil
+	}},
+	{"allowed-origins", "ALLOWED_ORIGINS", "", "comma-separated origins allowed to open WebSockets besides the server's own (e.g. https://app.example.org)", func(c *Config, v string) error {
+		c.AllowedOrigins = splitList(v, ",")
+		return nil
+	}},
+	{"oidc", "OIDC_ISSUERS", "", "external OIDC issuers, ';'-separated, each name=…,issuer=…,jwks=…,audience=a|b,client_id=…,token_use=id|access,alg=RS256", func(c *Config, v string) error {
+		c.OIDCIssuers = splitList(v, ";")
+		return nil
+	}},
+	{"cognito-region", "AWS_REGION", "", "AWS region of a Cognito user pool (with --cognito-user-pool-id)", func(c *Config, v string) error { c.CognitoRegion = v; return nil }},
+	{"cognito-user-pool-id", "COGNITO_USER_POOL_ID", "", "Cognito user pool whose tokens are accepted, as in the original system", func(c *Config, v string) error { c.CognitoPool = v; return nil }},
+	{"cognito-client-id", "COGNITO_CLIENT_ID", "", "Cognito app client id (audience / client_id)", func(c *Config, v string) error { c.CognitoClient = v; return nil }},
+	{"worker-credentials", "WORKER_CREDENTIALS", "", "comma-separated secrets translation workers present; empty: one is generated in the data dir", func(c *Config, v string) error {
+		c.WorkerSecrets = splitList(v, ",")
+		return nil
+	}},
+	{"session-max-duration-hours", "SESSION_MAX_DURATION_HOURS", "6", "a session no speaker has used for this long ends by itself", hours(func(c *Config) *time.Duration { return &c.SessionMaxIdle })},
+	{"max-listeners", "MAX_LISTENERS_PER_SESSION", "500", "listener cap per session", count(func(c *Config) *int { return &c.MaxListeners })},
+	{"rate-limit-sessions", "RATE_LIMIT_SESSIONS_PER_HOUR", "50", "sessions a speaker may create per hour (0: unlimited)", count(func(c *Config) *int { return &c.SessionsPerHour })},
+	{"rate-limit-joins", "RATE_LIMIT_LISTENER_JOINS_PER_MIN", "10", "listener joins per minute per client IP (0: unlimited)", count(func(c *Config) *int { return &c.ListenerJoinsPerMin })},
+	{"rate-limit-connections", "RATE_LIMIT_CONNECTION_ATTEMPTS_PER_MIN", "20", "WebSocket connection attempts per minute per client IP (0: unlimited)", count(func(c *Config) *int { return &c.ConnAttemptsPerMin })},
+	{"rate-limit-heartbeats", "RATE_LIMIT_HEARTBEATS_PER_MIN", "10", "heartbeats per minute per connection (0: unlimited)", count(func(c *Config) *int { return &c.HeartbeatsPerMin })},
+	{"rate-limit-logins", "RATE_LIMIT_LOGIN_ATTEMPTS_PER_MIN", "10", "POST /auth/login attempts per minute per client IP (0: unlimited)", count(func(c *Config) *int { return &c.LoginAttemptsPerMin })},
+	{"heartbeat-interval", "HEARTBEAT_INTERVAL_SECONDS", "30", "how often clients are expected to heartbeat and the server pings", seconds(func(c *Config) *time.Duration { return &c.HeartbeatInterval })},
+	{"heartbeat-timeout", "HEARTBEAT_TIMEOUT_SECONDS", "90", "a connection silent this long is closed", seconds(func(c *Config) *time.Duration { return &c.HeartbeatTimeout })},
+	{"connection-refresh", "CONNECTION_REFRESH_MINUTES", "0", "ask clients to open a fresh connection after this long (0: never)", minutes(func(c *Config) *time.Duration { return &c.RefreshAfter })},
+	{"connection-warning", "CONNECTION_WARNING_MINUTES", "0", "warn clients their connection will close after this long (0: never)", minutes(func(c *Config) *time.Duration { return &c.WarningAfter })},
+	{"connection-max-duration", "CONNECTION_MAX_DURATION_HOURS", "0", "close connections after this long (0: never)", hours(func(c *Config) *time.Duration { return &c.MaxConnDuration })},
+	{"speaker-grace", "SPEAKER_GRACE_SECONDS", "120", "how long a session waits for a disconnected speaker before it ends", seconds(func(c *Config) *time.Duration { return &c.SpeakerGrace })},
+	{"data-retention", "DATA_RETENTION_HOURS", "24", "ended sessions are deleted after this long", hours(func(c *Config) *time.Duration { return &c.Retention })},
+	{"shutdown-timeout", "SHUTDOWN_TIMEOUT_SECONDS", "15", "on SIGTERM, how long clients get to move before connections close", seconds(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+}
+
+// LoadConfig builds the configuration: defaults, then the file named by
+// --config (KEY=VALUE lines using the environment names), then the
+// environment, then flags. getenv is os.Getenv outside tests.
+func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("pentecost serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { printServeUsage(stderr) }
+	configFile := fs.String("config", "", "")
+	flagValues := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		flagValues[s.flag] = fs.String(s.flag, "", "")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	setFlags := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { setFlags[f.Name] = true })
+
+	var file map[string]string
+	if *configFile != "" {
+		var err error
+		if file, err = readEnvFile(*configFile); err != nil {
+			return nil, err
+		}
+	}
+
+	c := &Config{}
+	for _, s := range settings {
+		v := s.def
+		if fv, ok := file[s.env]; ok {
+			v = fv
+		}
+		if ev := getenv(s.env); ev != "" {
+			v = ev
+		}
+		if setFlags[s.flag] {
+			v = *flagValues[s.flag]
+		}
+		if err := s.set(c, strings.TrimSpace(v)); err != nil {
+			return nil, fmt.Errorf("invalid --%s / %s value %q: %v", s.flag, s.env, v, err)
+		}
+	}
+	return c, c.validate()
+}
+
+// validate checks what single settings cannot check alone.
+func (c *Config) validate() error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key must be given together")
+	}
+	if c.CognitoPool != "" && (c.CognitoRegion == "" || c.CognitoClient == "") {
+		return fmt.Errorf("COGNITO_USER_POOL_ID needs AWS_REGION and COGNITO_CLIENT_ID as well")
+	}
+	if c.MaxListeners < 1 {
+		return fmt.Errorf("MAX_LISTENERS_PER_SESSION must be at least 1")
+	}
+	if c.TokenTTL <= 0 || c.SessionMaxIdle <= 0 || c.Retention <= 0 {
+		return fmt.Errorf("TOKEN_TTL_HOURS, SESSION_MAX_DURATION_HOURS and DATA_RETENTION_HOURS must be greater than 0")
+	}
+	if c.HeartbeatInterval <= 0 || c.HeartbeatTimeout <= c.HeartbeatInterval {
+		return fmt.Errorf("HEARTBEAT_TIMEOUT_SECONDS must be greater than HEARTBEAT_INTERVAL_SECONDS, both above 0")
+	}
+	return nil
+}
+
+func printServeUsage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: pentecost serve [flags]\n\nEvery flag can also be set by the environment variable shown, or in a file\ngiven with --config (KEY=VALUE lines). Flags win over the environment,\nwhich wins over the file. Durations accept decimals (0.1 minutes = 6 s).\n\n")
+	fmt.Fprintf(w, "  --%-30s %s\n", "config FILE", "read settings from FILE")
+	for _, s := range settings {
+		def := s.def
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "  --%-30s %s (env %s, default %s)\n", s.flag, s.help, s.env, def)
+	}
+}
+
+// readEnvFile reads KEY=VALUE lines; blank lines and # comments are skipped.
+func readEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("config file %s line %d: expected KEY=VALUE", path, n)
+		}
+		out[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"'`)
+	}
+	return out, sc.Err()
+}
+
+func splitList(v, sep string) []string {
+	var out []string
+	for _, s := range strings.Split(v, sep) {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// number parses a non-negative decimal, as the original system's settings allow.
+func number(v string) (float64, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("not a number")
+	}
+	if f < 0 {
+		return 0, fmt.Errorf("must not be negative")
+	}
+	return f, nil
+}
+
+func unit(u time.Duration, field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		f, err := number(v)
+		if err != nil {
+			return err
+		}
+		if f*float64(u) > float64(math.MaxInt64) {
+			return fmt.Errorf("too large")
+		}
+		*field(c) = time.Duration(f * float64(u))
+		return nil
+	}
+}
+
+func seconds(f func(*Config) *time.Duration) func(*Config, string) error { return unit(time.Second, f) }
+func minutes(f func(*Config) *time.Duration) func(*Config, string) error { return unit(time.Minute, f) }
+func hours(f func(*Config) *time.Duration) func(*Config, string) error   { return unit(time.Hour, f) }
+
+func count(field func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		f, err := number(v)
+		if err != nil {
+			return err
+		}
+		if f != math.Trunc(f) || f > 1e9 {
+			return fmt.Errorf("must be a whole number")
+		}
+		*field(c) = int(f)
+		return nil
+	}
+}

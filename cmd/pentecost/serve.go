@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	nethttp "net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pentecost/pentecost"
+	"github.com/pentecost/pentecost/auth"
+	pentecosthttp "github.com/pentecost/pentecost/http"
+	"github.com/pentecost/pentecost/inmem"
+	"github.com/pentecost/pentecost/sqlite"
+)
+
+// Files kept in the data dir.
+const (
+	dbFile         = "pentecost.db"
+	signingKeyFile = "signing-key.pem"
+)
+
+// Main is the running server: the only place where concrete types meet.
+type Main struct {
+	Config *Config
+	Logger *slog.Logger
+	Stdout io.Writer
+
+	// SweepInterval is how often idle sessions are ended and old ones purged.
+	SweepInterval time.Duration
+
+	DB         *sqlite.DB
+	Sessions   *sqlite.SessionService
+	Accounts   *auth.Accounts
+	Embedded   *auth.Embedded
+	OIDC       []*auth.OIDC
+	HTTPServer *pentecosthttp.Server
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewMain returns a Main for cfg that logs to stderr and prints to stdout.
+func NewMain(cfg *Config, stdout, stderr io.Writer) *Main {
+	return &Main{
+		Config:        cfg,
+		Logger:        newLogger(cfg, stderr),
+		Stdout:        stdout,
+		SweepInterval: time.Minute,
+	}
+}
+
+func newLogger(cfg *Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// Run opens the store, the issuers and the servers. It returns once the
+// server is listening; Close stops it.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	m.DB = sqlite.NewDB(filepath.Join(cfg.DataDir, dbFile))
+	m.DB.Logger = m.Logger.With("component", "sqlite")
+	if err := m.DB.Open(); err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	m.Sessions = sqlite.NewSessionService(m.DB)
+	m.Sessions.MaxIdle = cfg.SessionMaxIdle
+	m.Sessions.Retention = cfg.Retention
+
+	users := sqlite.NewUserStore(m.DB)
+	m.Accounts = auth.NewAccounts(users)
+	if err := m.ensureAdmin(ctx); err != nil {
+		return err
+	}
+
+	key, err := auth.LoadOrCreateKey(filepath.Join(cfg.DataDir, signingKeyFile))
+	if err != nil {
+		return fmt.Errorf("signing key: %w", err)
+	}
+	m.Embedded = auth.NewEmbedded(key)
+	// Tokens of removed accounts stop working at once.
+	m.Embedded.Users = users
+
+	oidcConfigs, err := oidcConfigs(cfg)
+	if err != nil {
+		return err
+	}
+	for _, oc := range oidcConfigs {
+		o := auth.NewOIDC(oc)
+		// Open does not fail when the JWKS is unreachable: that issuer's
+		// speakers are refused until it answers, everyone else carries on.
+		if err := o.Open(ctx); err != nil {
+			return fmt.Errorf("OIDC issuer %s: %w", oc.Name, err)
+		}
+		m.OIDC = append(m.OIDC, o)
+	}
+	verifier := auth.NewVerifier(m.Embedded, m.OIDC...)
+	verifier.Logger = m.Logger.With("component", "auth")
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	s := pentecosthttp.NewServer()
+	s.Addr = cfg.Addr
+	s.TLSCertFile, s.TLSKeyFile = cfg.TLSCert, cfg.TLSKey
+	s.Logger = m.Logger.With("component", "http")
+	s.Sessions = m.Sessions
+	s.Verifier = verifier
+	s.Accounts = m.Accounts
+	s.Issuer = m.Embedded
+	s.TokenTTL = cfg.TokenTTL
+	s.RateLimiter = inmem.NewRateLimiter()
+	s.Limits.SessionsPerHour = pentecost.Limit{Events: cfg.SessionsPerHour, Per: time.Hour}
+	s.Limits.LoginAttemptsPerMinute = pentecost.Limit{Events: cfg.LoginAttemptsPerMin, Per: time.Minute}
+	s.TrustedProxies = cfg.TrustedProxies
+	s.Registerer, s.Gatherer = registry, registry
+	s.Ready = m.DB.Ping
+	if cfg.Pprof {
+		s.Handle("GET /debug/pprof/", nethttp.HandlerFunc(pprof.Index))
+		s.Handle("GET /debug/pprof/profile", nethttp.HandlerFunc(pprof.Profile))
+		s.Handle("GET /debug/pprof/trace", nethttp.HandlerFunc(pprof.Trace))
+	}
+	m.HTTPServer = s
+	if err := s.Open(); err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+
+	sweepCtx, cancel := context.WithCancel(context.Background())
+	m.cancel, m.done = cancel, make(chan struct{})
+	go m.sweep(sweepCtx)
+
+	m.Logger.Info("pentecost serving", "url", s.URL(), "data_dir", cfg.DataDir)
+	return nil
+}
+
+// Close stops the servers, then the store.
+func (m *Main) Close() error {
+	if m.cancel != nil {
+		m.cancel()
+		<-m.done
+	}
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if m.HTTPServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+		keep(m.HTTPServer.Shutdown(ctx))
+		cancel()
+	}
+	for _, o := range m.OIDC {
+		o.Close()
+	}
+	if m.DB != nil {
+		keep(m.DB.Close())
+	}
+	return first
+}
+
+// ensureAdmin creates the `admin` account on first start and prints its
+// password once, so a newcomer can sign in at once.
+func (m *Main) ensureAdmin(ctx context.Context) error {
+	users, err := m.Accounts.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list accounts: %w", err)
+	}
+	if len(users) > 0 {
+		return nil
+	}
+	password := auth.GeneratePassword()
+	if _, err := m.Accounts.Add(ctx, "admin", password); err != nil {
+		return fmt.Errorf("create admin account: %w", err)
+	}
+	// Printed, never logged: logs must not hold passwords.
+	fmt.Fprintf(m.Stdout, "\nCreated speaker account \"admin\" with password: %s\nIt is shown only this once; change it with: pentecost users passwd --data-dir %s admin\n\n", password, m.Config.DataDir)
+	return nil
+}
+
+// sweep ends idle sessions and purges old ended ones until ctx ends.
+func (m *Main) sweep(ctx context.Context) {
+	defer close(m.done)
+	t := time.NewTicker(m.SweepInterval)
+	defer t.Stop()
+	for {
+		m.sweepOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Main) sweepOnce(ctx context.Context) {
+	ended, err := m.Sessions.ExpireSessions(ctx)
+	if err != nil {
+		m.Logger.Error("expire sessions", "error", err)
+	} else if len(ended) > 0 {
+		m.Logger.Info("ended idle sessions", "count", len(ended))
+	}
+	if n, err := m.Sessions.PurgeSessions(ctx); err != nil {
+		m.Logger.Error("purge sessions", "error", err)
+	} else if n > 0 {
+		m.Logger.Info("purged ended sessions", "count", n)
+	}
+}
+
+// oidcConfigs turns the OIDC and Cognito settings into issuer configs.
+func oidcConfigs(cfg *Config) ([]auth.OIDCConfig, error) {
+	var out []auth.OIDCConfig
+	for _, spec := range cfg.OIDCIssuers {
+		oc, err := auth.ParseOIDCConfig(spec)
+		if err != nil {
+			return nil, fmt.Errorf("OIDC_ISSUERS: %w", err)
+		}
+		out = append(out, oc)
+	}
+	if cfg.CognitoPool != "" {
+		out = append(out, auth.CognitoConfig(cfg.CognitoRegion, cfg.CognitoPool, cfg.CognitoClient))
+	}
+	// Tokens are routed to an issuer by their iss claim, so two issuers
+	// with one iss would make one of them unreachable.
+	seen := map[string]string{}
+	for _, oc := range out {
+		if other, ok := seen[oc.Issuer]; ok {
+			return nil, fmt.Errorf("OIDC issuers %s and %s have the same issuer URL %s", other, oc.Name, oc.Issuer)
+		}
+		seen[oc.Issuer] = oc.Name
+	}
+	return out, nil
+}

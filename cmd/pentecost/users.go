@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pentecost/pentecost"
+	"github.com/pentecost/pentecost/auth"
+	"github.com/pentecost/pentecost/sqlite"
+)
+
+const usersUsage = `Usage:
+  pentecost users list   [--data-dir DIR]
+  pentecost users add    [--data-dir DIR] [--password-stdin] NAME
+  pentecost users passwd [--data-dir DIR] [--password-stdin] NAME
+  pentecost users remove [--data-dir DIR] NAME
+
+Without --password-stdin a random password is generated and printed once.
+`
+
+// runUsers manages the embedded speaker accounts of a data dir.
+func runUsers(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usersUsage)
+		return usageError{"missing users subcommand"}
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("pentecost users "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usersUsage) }
+	dataDir := fs.String("data-dir", envOr(getenv, "PENTECOST_DATA_DIR", "./pentecost-data"), "")
+	passwordStdin := fs.Bool("password-stdin", false, "")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	name := fs.Arg(0)
+	if sub != "list" && (name == "" || fs.NArg() > 1) {
+		fmt.Fprint(stderr, usersUsage)
+		return usageError{"give exactly one account name"}
+	}
+
+	if sub != "list" && sub != "add" && sub != "passwd" && sub != "remove" {
+		fmt.Fprint(stderr, usersUsage)
+		return usageError{fmt.Sprintf("unknown users subcommand %q", sub)}
+	}
+	var db *sqlite.DB
+	var err error
+	if sub == "add" {
+		// Adding may come before the first serve; the data dir is created then.
+		if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+			return err
+		}
+		db = sqlite.NewDB(dataDirDB(*dataDir))
+		err = db.Open()
+	} else {
+		db, err = openDataDir(*dataDir)
+	}
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	accounts := auth.NewAccounts(sqlite.NewUserStore(db))
+
+	switch sub {
+	case "list":
+		users, err := accounts.List(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tCREATED")
+		for _, u := range users {
+			fmt.Fprintf(tw, "%s\t%s\n", u.Name, u.CreatedAt.UTC().Format(time.RFC3339))
+		}
+		return tw.Flush()
+	case "add", "passwd":
+		password, generated, err := readPassword(*passwordStdin, stdin)
+		if err != nil {
+			return err
+		}
+		if sub == "add" {
+			_, err = accounts.Add(ctx, name, password)
+		} else {
+			err = accounts.SetPassword(ctx, name, password)
+		}
+		if err != nil {
+			return describe(err)
+		}
+		if generated {
+			fmt.Fprintf(stdout, "Password for %s (shown only this once): %s\n", name, password)
+		} else {
+			fmt.Fprintf(stdout, "Password for %s set.\n", name)
+		}
+		return nil
+	default: // remove
+		if err := accounts.Remove(ctx, name); err != nil {
+			return describe(err)
+		}
+		fmt.Fprintf(stdout, "Removed %s.\n", name)
+		return nil
+	}
+}
+
+// readPassword takes the first line of stdin, or generates a password.
+func readPassword(fromStdin bool, stdin io.Reader) (password string, generated bool, err error) {
+	if !fromStdin {
+		return auth.GeneratePassword(), true, nil
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", false, err
+	}
+	return strings.TrimRight(line, "\r\n"), false, nil
+}
+
+func dataDirDB(dir string) string { return filepath.Join(dir, dbFile) }
+
+// describe turns an application error into its message for a person at a
+// terminal; internal errors keep their detail, which only the operator sees.
+func describe(err error) error {
+	if code := pentecost.ErrorCode(err); code != pentecost.EINTERNAL {
+		return errors.New(pentecost.ErrorMessage(err))
+	}
+	return err
+}
