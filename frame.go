@@ -1,0 +1,102 @@
+package pentecost
+
+import "time"
+
+// FrameKind says what a Frame carries.
+type FrameKind uint8
+
+// Frame kinds. Audio and captions flow on a language's stream; events flow on
+// a session's control stream (Language == ControlLanguage).
+const (
+	FrameAudio FrameKind = iota + 1
+	FrameCaption
+	FrameEvent
+)
+
+// ControlLanguage is the Language of a session's control stream, which
+// carries SessionEvents rather than audio.
+const ControlLanguage = ""
+
+// Audio chunk bounds: smaller chunks are noise, larger ones would delay
+// everyone behind them. Chunks outside are refused with EINVALIDAUDIO.
+const (
+	MinAudioChunk = 100
+	MaxAudioChunk = 32 << 10
+)
+
+// StreamKey names one ordered stream of frames: a session's audio and
+// captions in one language, or (Language == ControlLanguage) its events.
+type StreamKey struct {
+	SessionID string
+	Language  string
+}
+
+// String returns "session/language", for logs and broker channel names.
+func (k StreamKey) String() string { return k.SessionID + "/" + k.Language }
+
+// Frame is one publication on a stream. The broker assigns Seq and Epoch;
+// everything else is set by the publisher. A published Frame is shared by
+// every receiver and must not be modified after Publish.
+type Frame struct {
+	Kind     FrameKind
+	Language string
+
+	// Seq numbers the frames of a stream from 1 without gaps; a listener
+	// resumes after the last Seq it played. Epoch changes when numbering
+	// restarts (a lost history), telling clients their Seq no longer applies.
+	Seq   uint64
+	Epoch string
+
+	// Time is when the server received the frame from its producer.
+	Time time.Time
+
+	// Data is the audio exactly as produced (FrameAudio).
+	Data []byte
+
+	// Text and Final carry a caption (FrameCaption).
+	Text  string
+	Final bool
+
+	// Event is set for FrameEvent.
+	Event *SessionEvent
+}
+
+// SessionEvent types: what every node's hub turns into messages for its
+// local connections.
+const (
+	EventSessionUpdated         = "sessionUpdated"
+	EventSessionEnded           = "sessionEnded"
+	EventSpeakerDisconnected    = "speakerDisconnected"
+	EventSpeakerReconnected     = "speakerReconnected"
+	EventTranslationAvailable   = "translationAvailable"
+	EventTranslationUnavailable = "translationUnavailable"
+)
+
+// SessionEvent is a change of a session that its listeners must hear about,
+// whichever node they are on.
+type SessionEvent struct {
+	Type string
+
+	// Status and BroadcastState are the session's state after the change
+	// (EventSessionUpdated); each node compares them with what it last saw
+	// to tell listeners what changed.
+	Status         SessionStatus
+	BroadcastState BroadcastState
+
+	// Reason is why a session ended: "ended", "speakerTimeout", "expired".
+	Reason string
+
+	// Language is the language a translation event is about.
+	Language string
+
+	// Grace is how long the speaker has to come back (EventSpeakerDisconnected).
+	Grace time.Duration
+}
+
+// StreamPosition describes a stream's history at one moment.
+type StreamPosition struct {
+	Epoch string
+	// First is the oldest Seq still held (0 when the history is empty);
+	// Last is the newest Seq ever published (0 when none).
+	First, Last uint64
+}

@@ -1,0 +1,70 @@
+package pentecost
+
+import "context"
+
+// PresenceEntry is one live listener connection.
+type PresenceEntry struct {
+	SessionID string
+	// ConnID is unique per connection (across nodes).
+	ConnID   string
+	Language string
+}
+
+// PresenceCounts is how many listeners a session has, in total and by
+// language. Counts are never negative.
+type PresenceCounts struct {
+	Total      int
+	ByLanguage map[string]int
+}
+
+// Presence knows who listens to what. It is the single source of truth for
+// listener counts and the listener cap. The in-memory implementation serves
+// one node; a shared one (e.g. Redis) holds every node's listeners, expires
+// the entries of a node that stops calling Refresh, and keeps the cap atomic
+// across nodes.
+type Presence interface {
+	// Join adds a listener unless the session already has max or more
+	// (max <= 0 means no cap). A refresh (refresh == true) replaces a
+	// connection that is about to leave and may exceed the cap. Joining with
+	// a ConnID already present only updates its language.
+	// Errors: ESESSIONFULL, EUNAVAILABLE.
+	Join(ctx context.Context, e PresenceEntry, max int, refresh bool) (PresenceCounts, error)
+
+	// Leave removes a listener. It is idempotent: leaving twice, or leaving
+	// an unknown connection, changes nothing and reports left == false.
+	// Errors: EUNAVAILABLE.
+	Leave(ctx context.Context, sessionID, connID string) (counts PresenceCounts, left bool, err error)
+
+	// ChangeLanguage moves a present listener to another language.
+	// Errors: ENOTFOUND (not present), EUNAVAILABLE.
+	ChangeLanguage(ctx context.Context, sessionID, connID, language string) (PresenceCounts, error)
+
+	// Counts returns a session's counts (zero for an unknown session).
+	// Errors: EUNAVAILABLE.
+	Counts(ctx context.Context, sessionID string) (PresenceCounts, error)
+
+	// Sessions returns the counts of every session with at least one
+	// listener, by session ID, for workers that choose what to translate.
+	// Errors: EUNAVAILABLE.
+	Sessions(ctx context.Context) (map[string]PresenceCounts, error)
+
+	// Refresh tells a shared presence that these connections are still
+	// alive; entries not refreshed for its expiry disappear (a crashed node).
+	// The in-memory presence has nothing to expire. Errors: EUNAVAILABLE.
+	Refresh(ctx context.Context, sessionID string, connIDs []string) error
+
+	// RemoveSession forgets every listener of a session (it ended).
+	// Errors: EUNAVAILABLE.
+	RemoveSession(ctx context.Context, sessionID string) error
+
+	// ClaimLanguage records that a worker produces a session's language;
+	// ReleaseLanguage undoes it (idempotent). Both report whether any worker
+	// produces the language afterwards.
+	// Errors: EUNAVAILABLE.
+	ClaimLanguage(ctx context.Context, sessionID, language, workerID string) (produced bool, err error)
+	ReleaseLanguage(ctx context.Context, sessionID, language, workerID string) (produced bool, err error)
+
+	// ProducedLanguages returns the languages some worker produces for a session.
+	// Errors: EUNAVAILABLE.
+	ProducedLanguages(ctx context.Context, sessionID string) ([]string, error)
+}
