@@ -1,0 +1,210 @@
+package inmem
+
+import (
+	"context"
+	"sort"
+	"sync"
+
+	"github.com/pentecost/pentecost"
+)
+
+// Presence keeps listener presence and worker claims of one node in memory.
+// One mutex guards everything: joins are short and a profile has not asked
+// for more.
+type Presence struct {
+	mu       sync.Mutex
+	sessions map[string]*presenceSession
+}
+
+type presenceSession struct {
+	conns  map[string]string // connID → language
+	counts map[string]int    // language → listeners
+	claims map[string]map[string]struct{}
+}
+
+// NewPresence returns an empty presence.
+func NewPresence() *Presence {
+	return &Presence{sessions: make(map[string]*presenceSession)}
+}
+
+func (p *Presence) session(id string, create bool) *presenceSession {
+	s := p.sessions[id]
+	if s == nil && create {
+		s = &presenceSession{conns: make(map[string]string), counts: make(map[string]int)}
+		p.sessions[id] = s
+	}
+	return s
+}
+
+// gc drops a session with neither listeners nor claims so the map does not grow.
+func (p *Presence) gc(id string, s *presenceSession) {
+	if len(s.conns) == 0 && len(s.claims) == 0 {
+		delete(p.sessions, id)
+	}
+}
+
+func (s *presenceSession) snapshot() pentecost.PresenceCounts {
+	if s == nil {
+		return pentecost.PresenceCounts{ByLanguage: map[string]int{}}
+	}
+	c := pentecost.PresenceCounts{ByLanguage: make(map[string]int, len(s.counts))}
+	c.Total = len(s.conns)
+	for l, n := range s.counts {
+		c.ByLanguage[l] = n
+	}
+	return c
+}
+
+// Join implements pentecost.Presence.
+func (p *Presence) Join(ctx context.Context, e pentecost.PresenceEntry, max int, refresh bool) (pentecost.PresenceCounts, error) {
+	if e.SessionID == "" || e.ConnID == "" {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Session and connection are required.")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.session(e.SessionID, true)
+	if old, ok := s.conns[e.ConnID]; ok {
+		s.move(e.ConnID, old, e.Language)
+		return s.snapshot(), nil
+	}
+	if max > 0 && !refresh && len(s.conns) >= max {
+		p.gc(e.SessionID, s)
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ESESSIONFULL, "Session is full.")
+	}
+	s.conns[e.ConnID] = e.Language
+	s.counts[e.Language]++
+	return s.snapshot(), nil
+}
+
+func (s *presenceSession) move(connID, from, to string) {
+	if from == to {
+		return
+	}
+	s.conns[connID] = to
+	if s.counts[from]--; s.counts[from] <= 0 {
+		delete(s.counts, from)
+	}
+	s.counts[to]++
+}
+
+// Leave implements pentecost.Presence.
+func (p *Presence) Leave(ctx context.Context, sessionID, connID string) (pentecost.PresenceCounts, bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.session(sessionID, false)
+	if s == nil {
+		return pentecost.PresenceCounts{ByLanguage: map[string]int{}}, false, nil
+	}
+	lang, ok := s.conns[connID]
+	if ok {
+		delete(s.conns, connID)
+		if s.counts[lang]--; s.counts[lang] <= 0 {
+			delete(s.counts, lang)
+		}
+	}
+	c := s.snapshot()
+	p.gc(sessionID, s)
+	return c, ok, nil
+}
+
+// ChangeLanguage implements pentecost.Presence.
+func (p *Presence) ChangeLanguage(ctx context.Context, sessionID, connID, language string) (pentecost.PresenceCounts, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.session(sessionID, false)
+	if s == nil {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ENOTFOUND, "Listener is not present.")
+	}
+	old, ok := s.conns[connID]
+	if !ok {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ENOTFOUND, "Listener is not present.")
+	}
+	s.move(connID, old, language)
+	return s.snapshot(), nil
+}
+
+// Counts implements pentecost.Presence.
+func (p *Presence) Counts(ctx context.Context, sessionID string) (pentecost.PresenceCounts, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.session(sessionID, false).snapshot(), nil
+}
+
+// Sessions implements pentecost.Presence.
+func (p *Presence) Sessions(ctx context.Context) (map[string]pentecost.PresenceCounts, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]pentecost.PresenceCounts, len(p.sessions))
+	for id, s := range p.sessions {
+		if len(s.conns) > 0 {
+			out[id] = s.snapshot()
+		}
+	}
+	return out, nil
+}
+
+// Refresh implements pentecost.Presence; one process has nothing to expire.
+func (p *Presence) Refresh(ctx context.Context, sessionID string, connIDs []string) error {
+	return nil
+}
+
+// RemoveSession implements pentecost.Presence.
+func (p *Presence) RemoveSession(ctx context.Context, sessionID string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.sessions, sessionID)
+	return nil
+}
+
+// ClaimLanguage implements pentecost.Presence.
+func (p *Presence) ClaimLanguage(ctx context.Context, sessionID, language, workerID string) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.session(sessionID, true)
+	if s.claims == nil {
+		s.claims = make(map[string]map[string]struct{})
+	}
+	if s.claims[language] == nil {
+		s.claims[language] = make(map[string]struct{})
+	}
+	s.claims[language][workerID] = struct{}{}
+	return true, nil
+}
+
+// ReleaseLanguage implements pentecost.Presence.
+func (p *Presence) ReleaseLanguage(ctx context.Context, sessionID, language, workerID string) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.session(sessionID, false)
+	if s == nil || s.claims[language] == nil {
+		return false, nil
+	}
+	delete(s.claims[language], workerID)
+	if len(s.claims[language]) == 0 {
+		delete(s.claims, language)
+	}
+	produced := len(s.claims[language]) > 0
+	if len(s.claims) == 0 {
+		s.claims = nil
+	}
+	p.gc(sessionID, s)
+	return produced, nil
+}
+
+// ProducedLanguages implements pentecost.Presence.
+func (p *Presence) ProducedLanguages(ctx context.Context, sessionID string) ([]string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.session(sessionID, false)
+	if s == nil {
+		return nil, nil
+	}
+	out := make([]string, 0, len(s.claims))
+	for l := range s.claims {
+		out = append(out, l)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+var _ pentecost.Presence = (*Presence)(nil)
