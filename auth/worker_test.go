@@ -1,0 +1,30 @@
+package auth_test
+
+import (
+	"testing"
+
+	"github.com/pentecost/pentecost"
+	"github.com/pentecost/pentecost/auth"
+)
+
+func TestWorkerSecrets(t *testing.T) {
+	w := auth.NewWorkerSecrets([]string{"gpu-1:s3cret", "plain"})
+	for _, tt := range []struct {
+		name, cred, id, code string
+	}{
+		{"OK", "s3cret", "gpu-1", ""},
+		{"OKUnnamed", "plain", "worker-2", ""},
+		{"ErrAuthRequired", "", "", pentecost.EAUTHREQUIRED},
+		{"ErrAuthInvalid", "s3cre", "", pentecost.EAUTHINVALID},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := w.VerifyWorker(t.Context(), tt.cred)
+			if pentecost.ErrorCode(err) != tt.code {
+				t.Fatalf("err = %v, want %s", err, tt.code)
+			}
+			if err == nil && got.ID != tt.id {
+				t.Fatalf("id = %s, want %s", got.ID, tt.id)
+			}
+		})
+	}
+}
