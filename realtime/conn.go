@@ -1,0 +1,254 @@
+package realtime
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/pentecost/pentecost"
+)
+
+// role is what a connection is for.
+type role uint8
+
+const (
+	roleListener role = iota + 1
+	roleSpeaker
+	roleWorker
+)
+
+func (r role) String() string {
+	switch r {
+	case roleListener:
+		return "listener"
+	case roleSpeaker:
+		return "speaker"
+	case roleWorker:
+		return "worker"
+	}
+	return "unknown"
+}
+
+// conn is one WebSocket connection. Its reader is the HTTP handler's
+// goroutine; its writer runs only while something is queued (writer.go).
+type conn struct {
+	srv    *Server
+	id     string // sent to the client
+	logID  string // hashed id for logs
+	role   role
+	nc     net.Conn
+	br     *bufio.Reader
+	binary bool
+	log    *slog.Logger
+
+	opened   time.Time
+	lastRead atomic.Int64 // Unix nanoseconds of the last frame received
+
+	// Timer state, touched only by the server's ticker.
+	lastPing, lastStatus time.Time
+	warnedSent           bool
+	refreshSent          atomic.Bool
+
+	// Write state (writer.go), guarded by wmu.
+	wmu           sync.Mutex
+	queue, spare  []*wsMsg
+	writing       bool
+	closing, dead bool
+	closeWritten  bool
+	closeCode     int
+	drops         int
+	flushed       chan struct{}
+	flushedClosed bool
+
+	// Role state, guarded by the hub locks noted in hub.go.
+	session  *hubSession
+	language string // listener: the language it hears
+	paused   atomic.Bool
+	user     *pentecost.User   // speaker
+	worker   *pentecost.Worker // worker
+	wstate   *workerState      // worker
+
+	// restored is set on a speaker that came back within the grace period
+	// or refreshed: it is owed a stateRestored.
+	restored bool
+
+	// peerClosed is set when the client sent its close frame (reader only).
+	peerClosed bool
+
+	// joined is set once the join succeeded; role state is then fixed and
+	// the ticker may look at it.
+	joined atomic.Bool
+
+	// ended is set when the session ended, so teardown neither starts a
+	// grace period nor counts a leave twice.
+	ended atomic.Bool
+}
+
+func newConnID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "c-" + hex.EncodeToString(b[:])
+}
+
+// hashID returns a short SHA-256 of a connection id for logs, so that log
+// readers cannot impersonate or target a connection.
+func hashID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:6])
+}
+
+func (s *Server) newConn(nc net.Conn, br *bufio.Reader, r role, binaryAudio bool) *conn {
+	c := &conn{
+		srv:     s,
+		id:      newConnID(),
+		role:    r,
+		nc:      nc,
+		br:      br,
+		binary:  binaryAudio,
+		flushed: make(chan struct{}),
+	}
+	now := s.Now()
+	c.opened, c.lastPing, c.lastStatus = now, now, now
+	c.lastRead.Store(time.Now().UnixNano())
+	c.logID = hashID(c.id)
+	c.log = s.Logger.With(logConn, c.logID, logRole, r.String())
+	return c
+}
+
+// errTooBig ends the read loop when a message exceeds the read limit.
+var errTooBig = errors.New("message too big")
+
+// errPeerClosed ends the read loop when the client sent a close frame.
+var errPeerClosed = errors.New("peer closed")
+
+// readMessage reads one whole data message, answering control frames on
+// the way. Fragmented messages are reassembled up to ReadLimit bytes.
+func (c *conn) readMessage() (op ws.OpCode, payload []byte, err error) {
+	var hb [ws.MaxHeaderSize - 2]byte
+	var state ws.State = ws.StateServerSide
+	for {
+		h, err := ws.ReadHeaderBuffer(c.br, hb[:0])
+		if err != nil {
+			return 0, nil, err
+		}
+		c.lastRead.Store(time.Now().UnixNano())
+		if err := ws.CheckHeader(h, state); err != nil {
+			return 0, nil, err
+		}
+		if h.OpCode.IsControl() {
+			var p [ws.MaxControlFramePayloadSize]byte
+			body := p[:h.Length]
+			if _, err := io.ReadFull(c.br, body); err != nil {
+				return 0, nil, err
+			}
+			ws.Cipher(body, h.Mask, 0)
+			switch h.OpCode {
+			case ws.OpPing:
+				c.enqueue(controlMsg(opPong, body))
+			case ws.OpClose:
+				code := CloseNormal
+				if len(body) >= 2 {
+					code = int(binary.BigEndian.Uint16(body))
+				}
+				if code == 1005 || code == 1006 || code == 1015 || code < 1000 {
+					code = CloseNormal
+				}
+				c.closeWith(code, "")
+				c.peerClosed = true
+				return 0, nil, errPeerClosed
+			}
+			continue
+		}
+		if int64(len(payload))+h.Length > c.srv.ReadLimit {
+			return 0, nil, errTooBig
+		}
+		if h.OpCode != ws.OpContinuation {
+			op = h.OpCode
+		}
+		start := len(payload)
+		if payload == nil {
+			payload = make([]byte, h.Length) // the common case: one frame, one allocation
+		} else {
+			payload = append(payload, make([]byte, h.Length)...)
+		}
+		if _, err := io.ReadFull(c.br, payload[start:]); err != nil {
+			return 0, nil, err
+		}
+		ws.Cipher(payload[start:], h.Mask, 0)
+		if h.Fin {
+			return op, payload, nil
+		}
+		state = state.Set(ws.StateFragmented)
+	}
+}
+
+// serve runs the read loop until the connection ends, then tears it down.
+func (c *conn) serve(ctx context.Context, handle func(op ws.OpCode, p []byte)) {
+	for {
+		op, p, err := c.readMessage()
+		if err != nil {
+			var perr ws.ProtocolError
+			switch {
+			case errors.Is(err, errTooBig):
+				c.closeWith(CloseTooBig, "message too big")
+			case errors.As(err, &perr):
+				c.closeWith(CloseProtocol, "protocol error")
+			}
+			break
+		}
+		handle(op, p)
+	}
+	c.shutdown()
+}
+
+// shutdown finishes the closing handshake as far as the peer allows and
+// closes the socket. Safe to call more than once.
+func (c *conn) shutdown() {
+	c.closeWith(CloseNormal, "")
+	select {
+	case <-c.flushed:
+	case <-time.After(c.srv.CloseTimeout):
+	}
+	if !c.peerClosed {
+		c.linger()
+	}
+	c.wmu.Lock()
+	c.dead = true
+	c.wmu.Unlock()
+	_ = c.nc.Close()
+}
+
+// isClosing reports whether the connection is on its way out.
+func (c *conn) isClosing() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.closing || c.dead
+}
+
+// linger waits briefly for the client's close frame, discarding anything
+// else. Closing a socket with unread input makes the kernel send a reset,
+// which can destroy our close frame before the client has read it.
+func (c *conn) linger() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.CloseTimeout))
+	var hb [ws.MaxHeaderSize - 2]byte
+	for {
+		h, err := ws.ReadHeaderBuffer(c.br, hb[:0])
+		if err != nil {
+			return
+		}
+		if _, err := io.CopyN(io.Discard, c.br, h.Length); err != nil || h.OpCode == ws.OpClose {
+			return
+		}
+	}
+}

@@ -1,0 +1,183 @@
+package realtime
+
+import (
+	"context"
+
+	"github.com/pentecost/pentecost"
+)
+
+// SessionUpdated tells every listener of s, on every node, about a change
+// made outside the WebSocket (PATCH /sessions/{id}): they receive the same
+// messages the speaker's controls produce. A status of ended ends the session.
+func (s *Server) SessionUpdated(ctx context.Context, sess *pentecost.Session) error {
+	if sess.Status == pentecost.SessionEnded {
+		return s.SessionEnded(ctx, sess)
+	}
+	return s.Broker.Publish(ctx, controlKey(sess.ID), &pentecost.Frame{
+		Kind:  pentecost.FrameEvent,
+		Event: &pentecost.SessionEvent{Type: pentecost.EventSessionUpdated, Status: sess.Status, BroadcastState: sess.BroadcastState},
+	})
+}
+
+// SessionEnded tells every connection of an ended session (DELETE
+// /sessions/{id}, expiry) that it ended and closes them with 1000.
+func (s *Server) SessionEnded(ctx context.Context, sess *pentecost.Session) error {
+	return s.endSession(ctx, sess.ID, "ended")
+}
+
+func (s *Server) endSession(ctx context.Context, id, reason string) error {
+	err := s.Broker.Publish(ctx, controlKey(id), &pentecost.Frame{
+		Kind:  pentecost.FrameEvent,
+		Event: &pentecost.SessionEvent{Type: pentecost.EventSessionEnded, Reason: reason},
+	})
+	if err != nil {
+		return err
+	}
+	// Every node has handled the event by now (in memory) or will shortly
+	// (shared broker); presence and history of the session are no longer needed.
+	_ = s.Presence.RemoveSession(ctx, id)
+	_ = s.Broker.DropSession(ctx, id)
+	return nil
+}
+
+func controlKey(id string) pentecost.StreamKey {
+	return pentecost.StreamKey{SessionID: id, Language: pentecost.ControlLanguage}
+}
+
+func (s *Server) publishEvent(ctx context.Context, id string, ev *pentecost.SessionEvent) {
+	if err := s.Broker.Publish(ctx, controlKey(id), &pentecost.Frame{Kind: pentecost.FrameEvent, Event: ev}); err != nil {
+		s.Logger.Warn("publish event", logSession, id, logError, err)
+	}
+}
+
+// onEvent is the broker handler of a session's control stream.
+func (hs *hubSession) onEvent(f *pentecost.Frame) {
+	ev := f.Event
+	if ev == nil {
+		return
+	}
+	s := hs.hub.srv
+	switch ev.Type {
+	case pentecost.EventSessionUpdated:
+		hs.mu.Lock()
+		old := hs.info.BroadcastState
+		hs.info.Status, hs.info.BroadcastState = ev.Status, ev.BroadcastState
+		targets := hs.everyoneLocked()
+		hs.mu.Unlock()
+		for _, m := range s.stateMessages(hs.id, old, ev.BroadcastState) {
+			broadcast(targets, m)
+		}
+	case pentecost.EventSessionEnded:
+		hs.mu.Lock()
+		if hs.ended {
+			hs.mu.Unlock()
+			return
+		}
+		hs.ended = true
+		graceHeld := hs.grace != nil
+		if graceHeld {
+			hs.grace.Stop()
+			hs.grace = nil
+		}
+		targets := hs.everyoneLocked()
+		workers := make([]*conn, 0, len(hs.workers))
+		for c := range hs.workers {
+			workers = append(workers, c)
+		}
+		hs.mu.Unlock()
+		if graceHeld {
+			s.hub.release(hs) // the grace period's reference
+		}
+		m := s.jsonMsg(obj{"type": "sessionEnded", "sessionId": hs.id, "reason": ev.Reason})
+		for _, c := range targets {
+			c.ended.Store(true)
+			c.enqueue(m)
+			c.closeWith(CloseNormal, "session ended")
+		}
+		for _, c := range workers {
+			c.enqueue(m)
+			s.workerUnsubscribe(c, hs.id)
+		}
+	case pentecost.EventSpeakerDisconnected:
+		hs.broadcastListeners(s.jsonMsg(obj{"type": "speakerDisconnected", "sessionId": hs.id, "gracePeriodSeconds": seconds(ev.Grace)}))
+	case pentecost.EventSpeakerReconnected:
+		hs.broadcastListeners(s.jsonMsg(obj{"type": "speakerReconnected", "sessionId": hs.id}))
+	case pentecost.EventTranslationAvailable, pentecost.EventTranslationUnavailable:
+		o := obj{"type": ev.Type, "sessionId": hs.id, "targetLanguage": ev.Language}
+		if ev.Type == pentecost.EventTranslationUnavailable {
+			o["message"] = "No translation is being produced for this language right now."
+		}
+		m := s.jsonMsg(o)
+		hs.mu.Lock()
+		var targets []*conn
+		for c := range hs.listeners {
+			if c.language == ev.Language {
+				targets = append(targets, c)
+			}
+		}
+		hs.mu.Unlock()
+		broadcast(targets, m)
+	}
+}
+
+// everyoneLocked returns the session's local listeners and speakers.
+func (hs *hubSession) everyoneLocked() []*conn {
+	out := make([]*conn, 0, len(hs.listeners)+len(hs.speakers))
+	for c := range hs.listeners {
+		out = append(out, c)
+	}
+	for c := range hs.speakers {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (hs *hubSession) broadcastListeners(m *wsMsg) {
+	hs.mu.Lock()
+	targets := make([]*conn, 0, len(hs.listeners))
+	for c := range hs.listeners {
+		targets = append(targets, c)
+	}
+	hs.mu.Unlock()
+	broadcast(targets, m)
+}
+
+func broadcast(targets []*conn, m *wsMsg) {
+	if m == nil {
+		return
+	}
+	for _, c := range targets {
+		c.enqueue(m)
+	}
+}
+
+// stateMessages turns a broadcast-state change into the original system's
+// messages, each encoded once for all receivers.
+func (s *Server) stateMessages(id string, old, cur pentecost.BroadcastState) []*wsMsg {
+	var out []*wsMsg
+	add := func(o obj) {
+		o["sessionId"], o["broadcastState"] = id, cur
+		out = append(out, s.jsonMsg(o))
+	}
+	if old.Paused != cur.Paused {
+		if cur.Paused {
+			add(obj{"type": "sessionPaused"})
+		} else {
+			add(obj{"type": "sessionResumed"})
+		}
+	}
+	if old.Muted != cur.Muted {
+		if cur.Muted {
+			add(obj{"type": "broadcastMuted"})
+		} else {
+			add(obj{"type": "broadcastUnmuted"})
+		}
+	}
+	if old.Volume != cur.Volume {
+		add(obj{"type": "volumeChanged", "volumeLevel": cur.Volume})
+	}
+	if old.SpeakerState != cur.SpeakerState {
+		add(obj{"type": "speakerStateChanged", "state": cur.SpeakerState})
+	}
+	return out
+}

@@ -1,0 +1,247 @@
+package realtime
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/pentecost/pentecost"
+)
+
+// subprotocol is what browsers offer, with "bearer.<token>", to pass a token.
+const subprotocol = "pentecost"
+
+// query is a parsed handshake query string.
+type query struct {
+	action, role      string
+	sessionID         string
+	targetLanguage    string
+	sourceLanguage    string
+	qualityTier       string
+	binary            bool
+	hasSince          bool
+	since             uint64
+	epoch             string
+	token             string
+	refresh           bool
+	legacyCreate      bool
+	ip                string
+	invalidSince      bool
+	invalidFormat     bool
+	invalidRefreshFor bool
+}
+
+func (s *Server) parseQuery(r *http.Request) query {
+	v := r.URL.Query()
+	q := query{
+		action:         v.Get("action"),
+		role:           v.Get("role"),
+		sessionID:      v.Get("sessionId"),
+		targetLanguage: v.Get("targetLanguage"),
+		sourceLanguage: v.Get("sourceLanguage"),
+		qualityTier:    v.Get("qualityTier"),
+		epoch:          v.Get("epoch"),
+		ip:             s.ClientIP(r),
+	}
+	switch f := v.Get("audioFormat"); f {
+	case "", "json":
+	case "binary":
+		q.binary = true
+	default:
+		q.invalidFormat = true
+	}
+	if n := v.Get("lastSequenceNumber"); n != "" {
+		since, err := strconv.ParseUint(n, 10, 64)
+		q.since, q.hasSince, q.invalidSince = since, err == nil, err != nil
+	}
+	q.refresh = q.action == "refreshConnection"
+	q.legacyCreate = q.action == "createSession"
+	q.token = bearerToken(r, v)
+	return q
+}
+
+// bearerToken takes a token from the query, the Authorization header or
+// the Sec-WebSocket-Protocol offer, in that order.
+func bearerToken(r *http.Request, v url.Values) string {
+	if t := v.Get("token"); t != "" {
+		return t
+	}
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if p = strings.TrimSpace(p); strings.HasPrefix(p, "bearer.") {
+				return p[len("bearer."):]
+			}
+		}
+	}
+	return ""
+}
+
+// originAllowed implements the Origin check: no Origin, the server's own
+// host, or an allowlisted origin.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range s.AllowedOrigins {
+		if a == "*" || strings.EqualFold(strings.TrimSuffix(a, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP upgrades GET /ws and runs the connection until it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.originAllowed(r) {
+		s.metrics.joins(roleUnknown, pentecost.EFORBIDDEN)
+		http.Error(w, "Origin not allowed.", http.StatusForbidden)
+		return
+	}
+	start := time.Now()
+	q := s.parseQuery(r)
+
+	up := ws.HTTPUpgrader{Timeout: 5 * time.Second}
+	if r.Header.Get("Sec-WebSocket-Protocol") != "" {
+		up.Protocol = func(p string) bool { return p == subprotocol }
+	}
+	nc, rw, _, err := up.Upgrade(r, w)
+	if err != nil {
+		if nc != nil {
+			_ = nc.Close()
+		}
+		return
+	}
+	// Keep a small read buffer: listeners send little, and per-connection
+	// memory decides how many idle listeners a node holds.
+	br := rw.Reader
+	if br.Buffered() == 0 {
+		br = bufio.NewReaderSize(nc, 512)
+	}
+
+	r0 := roleOf(q)
+	c := s.newConn(nc, br, r0, q.binary)
+	if !s.hub.addConn(c) {
+		c.reject(pentecost.Errorf(pentecost.EUNAVAILABLE, "Server is shutting down; try again."), q.sessionID)
+		c.shutdown()
+		return
+	}
+	defer s.hub.removeConn(c)
+
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	err = s.join(ctx, c, q)
+	cancel()
+	s.metrics.joinLatency.Observe(time.Since(start).Seconds())
+	s.metrics.joins(r0, pentecost.ErrorCode(err))
+	if err != nil {
+		c.reject(err, q.sessionID)
+		c.shutdown()
+		return
+	}
+	c.joined.Store(true)
+	c.log.Debug("connected", logSession, c.sessionID())
+	s.metrics.conns.WithLabelValues(r0.String()).Inc()
+	defer s.metrics.conns.WithLabelValues(r0.String()).Dec()
+	c.serve(s.ctx, func(op ws.OpCode, p []byte) { s.handle(c, op, p) })
+	s.leave(c)
+	c.log.Debug("disconnected", logCode, c.closeCode)
+}
+
+// roleUnknown labels refusals before the role is known.
+const roleUnknown role = 0
+
+func roleOf(q query) role {
+	switch {
+	case q.role == "worker":
+		return roleWorker
+	case q.legacyCreate:
+		return roleSpeaker
+	case q.refresh:
+		if q.role == "speaker" {
+			return roleSpeaker
+		}
+		return roleListener
+	case q.targetLanguage != "":
+		return roleListener
+	}
+	return roleSpeaker
+}
+
+// join authenticates and admits the connection in its role.
+func (s *Server) join(ctx context.Context, c *conn, q query) error {
+	if err := s.allow(ctx, "ws-conn:"+q.ip, s.ConnectionLimit); err != nil {
+		return err
+	}
+	switch {
+	case q.invalidFormat:
+		return fieldError("audioFormat", "audioFormat must be json or binary.")
+	case q.invalidSince:
+		return fieldError("lastSequenceNumber", "lastSequenceNumber must be a non-negative integer.")
+	case q.action != "" && q.action != "joinSession" && !q.refresh && !q.legacyCreate:
+		return pentecost.Errorf(pentecost.EUNKNOWNACTION, "Unknown action.")
+	case q.refresh && q.role != "speaker" && q.role != "listener":
+		return fieldError("role", "role must be speaker or listener.")
+	}
+	switch c.role {
+	case roleWorker:
+		return s.joinWorker(ctx, c, q)
+	case roleListener:
+		return s.joinListener(ctx, c, q)
+	}
+	if q.legacyCreate {
+		return s.createSession(ctx, c, q)
+	}
+	return s.joinSpeaker(ctx, c, q)
+}
+
+func fieldError(field, msg string) error {
+	return &pentecost.Error{Code: pentecost.EVALIDATIONFIELD, Message: msg, Details: map[string]string{"field": field}}
+}
+
+// allow applies a rate limit; a limiter that cannot answer lets the event
+// through, since refusing every listener is worse than a lax limit.
+func (s *Server) allow(ctx context.Context, key string, l pentecost.Limit) error {
+	if s.RateLimiter == nil || l.Zero() {
+		return nil
+	}
+	err := s.RateLimiter.Allow(ctx, key, l)
+	if pentecost.ErrorCode(err) == pentecost.ERATELIMIT {
+		return err
+	}
+	return nil
+}
+
+// reject tells the client why it was refused and closes: 1013 for a full
+// session or a service that is unavailable, 1008 for the rest.
+func (c *conn) reject(err error, sessionID string) {
+	code := pentecost.ErrorCode(err)
+	if code == pentecost.EINTERNAL {
+		c.log.Error("join failed", logError, err)
+	} else {
+		c.log.Debug("join refused", logCode, code)
+	}
+	c.send(errorObj(err, sessionID))
+	switch code {
+	case pentecost.ESESSIONFULL, pentecost.EUNAVAILABLE, pentecost.EAUTHUNAVAILABLE:
+		c.closeWith(CloseTryAgain, code)
+	case pentecost.EINTERNAL:
+		c.closeWith(CloseInternal, code)
+	default:
+		c.closeWith(ClosePolicy, code)
+	}
+}

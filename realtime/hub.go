@@ -1,0 +1,390 @@
+package realtime
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/pentecost/pentecost"
+)
+
+// Lock order: hub.mu → hubSession.mu → hubStream.mu → conn.wmu. Broker calls
+// that deliver (Publish) are never made while holding any of them, because
+// delivery takes hubStream.mu and hubSession.mu.
+
+// hub is this node's view of the sessions it serves: which local
+// connections hear which stream.
+type hub struct {
+	srv *Server
+
+	mu       sync.Mutex
+	sessions map[string]*hubSession
+	conns    map[*conn]struct{}
+	closed   bool
+	dirty    map[string]struct{} // sessions whose count must be stored
+}
+
+// hubSession is a session with at least one local connection (or a
+// speaker grace period running).
+type hubSession struct {
+	id  string
+	hub *hub
+
+	mu        sync.Mutex
+	info      pentecost.Session // cached; state kept current by events
+	refs      int
+	ended     bool
+	speaker   *conn
+	speakers  map[*conn]struct{}
+	listeners map[*conn]struct{}
+	workers   map[*conn]struct{} // workers subscribed to the source audio
+	streams   map[string]*hubStream
+	unsubCtl  func()
+
+	// Speaker sequence dedup across refresh (sendAudio sequenceNumber).
+	haveSeq bool
+	lastSeq uint64
+
+	grace     *time.Timer
+	graceUser *pentecost.User
+
+	// Last counts reported to the speaker, for the >10 % rule.
+	statusCounts pentecost.PresenceCounts
+	statusSent   bool
+
+	lastTouch time.Time
+}
+
+// hubStream is one stream this node receives from the broker.
+type hubStream struct {
+	key  pentecost.StreamKey
+	sess *hubSession
+
+	mu    sync.Mutex
+	subs  map[*conn]*streamSub
+	unsub func()
+}
+
+// streamSub is where one connection is in a stream.
+type streamSub struct {
+	last  uint64
+	epoch string
+}
+
+func newHub(s *Server) *hub {
+	return &hub{
+		srv:      s,
+		sessions: make(map[string]*hubSession),
+		conns:    make(map[*conn]struct{}),
+		dirty:    make(map[string]struct{}),
+	}
+}
+
+func (h *hub) addConn(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || h.srv.isClosing() {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	return true
+}
+
+func (h *hub) removeConn(c *conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+}
+
+func (h *hub) allConns() []*conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*conn, 0, len(h.conns))
+	for c := range h.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (h *hub) connCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+// acquire returns the hub session for s, creating it (and subscribing to
+// its control stream) on first use. Each acquire is matched by a release.
+func (h *hub) acquire(ctx context.Context, s *pentecost.Session) (*hubSession, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hs := h.sessions[s.ID]
+	if hs != nil {
+		hs.mu.Lock()
+		hs.refs++
+		hs.mu.Unlock()
+		return hs, nil
+	}
+	hs = &hubSession{
+		id:        s.ID,
+		hub:       h,
+		info:      *s,
+		refs:      1,
+		speakers:  make(map[*conn]struct{}),
+		listeners: make(map[*conn]struct{}),
+		workers:   make(map[*conn]struct{}),
+		streams:   make(map[string]*hubStream),
+	}
+	unsub, err := h.srv.Broker.Subscribe(ctx, pentecost.StreamKey{SessionID: s.ID, Language: pentecost.ControlLanguage}, hs.onEvent)
+	if err != nil {
+		return nil, err
+	}
+	hs.unsubCtl = unsub
+	h.sessions[s.ID] = hs
+	return hs, nil
+}
+
+// release drops a reference; the last one removes the session from the hub.
+func (h *hub) release(hs *hubSession) {
+	h.mu.Lock()
+	hs.mu.Lock()
+	hs.refs--
+	last := hs.refs <= 0
+	var unsubs []func()
+	if last {
+		if h.sessions[hs.id] == hs {
+			delete(h.sessions, hs.id)
+		}
+		unsubs = append(unsubs, hs.unsubCtl)
+		for lang, st := range hs.streams {
+			unsubs = append(unsubs, st.unsub)
+			delete(hs.streams, lang)
+		}
+	}
+	hs.mu.Unlock()
+	h.mu.Unlock()
+	for _, u := range unsubs {
+		if u != nil {
+			u()
+		}
+	}
+}
+
+// session returns the hub session of id if this node has one.
+func (h *hub) session(id string) *hubSession {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sessions[id]
+}
+
+// markDirty schedules a session's listener count to be stored.
+func (h *hub) markDirty(id string) {
+	h.mu.Lock()
+	h.dirty[id] = struct{}{}
+	h.mu.Unlock()
+}
+
+// flushCounts stores the listener counts of sessions that changed. Counts
+// come from presence, which is exact; the store is told in batches so that
+// a burst of joins costs one write per session, not one per join.
+func (h *hub) flushCounts(ctx context.Context) {
+	h.mu.Lock()
+	if len(h.dirty) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	ids := make([]string, 0, len(h.dirty))
+	for id := range h.dirty {
+		ids = append(ids, id)
+	}
+	clear(h.dirty)
+	h.mu.Unlock()
+	for _, id := range ids {
+		counts, err := h.srv.Presence.Counts(ctx, id)
+		if err == nil {
+			err = h.srv.Sessions.SetListenerCount(ctx, id, counts.Total)
+		}
+		switch pentecost.ErrorCode(err) {
+		case "", pentecost.ESESSIONNOTFOUND, pentecost.ESESSIONENDED:
+		default:
+			h.srv.Logger.Warn("store listener count", logSession, id, logError, err)
+			h.markDirty(id) // try again on the next tick
+		}
+	}
+}
+
+// stopGraces cancels speaker grace periods: on shutdown the session must
+// survive for the speaker to reconnect to another node or the new process.
+func (h *hub) stopGraces() {
+	h.mu.Lock()
+	h.closed = true
+	sessions := make([]*hubSession, 0, len(h.sessions))
+	for _, hs := range h.sessions {
+		sessions = append(sessions, hs)
+	}
+	h.mu.Unlock()
+	for _, hs := range sessions {
+		hs.mu.Lock()
+		if hs.grace != nil {
+			hs.grace.Stop()
+			hs.grace = nil
+		}
+		hs.mu.Unlock()
+	}
+}
+
+// stream returns the hub stream of a language, subscribing to the broker on
+// first use. Called with hs.mu held.
+func (hs *hubSession) streamLocked(ctx context.Context, lang string) (*hubStream, error) {
+	if st := hs.streams[lang]; st != nil {
+		return st, nil
+	}
+	st := &hubStream{key: pentecost.StreamKey{SessionID: hs.id, Language: lang}, sess: hs, subs: make(map[*conn]*streamSub)}
+	unsub, err := hs.hub.srv.Broker.Subscribe(ctx, st.key, st.deliver)
+	if err != nil {
+		return nil, err
+	}
+	st.unsub = unsub
+	hs.streams[lang] = st
+	return st, nil
+}
+
+// unsubscribeLocked removes c from the stream of lang, dropping the broker
+// subscription when it was the last. Called with hs.mu held.
+func (hs *hubSession) unsubscribeLocked(c *conn, lang string) {
+	st := hs.streams[lang]
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	delete(st.subs, c)
+	empty := len(st.subs) == 0
+	st.mu.Unlock()
+	if empty {
+		delete(hs.streams, lang)
+		if st.unsub != nil {
+			// The in-memory broker's unsubscribe only takes its own lock;
+			// it never waits for a delivery, so calling it here is safe.
+			st.unsub()
+		}
+	}
+}
+
+// subscribe adds c to the stream of lang and queues, in this order, the
+// reply built by first (which learns the stream position), a streamGap
+// notice if the client's position cannot be honoured, the frames it missed
+// and then live frames. Holding the stream lock while reading the history
+// means no live frame can overtake the replay; per-connection sequence
+// tracking drops a live frame the history already contained.
+func (hs *hubSession) subscribe(ctx context.Context, c *conn, lang string, hasSince bool, since uint64, epoch string, first func(pos pentecost.StreamPosition)) error {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.ended {
+		return pentecost.Errorf(pentecost.ESESSIONNOTFOUND, "Session not found.")
+	}
+	st, err := hs.streamLocked(ctx, lang)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	from := since
+	if !hasSince {
+		from = ^uint64(0)
+	}
+	frames, pos, err := hs.hub.srv.Broker.History(ctx, st.key, from)
+	if err != nil {
+		return err
+	}
+	if first != nil {
+		first(pos)
+	}
+	if hasSince {
+		gap := obj{"type": "streamGap", "sessionId": hs.id, "language": lang, "lastSequenceNumber": since, "epoch": pos.Epoch}
+		switch {
+		case (epoch != "" && epoch != pos.Epoch) || since > pos.Last:
+			gap["reason"], gap["firstSequenceNumber"] = "epochChanged", pos.Last+1
+			c.send(gap)
+			frames = nil
+		case since < pos.Last && (pos.First == 0 || since+1 < pos.First):
+			first := pos.First
+			if first == 0 {
+				first = pos.Last + 1
+			}
+			gap["reason"], gap["firstSequenceNumber"] = "historyExpired", first
+			c.send(gap)
+		}
+		for _, f := range frames {
+			if m := st.encode(c, f); m != nil {
+				c.enqueue(m)
+			}
+		}
+	}
+	st.subs[c] = &streamSub{last: pos.Last, epoch: pos.Epoch}
+	return nil
+}
+
+// deliver is the broker's handler for a stream: it queues f on every local
+// subscriber, encoding it at most once per format.
+func (st *hubStream) deliver(f *pentecost.Frame) {
+	var jm, bm, cm *wsMsg
+	st.mu.Lock()
+	for c, sub := range st.subs {
+		if sub.epoch != f.Epoch {
+			// The numbering restarted (a shared broker lost its history).
+			sub.epoch, sub.last = f.Epoch, 0
+		}
+		if f.Seq <= sub.last {
+			continue
+		}
+		sub.last = f.Seq
+		var m *wsMsg
+		switch {
+		case f.Kind == pentecost.FrameAudio && c.paused.Load():
+			continue
+		case f.Kind == pentecost.FrameAudio && c.binary:
+			if bm == nil {
+				bm = encodeBinaryAudio(f)
+			}
+			m = bm
+		case f.Kind == pentecost.FrameAudio:
+			if jm == nil {
+				jm = encodeJSONAudio(st.key.SessionID, f)
+			}
+			m = jm
+		case f.Kind == pentecost.FrameCaption:
+			if cm == nil {
+				cm = st.sess.hub.srv.captionMsg(st.key.SessionID, f)
+			}
+			m = cm
+		default:
+			continue
+		}
+		c.enqueue(m)
+	}
+	st.mu.Unlock()
+	if !f.Time.IsZero() {
+		st.sess.hub.srv.metrics.fanout.Observe(time.Since(f.Time).Seconds())
+	}
+}
+
+// encode encodes f for one connection (history replay).
+func (st *hubStream) encode(c *conn, f *pentecost.Frame) *wsMsg {
+	switch {
+	case f.Kind == pentecost.FrameAudio && c.paused.Load():
+		return nil
+	case f.Kind == pentecost.FrameAudio && c.binary:
+		return encodeBinaryAudio(f)
+	case f.Kind == pentecost.FrameAudio:
+		return encodeJSONAudio(st.key.SessionID, f)
+	case f.Kind == pentecost.FrameCaption:
+		return st.sess.hub.srv.captionMsg(st.key.SessionID, f)
+	}
+	return nil
+}
+
+func (s *Server) captionMsg(sessionID string, f *pentecost.Frame) *wsMsg {
+	return s.jsonMsg(obj{
+		"type": "caption", "sessionId": sessionID, "language": f.Language, "text": f.Text,
+		"final": f.Final, "sequenceNumber": f.Seq, "timestamp": pentecost.UnixMilli(f.Time),
+	})
+}

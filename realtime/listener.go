@@ -1,0 +1,188 @@
+package realtime
+
+import (
+	"context"
+	"slices"
+
+	"github.com/pentecost/pentecost"
+)
+
+// findLive finds a session that can be joined: unknown and ended sessions
+// are alike SESSION_NOT_FOUND to a joining client.
+func (s *Server) findLive(ctx context.Context, id string) (*pentecost.Session, error) {
+	if id == "" {
+		return nil, pentecost.Errorf(pentecost.EINVALIDSESSIONID, "sessionId is required.")
+	}
+	sess, err := s.Sessions.FindSessionByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if sess.Status == pentecost.SessionEnded {
+		return nil, pentecost.Errorf(pentecost.ESESSIONNOTFOUND, "Session not found.")
+	}
+	return sess, nil
+}
+
+// checkLanguage validates a listener's language and that it is offered.
+func (s *Server) checkLanguage(lang, source string) (string, error) {
+	l, err := pentecost.ValidateLanguage(lang)
+	if err != nil {
+		return "", err
+	}
+	if l != source && len(s.TargetLanguages) > 0 && !slices.Contains(s.TargetLanguages, l) {
+		return "", &pentecost.Error{Code: pentecost.EUNSUPPORTEDLANG, Message: "Language is not offered.", Details: map[string]string{"language": l}}
+	}
+	return l, nil
+}
+
+// joinListener admits a listener (or a listener refresh).
+func (s *Server) joinListener(ctx context.Context, c *conn, q query) error {
+	if !q.refresh {
+		if err := s.allow(ctx, "ws-join:"+q.ip, s.JoinLimit); err != nil {
+			return err
+		}
+	}
+	if q.targetLanguage == "" {
+		return fieldError("targetLanguage", "targetLanguage is required.")
+	}
+	sess, err := s.findLive(ctx, q.sessionID)
+	if err != nil {
+		return err
+	}
+	lang, err := s.checkLanguage(q.targetLanguage, sess.SourceLanguage)
+	if err != nil {
+		return err
+	}
+	counts, err := s.Presence.Join(ctx, pentecost.PresenceEntry{SessionID: sess.ID, ConnID: c.id, Language: lang}, s.MaxListeners, q.refresh)
+	if err != nil {
+		return err
+	}
+	hs, err := s.hub.acquire(ctx, sess)
+	if err != nil {
+		s.presenceLeave(sess.ID, c)
+		return err
+	}
+	hs.mu.Lock()
+	hs.listeners[c] = struct{}{}
+	c.session, c.language = hs, lang
+	state := hs.info.BroadcastState
+	hs.mu.Unlock()
+
+	reply := obj{"type": "sessionJoined", "targetLanguage": lang, "sourceLanguage": sess.SourceLanguage}
+	if q.refresh {
+		reply = obj{"type": "connectionRefreshComplete", "role": "listener", "targetLanguage": lang}
+	}
+	reply["sessionId"], reply["connectionId"], reply["broadcastState"] = sess.ID, c.id, state
+	reply["audioFormat"] = map[bool]string{false: "json", true: "binary"}[c.binary]
+	err = hs.subscribe(ctx, c, lang, q.hasSince, q.since, q.epoch, func(pos pentecost.StreamPosition) {
+		reply["epoch"], reply["sequenceNumber"] = pos.Epoch, pos.Last
+		c.send(reply)
+	})
+	if err != nil {
+		s.leaveListener(c)
+		return err
+	}
+	s.translationNotice(ctx, c, sess, lang)
+	s.countsChanged(hs, counts)
+	return nil
+}
+
+// translationNotice tells a listener when nobody produces its language.
+func (s *Server) translationNotice(ctx context.Context, c *conn, sess *pentecost.Session, lang string) {
+	if lang == sess.SourceLanguage {
+		return
+	}
+	langs, err := s.Presence.ProducedLanguages(ctx, sess.ID)
+	if err == nil && slices.Contains(langs, lang) {
+		return
+	}
+	c.send(obj{"type": "translationUnavailable", "sessionId": sess.ID, "targetLanguage": lang,
+		"message": "No translation is being produced for this language right now."})
+}
+
+// leaveListener removes a listener from the hub and presence. It is safe to
+// call twice: presence ignores a second leave.
+func (s *Server) leaveListener(c *conn) {
+	hs := c.session
+	if hs == nil {
+		return
+	}
+	hs.mu.Lock()
+	_, present := hs.listeners[c]
+	delete(hs.listeners, c)
+	hs.unsubscribeLocked(c, c.language)
+	hs.mu.Unlock()
+	s.presenceLeave(hs.id, c)
+	if present {
+		s.hub.release(hs)
+	}
+}
+
+func (s *Server) presenceLeave(id string, c *conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.CloseTimeout*5)
+	defer cancel()
+	counts, left, err := s.Presence.Leave(ctx, id, c.id)
+	if err != nil {
+		c.log.Warn("presence leave", logError, err)
+		return
+	}
+	if left {
+		if hs := s.hub.session(id); hs != nil {
+			s.countsChanged(hs, counts)
+		} else {
+			s.hub.markDirty(id)
+		}
+	}
+}
+
+// handleListener runs a listener's actions.
+func (s *Server) handleListener(ctx context.Context, c *conn, m *Message) {
+	hs := c.session
+	switch m.Action {
+	case "changeLanguage":
+		hs.mu.Lock()
+		source := hs.info.SourceLanguage
+		hs.mu.Unlock()
+		lang, err := s.checkLanguage(m.TargetLanguage, source)
+		if err != nil {
+			c.replyError(err)
+			return
+		}
+		prev := c.language
+		if lang == prev {
+			c.send(obj{"type": "languageChanged", "sessionId": hs.id, "targetLanguage": lang, "previousLanguage": prev})
+			return
+		}
+		counts, err := s.Presence.ChangeLanguage(ctx, hs.id, c.id, lang)
+		if err != nil {
+			c.replyError(err)
+			return
+		}
+		hs.mu.Lock()
+		hs.unsubscribeLocked(c, prev)
+		c.language = lang
+		hs.mu.Unlock()
+		err = hs.subscribe(ctx, c, lang, false, 0, "", func(pos pentecost.StreamPosition) {
+			c.send(obj{"type": "languageChanged", "sessionId": hs.id, "targetLanguage": lang, "previousLanguage": prev,
+				"epoch": pos.Epoch, "sequenceNumber": pos.Last})
+		})
+		if err != nil {
+			c.replyError(err)
+			return
+		}
+		sess := pentecost.Session{ID: hs.id, SourceLanguage: source}
+		s.translationNotice(ctx, c, &sess, lang)
+		s.countsChanged(hs, counts)
+	case "pausePlayback":
+		c.paused.Store(true)
+		c.send(obj{"type": "playbackPaused", "sessionId": hs.id})
+	case "resumePlayback":
+		c.paused.Store(false)
+		c.send(obj{"type": "playbackResumed", "sessionId": hs.id})
+	case "sendAudio", "controlSession", "pauseBroadcast", "resumeBroadcast", "muteBroadcast", "unmuteBroadcast",
+		"setVolume", "speakerStateChange", "endSession", "getSessionStatus":
+		c.replyError(pentecost.Errorf(pentecost.EACTIONNOTALLOWED, "Listeners cannot use %s.", m.Action))
+	default:
+		c.replyError(pentecost.Errorf(pentecost.EUNKNOWNACTION, "Unknown action."))
+	}
+}

@@ -1,0 +1,266 @@
+// Package realtime serves Pentecost's WebSocket protocol (docs/protocol.md):
+// speakers, listeners and translation workers on GET /ws, and the hub that
+// fans each frame out to the listeners of its language.
+package realtime
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pentecost/pentecost"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults of the Server's settings. The durations are the original
+// system's where it had one.
+const (
+	DefaultHeartbeatInterval    = 30 * time.Second
+	DefaultHeartbeatTimeout     = 90 * time.Second
+	DefaultRefreshAfter         = 100 * time.Minute
+	DefaultWarningAfter         = 105 * time.Minute
+	DefaultMaxConnDuration      = 120 * time.Minute
+	DefaultSpeakerGrace         = 2 * time.Minute
+	DefaultStatusInterval       = 30 * time.Second
+	DefaultMaxListeners         = 500
+	DefaultReadLimit            = 1 << 20
+	DefaultQueueFrames          = 500 // 10 s of 20 ms audio
+	DefaultWriteTimeout         = 10 * time.Second
+	DefaultCloseTimeout         = time.Second
+	DefaultDrainTimeout         = 10 * time.Second
+	DefaultCountFlushInterval   = 250 * time.Millisecond
+	DefaultWorkerUpdateInterval = time.Second
+	DefaultTouchInterval        = time.Minute
+)
+
+// Log keys.
+const (
+	logConn    = "conn"
+	logRole    = "role"
+	logSession = "sessionId"
+	logCode    = "code"
+	logError   = "error"
+	logReason  = "reason"
+	logWorker  = "worker"
+)
+
+// Server is the WebSocket endpoint and hub. Set its fields, call Open, mount
+// it (it is an http.Handler) at GET /ws, and call Shutdown or Close at the end.
+type Server struct {
+	// Logger receives connection logs; ids are hashed, tokens and IPs never logged.
+	Logger *slog.Logger
+
+	// Sessions, Verifier, Presence and Broker are required.
+	Sessions pentecost.SessionService
+	Verifier pentecost.TokenVerifier
+	Presence pentecost.Presence
+	Broker   pentecost.Broker
+	// WorkerVerifier checks translation workers; when nil workers are refused.
+	WorkerVerifier pentecost.WorkerVerifier
+	// RateLimiter enforces the limits below; when nil nothing is limited.
+	RateLimiter pentecost.RateLimiter
+	// Registerer receives the metrics; when nil they are not registered.
+	Registerer prometheus.Registerer
+
+	// Now returns the current time for timestamps and timers.
+	Now func() time.Time
+	// ClientIP returns the client address used for rate limits; the default
+	// is the peer address. Wire the HTTP layer's trusted-proxy logic here.
+	ClientIP func(r *http.Request) string
+
+	// AllowedOrigins lists origins ("https://example.org") allowed besides
+	// the server's own; "*" allows any. Handshakes without Origin are allowed.
+	AllowedOrigins []string
+	// TargetLanguages, when set, are the only languages listeners may pick
+	// (besides each session's source language); empty allows every language.
+	TargetLanguages []string
+
+	HeartbeatInterval time.Duration // WebSocket pings
+	HeartbeatTimeout  time.Duration // silence before closing with 4000
+	// RefreshAfter, WarningAfter and MaxConnDuration time a connection's
+	// connectionRefreshRequired, connectionWarning and close (4002); 0 disables each.
+	RefreshAfter    time.Duration
+	WarningAfter    time.Duration
+	MaxConnDuration time.Duration
+	// SpeakerGrace is how long a dropped speaker may take to come back
+	// before the session ends; 0 ends it at once.
+	SpeakerGrace   time.Duration
+	StatusInterval time.Duration // periodic sessionStatus to speakers
+	MaxListeners   int           // per session; 0 means no cap
+
+	// ConnectionLimit limits handshakes per client IP, JoinLimit listener
+	// joins per IP, HeartbeatLimit heartbeats per connection.
+	ConnectionLimit pentecost.Limit
+	JoinLimit       pentecost.Limit
+	HeartbeatLimit  pentecost.Limit
+
+	ReadLimit    int64         // largest client message; larger closes with 1009
+	QueueFrames  int           // outgoing queue bound per connection
+	WriteTimeout time.Duration // a write blocked this long drops the connection
+	CloseTimeout time.Duration // wait for the peer's close reply
+	DrainTimeout time.Duration // how long Shutdown waits for clients to move
+
+	CountFlushInterval   time.Duration // batching of SetListenerCount
+	WorkerUpdateInterval time.Duration // how often workers learn of demand changes
+	TouchInterval        time.Duration // how often an active speaker touches its session
+
+	hub     *hub
+	metrics *metrics
+
+	mu      sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	opened  bool
+	closing bool
+}
+
+// NewServer returns a Server with default settings.
+func NewServer() *Server {
+	return &Server{
+		Logger:               slog.New(slog.DiscardHandler),
+		Now:                  time.Now,
+		HeartbeatInterval:    DefaultHeartbeatInterval,
+		HeartbeatTimeout:     DefaultHeartbeatTimeout,
+		RefreshAfter:         DefaultRefreshAfter,
+		WarningAfter:         DefaultWarningAfter,
+		MaxConnDuration:      DefaultMaxConnDuration,
+		SpeakerGrace:         DefaultSpeakerGrace,
+		StatusInterval:       DefaultStatusInterval,
+		MaxListeners:         DefaultMaxListeners,
+		ConnectionLimit:      pentecost.Limit{Events: 20, Per: time.Minute},
+		JoinLimit:            pentecost.Limit{Events: 10, Per: time.Minute},
+		HeartbeatLimit:       pentecost.Limit{Events: 10, Per: time.Minute},
+		ReadLimit:            DefaultReadLimit,
+		QueueFrames:          DefaultQueueFrames,
+		WriteTimeout:         DefaultWriteTimeout,
+		CloseTimeout:         DefaultCloseTimeout,
+		DrainTimeout:         DefaultDrainTimeout,
+		CountFlushInterval:   DefaultCountFlushInterval,
+		WorkerUpdateInterval: DefaultWorkerUpdateInterval,
+		TouchInterval:        DefaultTouchInterval,
+		metrics:              newMetrics(),
+	}
+}
+
+// Open checks the configuration, registers metrics and starts the timers.
+func (s *Server) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opened {
+		return errors.New("realtime: already open")
+	}
+	switch {
+	case s.Sessions == nil:
+		return errors.New("realtime: Sessions is required")
+	case s.Verifier == nil:
+		return errors.New("realtime: Verifier is required")
+	case s.Presence == nil:
+		return errors.New("realtime: Presence is required")
+	case s.Broker == nil:
+		return errors.New("realtime: Broker is required")
+	case s.QueueFrames < 1:
+		return errors.New("realtime: QueueFrames must be at least 1")
+	case s.ReadLimit < 1:
+		return errors.New("realtime: ReadLimit must be positive")
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.ClientIP == nil {
+		s.ClientIP = peerIP
+	}
+	if s.Registerer != nil {
+		if err := s.metrics.register(s.Registerer); err != nil {
+			return err
+		}
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.hub = newHub(s)
+	s.done = make(chan struct{})
+	s.opened = true
+	go s.tick()
+	return nil
+}
+
+// Shutdown drains: it asks every client to refresh (so that it moves to
+// another node or the restarted server), waits until they have gone or
+// DrainTimeout or ctx ends, then closes the rest with 1001.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.beginClose() {
+		return nil
+	}
+	for _, c := range s.hub.allConns() {
+		s.sendRefreshRequired(c)
+	}
+	timer := time.NewTimer(s.DrainTimeout)
+	defer timer.Stop()
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+wait:
+	for s.hub.connCount() > 0 {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-timer.C:
+			break wait
+		case <-poll.C:
+		}
+	}
+	return s.finishClose()
+}
+
+// Close closes every connection with 1001 at once, without draining.
+func (s *Server) Close() error {
+	if !s.beginClose() {
+		return nil
+	}
+	return s.finishClose()
+}
+
+func (s *Server) beginClose() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.opened || s.closing {
+		return false
+	}
+	s.closing = true
+	return true
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+func (s *Server) finishClose() error {
+	s.hub.stopGraces()
+	for _, c := range s.hub.allConns() {
+		c.closeWith(CloseGoingAway, "server shutting down")
+	}
+	deadline := time.Now().Add(s.CloseTimeout + 100*time.Millisecond)
+	for s.hub.connCount() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // bounded wait for readers to finish teardown
+	}
+	s.hub.flushCounts(context.Background())
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+// peerIP is the default ClientIP: the peer's address without port.
+func peerIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,310 @@
+package realtime
+
+import (
+	"context"
+	"encoding/base64"
+	"strings"
+	"time"
+
+	"github.com/pentecost/pentecost"
+)
+
+// verifySpeaker turns the handshake's token into a speaker.
+func (s *Server) verifySpeaker(ctx context.Context, token string) (*pentecost.User, error) {
+	if token == "" {
+		return nil, pentecost.Errorf(pentecost.EAUTHREQUIRED, "A speaker token is required.")
+	}
+	return s.Verifier.VerifyToken(ctx, token)
+}
+
+// createSession is the original system's createSession over the socket.
+func (s *Server) createSession(ctx context.Context, c *conn, q query) error {
+	u, err := s.verifySpeaker(ctx, q.token)
+	if err != nil {
+		return err
+	}
+	tier := pentecost.QualityTier(q.qualityTier)
+	if tier == "" {
+		tier = pentecost.QualityStandard
+	}
+	sess := &pentecost.Session{SourceLanguage: q.sourceLanguage, QualityTier: tier}
+	uctx := pentecost.NewContextWithUser(ctx, u)
+	if err := s.Sessions.CreateSession(uctx, sess); err != nil {
+		return err
+	}
+	hs, err := s.attachSpeaker(ctx, c, u, sess, false)
+	if err != nil {
+		return err
+	}
+	hs.mu.Lock()
+	state := hs.info.BroadcastState
+	hs.mu.Unlock()
+	c.send(obj{"type": "sessionCreated", "sessionId": sess.ID, "sourceLanguage": sess.SourceLanguage,
+		"qualityTier": sess.QualityTier, "connectionId": c.id, "expiresAt": pentecost.UnixMilli(sess.ExpiresAt),
+		"broadcastState": state})
+	return nil
+}
+
+// joinSpeaker admits the owner of a session as its speaker (or a speaker refresh).
+func (s *Server) joinSpeaker(ctx context.Context, c *conn, q query) error {
+	u, err := s.verifySpeaker(ctx, q.token)
+	if err != nil {
+		return err
+	}
+	sess, err := s.findLive(ctx, q.sessionID)
+	if err != nil {
+		return err
+	}
+	if sess.OwnerID != u.ID {
+		return pentecost.Errorf(pentecost.EFORBIDDEN, "Only the session's speaker may connect as its speaker.")
+	}
+	hs, err := s.attachSpeaker(ctx, c, u, sess, q.refresh)
+	if err != nil {
+		return err
+	}
+	counts, _ := s.Presence.Counts(ctx, sess.ID)
+	hs.mu.Lock()
+	state := hs.info.BroadcastState
+	hs.mu.Unlock()
+	if q.refresh {
+		c.send(obj{"type": "connectionRefreshComplete", "role": "speaker", "sessionId": sess.ID, "connectionId": c.id, "broadcastState": state})
+	} else {
+		c.send(obj{"type": "speakerConnected", "sessionId": sess.ID, "sourceLanguage": sess.SourceLanguage,
+			"connectionId": c.id, "broadcastState": state, "listenerCount": counts.Total})
+	}
+	if c.restored {
+		s.sendStatus(ctx, c, "stateRestored", "")
+	}
+	return nil
+}
+
+// attachSpeaker makes c the session's speaker. A refresh keeps the old
+// connection open (the client closes it); a new connection replaces the
+// old one, which is closed with 4003. A speaker coming back within the
+// grace period ends it.
+func (s *Server) attachSpeaker(ctx context.Context, c *conn, u *pentecost.User, sess *pentecost.Session, refresh bool) (*hubSession, error) {
+	hs, err := s.hub.acquire(ctx, sess)
+	if err != nil {
+		return nil, err
+	}
+	hs.mu.Lock()
+	if hs.ended {
+		hs.mu.Unlock()
+		s.hub.release(hs)
+		return nil, pentecost.Errorf(pentecost.ESESSIONNOTFOUND, "Session not found.")
+	}
+	old := hs.speaker
+	inGrace := hs.grace != nil
+	if inGrace {
+		hs.grace.Stop()
+		hs.grace = nil
+	}
+	hs.speaker = c
+	hs.speakers[c] = struct{}{}
+	if !refresh {
+		hs.haveSeq = false // client numbering may restart on a new connection
+	}
+	c.session, c.user = hs, u
+	hs.mu.Unlock()
+
+	if inGrace {
+		s.hub.release(hs) // the grace period's reference
+		s.publishEvent(ctx, hs.id, &pentecost.SessionEvent{Type: pentecost.EventSpeakerReconnected})
+	}
+	if old != nil && old != c && !refresh {
+		old.closeWith(CloseReplaced, "replaced by a new speaker connection")
+	}
+	s.touch(hs, true)
+	c.restored = refresh || inGrace
+	return hs, nil
+}
+
+// leaveSpeaker runs when a speaker connection ends. If it was the session's
+// current speaker and the session goes on, the grace period starts.
+func (s *Server) leaveSpeaker(c *conn) {
+	hs := c.session
+	if hs == nil {
+		return
+	}
+	hs.mu.Lock()
+	delete(hs.speakers, c)
+	current := hs.speaker == c
+	if current {
+		hs.speaker = nil
+	}
+	startGrace := current && !hs.ended && !c.ended.Load() && !s.isClosing()
+	grace := s.SpeakerGrace
+	if startGrace && grace > 0 {
+		hs.refs++ // the grace period keeps the hub session
+		user := c.user
+		var t *time.Timer
+		t = time.AfterFunc(grace, func() { s.graceExpired(hs, t, user) })
+		hs.grace = t
+	}
+	hs.mu.Unlock()
+
+	switch {
+	case startGrace && grace > 0:
+		s.publishEvent(context.Background(), hs.id, &pentecost.SessionEvent{Type: pentecost.EventSpeakerDisconnected, Grace: grace})
+	case startGrace:
+		s.graceExpired(hs, nil, c.user)
+	}
+	s.hub.release(hs)
+}
+
+// graceExpired ends a session whose speaker did not come back.
+func (s *Server) graceExpired(hs *hubSession, t *time.Timer, u *pentecost.User) {
+	if t != nil {
+		hs.mu.Lock()
+		mine := hs.grace == t
+		if mine {
+			hs.grace = nil
+		}
+		hs.mu.Unlock()
+		if !mine {
+			return
+		}
+		defer s.hub.release(hs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := s.Sessions.EndSession(pentecost.NewContextWithUser(ctx, u), hs.id)
+	if err != nil && pentecost.ErrorCode(err) != pentecost.ESESSIONENDED {
+		s.Logger.Warn("end session after grace", logSession, hs.id, logError, err)
+	}
+	if err := s.endSession(ctx, hs.id, "speakerTimeout"); err != nil {
+		s.Logger.Warn("announce session end", logSession, hs.id, logError, err)
+	}
+}
+
+// touch records speaker activity in the store, at most every TouchInterval,
+// without holding up the caller.
+func (s *Server) touch(hs *hubSession, force bool) {
+	now := s.Now()
+	hs.mu.Lock()
+	due := force || now.Sub(hs.lastTouch) >= s.TouchInterval
+	if due {
+		hs.lastTouch = now
+	}
+	hs.mu.Unlock()
+	if !due {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Sessions.TouchSession(ctx, hs.id); err != nil && pentecost.ErrorCode(err) != pentecost.ESESSIONENDED {
+			s.Logger.Warn("touch session", logSession, hs.id, logError, err)
+		}
+	}()
+}
+
+// publishSpeakerAudio publishes one chunk from the speaker to the source
+// stream. seq, when given, drops chunks already received (across a refresh).
+func (s *Server) publishSpeakerAudio(ctx context.Context, c *conn, data []byte, seq *uint64) {
+	if len(data) < pentecost.MinAudioChunk || len(data) > pentecost.MaxAudioChunk {
+		c.replyError(pentecost.Errorf(pentecost.EINVALIDAUDIO, "Audio chunks must be between %d bytes and %d KB.", pentecost.MinAudioChunk, pentecost.MaxAudioChunk>>10))
+		return
+	}
+	hs := c.session
+	hs.mu.Lock()
+	if seq != nil {
+		if hs.haveSeq && *seq <= hs.lastSeq {
+			hs.mu.Unlock()
+			s.metrics.duplicates.Inc()
+			return
+		}
+		hs.haveSeq, hs.lastSeq = true, *seq
+	}
+	held := hs.info.BroadcastState.Paused || hs.info.BroadcastState.Muted || hs.info.Status != pentecost.SessionActive
+	lang := hs.info.SourceLanguage
+	hs.mu.Unlock()
+	s.metrics.framesIn.Inc()
+	if held {
+		return
+	}
+	f := &pentecost.Frame{Kind: pentecost.FrameAudio, Language: lang, Data: data, Time: s.Now()}
+	if err := s.Broker.Publish(ctx, pentecost.StreamKey{SessionID: hs.id, Language: lang}, f); err != nil {
+		c.replyError(err)
+		return
+	}
+	s.touch(hs, false)
+}
+
+// handleSpeaker runs a speaker's actions.
+func (s *Server) handleSpeaker(ctx context.Context, c *conn, m *Message) {
+	hs := c.session
+	upd := pentecost.BroadcastStateUpdate{}
+	yes, no := true, false
+	switch m.Action {
+	case "sendAudio":
+		data, err := base64.StdEncoding.DecodeString(m.AudioData)
+		if err != nil {
+			c.replyError(pentecost.Errorf(pentecost.EINVALIDAUDIO, "audioData is not valid base64."))
+			return
+		}
+		s.publishSpeakerAudio(ctx, c, data, m.SequenceNumber)
+		return
+	case "getSessionStatus":
+		s.sendStatus(ctx, c, "sessionStatus", "requested")
+		return
+	case "endSession":
+		_, err := s.Sessions.EndSession(pentecost.NewContextWithUser(ctx, c.user), hs.id)
+		if err != nil && pentecost.ErrorCode(err) != pentecost.ESESSIONENDED {
+			c.replyError(err)
+			return
+		}
+		if err := s.endSession(ctx, hs.id, "ended"); err != nil {
+			c.replyError(err)
+		}
+		return
+	case "controlSession":
+		switch strings.ToLower(m.Command) {
+		case "pause":
+			upd.Paused = &yes
+		case "resume":
+			upd.Paused = &no
+		case "mute":
+			upd.Muted = &yes
+		case "unmute":
+			upd.Muted = &no
+		default:
+			c.replyError(fieldError("command", "command must be pause, resume, mute or unmute."))
+			return
+		}
+	case "pauseBroadcast":
+		upd.Paused = &yes
+	case "resumeBroadcast":
+		upd.Paused = &no
+	case "muteBroadcast":
+		upd.Muted = &yes
+	case "unmuteBroadcast":
+		upd.Muted = &no
+	case "setVolume":
+		if m.VolumeLevel == nil || *m.VolumeLevel < 0 || *m.VolumeLevel > 1 {
+			c.replyError(fieldError("volumeLevel", "volumeLevel must be between 0.0 and 1.0."))
+			return
+		}
+		upd.Volume = m.VolumeLevel
+	case "speakerStateChange":
+		if m.State == nil || len(*m.State) > 64 {
+			c.replyError(fieldError("state", "state is required, at most 64 characters."))
+			return
+		}
+		upd.SpeakerState = m.State
+	case "changeLanguage", "pausePlayback", "resumePlayback":
+		c.replyError(pentecost.Errorf(pentecost.EACTIONNOTALLOWED, "Speakers cannot use %s.", m.Action))
+		return
+	default:
+		c.replyError(pentecost.Errorf(pentecost.EUNKNOWNACTION, "Unknown action."))
+		return
+	}
+	sess, err := s.Sessions.UpdateSession(pentecost.NewContextWithUser(ctx, c.user), hs.id, pentecost.SessionUpdate{BroadcastState: &upd})
+	if err != nil {
+		c.replyError(err)
+		return
+	}
+	if err := s.SessionUpdated(ctx, sess); err != nil {
+		c.replyError(err)
+	}
+}
