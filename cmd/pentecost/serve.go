@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,13 +19,15 @@ import (
 	"github.com/pentecost/pentecost/auth"
 	pentecosthttp "github.com/pentecost/pentecost/http"
 	"github.com/pentecost/pentecost/inmem"
+	"github.com/pentecost/pentecost/realtime"
 	"github.com/pentecost/pentecost/sqlite"
 )
 
 // Files kept in the data dir.
 const (
-	dbFile         = "pentecost.db"
-	signingKeyFile = "signing-key.pem"
+	dbFile               = "pentecost.db"
+	signingKeyFile       = "signing-key.pem"
+	workerCredentialFile = "worker-credential"
 )
 
 // Main is the running server: the only place where concrete types meet.
@@ -42,6 +45,7 @@ type Main struct {
 	Embedded   *auth.Embedded
 	OIDC       []*auth.OIDC
 	HTTPServer *pentecosthttp.Server
+	Realtime   *realtime.Server
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -53,7 +57,7 @@ func NewMain(cfg *Config, stdout, stderr io.Writer) *Main {
 		Config:        cfg,
 		Logger:        newLogger(cfg, stderr),
 		Stdout:        stdout,
-		SweepInterval: time.Minute,
+		SweepInterval: 15 * time.Second,
 	}
 }
 
@@ -114,24 +118,61 @@ func (m *Main) Run(ctx context.Context) error {
 	verifier := auth.NewVerifier(m.Embedded, m.OIDC...)
 	verifier.Logger = m.Logger.With("component", "auth")
 
+	workerSecrets, err := m.workerSecrets()
+	if err != nil {
+		return err
+	}
+
 	registry := prometheus.NewRegistry()
+	limiter := inmem.NewRateLimiter()
+
+	// One node: presence and broker live in this process. Several nodes
+	// would share them (and the store) through Redis instead.
+	rt := realtime.NewServer()
+	rt.Logger = m.Logger.With("component", "realtime")
+	rt.Sessions = m.Sessions // unwrapped: realtime announces its own changes
+	rt.Verifier = verifier
+	rt.Presence = inmem.NewPresence()
+	rt.Broker = inmem.NewBroker()
+	rt.WorkerVerifier = auth.NewWorkerSecrets(workerSecrets)
+	rt.RateLimiter = limiter
+	rt.Registerer = registry
+	rt.ClientIP = func(r *nethttp.Request) string { return pentecosthttp.ClientIP(r, cfg.TrustedProxies).String() }
+	rt.AllowedOrigins = cfg.AllowedOrigins
+	rt.MaxListeners = cfg.MaxListeners
+	rt.HeartbeatInterval, rt.HeartbeatTimeout = cfg.HeartbeatInterval, cfg.HeartbeatTimeout
+	rt.RefreshAfter, rt.WarningAfter, rt.MaxConnDuration = cfg.RefreshAfter, cfg.WarningAfter, cfg.MaxConnDuration
+	rt.SpeakerGrace = cfg.SpeakerGrace
+	rt.DrainTimeout = cfg.ShutdownTimeout
+	rt.ConnectionLimit = pentecost.Limit{Events: cfg.ConnAttemptsPerMin, Per: time.Minute}
+	rt.JoinLimit = pentecost.Limit{Events: cfg.ListenerJoinsPerMin, Per: time.Minute}
+	rt.HeartbeatLimit = pentecost.Limit{Events: cfg.HeartbeatsPerMin, Per: time.Minute}
+	if err := m.resetListenerCounts(ctx); err != nil {
+		return err
+	}
+	if err := rt.Open(); err != nil {
+		return fmt.Errorf("realtime: %w", err)
+	}
+	m.Realtime = rt
+
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	s := pentecosthttp.NewServer()
 	s.Addr = cfg.Addr
 	s.TLSCertFile, s.TLSKeyFile = cfg.TLSCert, cfg.TLSKey
 	s.Logger = m.Logger.With("component", "http")
-	s.Sessions = m.Sessions
+	s.Sessions = rt.NotifyingSessions(m.Sessions)
 	s.Verifier = verifier
 	s.Accounts = m.Accounts
 	s.Issuer = m.Embedded
 	s.TokenTTL = cfg.TokenTTL
-	s.RateLimiter = inmem.NewRateLimiter()
+	s.RateLimiter = limiter
 	s.Limits.SessionsPerHour = pentecost.Limit{Events: cfg.SessionsPerHour, Per: time.Hour}
 	s.Limits.LoginAttemptsPerMinute = pentecost.Limit{Events: cfg.LoginAttemptsPerMin, Per: time.Minute}
 	s.TrustedProxies = cfg.TrustedProxies
 	s.Registerer, s.Gatherer = registry, registry
 	s.Ready = m.DB.Ping
+	s.Handle("GET /ws", rt)
 	if cfg.Pprof {
 		s.Handle("GET /debug/pprof/", nethttp.HandlerFunc(pprof.Index))
 		s.Handle("GET /debug/pprof/profile", nethttp.HandlerFunc(pprof.Profile))
@@ -161,6 +202,13 @@ func (m *Main) Close() error {
 		if err != nil && first == nil {
 			first = err
 		}
+	}
+	// Drain first: clients are asked to refresh (to another node, or to
+	// this one once it is back) while the HTTP server still answers.
+	if m.Realtime != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout+5*time.Second)
+		keep(m.Realtime.Shutdown(ctx))
+		cancel()
 	}
 	if m.HTTPServer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
@@ -217,6 +265,11 @@ func (m *Main) sweepOnce(ctx context.Context) {
 	} else if len(ended) > 0 {
 		m.Logger.Info("ended idle sessions", "count", len(ended))
 	}
+	for _, sess := range ended {
+		if err := m.Realtime.SessionExpired(ctx, sess); err != nil {
+			m.Logger.Warn("announce expiry", "session_id", sess.ID, "error", err)
+		}
+	}
 	if n, err := m.Sessions.PurgeSessions(ctx); err != nil {
 		m.Logger.Error("purge sessions", "error", err)
 	} else if n > 0 {
@@ -247,4 +300,53 @@ func oidcConfigs(cfg *Config) ([]auth.OIDCConfig, error) {
 		seen[oc.Issuer] = oc.Name
 	}
 	return out, nil
+}
+
+// resetListenerCounts zeroes the stored counts of live sessions at start:
+// no connection survives a restart of a single node, and listeners that
+// reconnect are counted again, so the count stays exact.
+func (m *Main) resetListenerCounts(ctx context.Context) error {
+	for _, st := range []pentecost.SessionStatus{pentecost.SessionActive, pentecost.SessionPaused} {
+		for offset := 0; ; {
+			sessions, _, err := m.Sessions.FindSessions(ctx, pentecost.SessionFilter{Status: &st, Offset: offset, Limit: 1000})
+			if err != nil {
+				return fmt.Errorf("reset listener counts: %w", err)
+			}
+			for _, sess := range sessions {
+				if sess.ListenerCount == 0 {
+					continue
+				}
+				if err := m.Sessions.SetListenerCount(ctx, sess.ID, 0); err != nil {
+					return fmt.Errorf("reset listener counts: %w", err)
+				}
+			}
+			if len(sessions) < 1000 {
+				break
+			}
+			offset += len(sessions)
+		}
+	}
+	return nil
+}
+
+// workerSecrets returns the configured worker credentials or, when none
+// are configured, the data dir's own, created (and printed) on first use.
+func (m *Main) workerSecrets() ([]string, error) {
+	if len(m.Config.WorkerSecrets) > 0 {
+		return m.Config.WorkerSecrets, nil
+	}
+	path := filepath.Join(m.Config.DataDir, workerCredentialFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if secret := strings.TrimSpace(string(b)); secret != "" {
+			return []string{secret}, nil
+		}
+	} else if !os.IsNotExist(err) {
+		return nil, fmt.Errorf("worker credential: %w", err)
+	}
+	secret := auth.GeneratePassword() + auth.GeneratePassword()
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("worker credential: %w", err)
+	}
+	fmt.Fprintf(m.Stdout, "Created a translation worker credential in %s\n", path)
+	return []string{secret}, nil
 }
