@@ -167,6 +167,16 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 		if file, err = readEnvFile(*configFile); err != nil {
 			return nil, err
 		}
+		// A typo in a file would otherwise be silently ignored.
+		known := map[string]bool{}
+		for _, s := range settings {
+			known[s.env] = true
+		}
+		for k := range file {
+			if !known[k] {
+				return nil, fmt.Errorf("config file %s: unknown setting %s (see pentecost serve --help)", *configFile, k)
+			}
+		}
 	}
 
 	c := &Config{}

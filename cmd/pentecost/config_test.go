@@ -56,6 +56,16 @@ func TestLoadConfig(t *testing.T) {
 			t.Fatalf("addr=%q level=%q max=%d", c.Addr, c.LogLevel, c.MaxListeners)
 		}
 	})
+	t.Run("ErrUnknownFileKey", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "pentecost.env")
+		if err := os.WriteFile(file, []byte("MAX_LISTENER_PER_SESSION=100\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadConfig([]string{"--config", file}, env(nil), &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "MAX_LISTENER_PER_SESSION") {
+			t.Fatalf("err = %v", err)
+		}
+	})
 	t.Run("TrustedProxies", func(t *testing.T) {
 		c, err := LoadConfig([]string{"--trusted-proxies", "10.0.0.0/8, 127.0.0.1"}, env(nil), &bytes.Buffer{})
 		if err != nil {

@@ -24,7 +24,12 @@ Usage:
 func main() {
 	// main only handles signals and the exit code; Main does the work.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	go func() {
+		// After the first signal, a second one kills at once (the default
+		// behaviour) instead of waiting for the drain to finish.
+		<-ctx.Done()
+		stop()
+	}()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "pentecost:", err)
@@ -33,10 +38,13 @@ func main() {
 	}
 }
 
-// exitCode is 2 for usage errors, 1 for everything else.
+// exitCode is 0 after --help, 2 for usage errors, 1 for everything else.
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &u):
 		return 2
 	}
 	return 1
@@ -70,11 +78,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 
 // runServe runs the server until ctx is cancelled (SIGTERM/SIGINT).
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if wantsHelp(args) {
+		printServeUsage(stdout)
+		return flag.ErrHelp
+	}
 	cfg, err := LoadConfig(args, getenv, stderr)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
 		return usageError{err.Error()}
 	}
 	m := NewMain(cfg, stdout, stderr)
@@ -83,5 +92,22 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	<-ctx.Done()
-	return m.Close()
+	m.Logger.Info("shutting down: asking clients to move, then closing", "timeout", cfg.ShutdownTimeout.String())
+	err = m.Close()
+	m.Logger.Info("stopped")
+	return err
+}
+
+// wantsHelp reports whether args ask for help, so that it goes to stdout
+// and exits 0 like other tools' --help.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help":
+			return true
+		case "--":
+			return false
+		}
+	}
+	return false
 }
