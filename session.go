@@ -68,10 +68,12 @@ func (b BroadcastState) MarshalJSON() ([]byte, error) {
 }
 
 // Session is one live talk: a speaker, a source language and the listeners
-// who join it by its memorable ID.
+// who join it by its memorable ID. OwnerID is the speaker's user ID; the API
+// shows it only to that speaker, since for embedded accounts it is the login
+// name, and leaves it out (empty) for everyone else.
 type Session struct {
 	ID             string         `json:"sessionId"`
-	OwnerID        string         `json:"speakerId"`
+	OwnerID        string         `json:"speakerId,omitempty"`
 	SourceLanguage string         `json:"sourceLanguage"`
 	QualityTier    QualityTier    `json:"qualityTier"`
 	AudioFormat    string         `json:"audioFormat"`

@@ -19,6 +19,10 @@ type User struct {
 	// PasswordHash is set only for embedded accounts and never leaves the server.
 	PasswordHash string    `json:"-"`
 	CreatedAt    time.Time `json:"-"`
+	// PasswordChangedAt is when the account's password was last set (at
+	// creation or by a change). Embedded tokens issued before it, to the
+	// second, are refused, so a new password signs everyone else out.
+	PasswordChangedAt time.Time `json:"-"`
 }
 
 // EmbeddedIssuer is the Issuer of accounts kept in Pentecost's own store.
@@ -26,15 +30,16 @@ const EmbeddedIssuer = "embedded"
 
 // UserStore keeps embedded speaker accounts.
 type UserStore interface {
-	// CreateUser stores a new account. Errors: ECONFLICT if the name exists,
+	// CreateUser stores a new account, setting its CreatedAt and
+	// PasswordChangedAt to now. Errors: ECONFLICT if the name exists,
 	// EVALIDATIONFIELD, EUNAVAILABLE.
 	CreateUser(ctx context.Context, u *User) error
 	// FindUserByName returns one account. Errors: EUSERNOTFOUND, EUNAVAILABLE.
 	FindUserByName(ctx context.Context, name string) (*User, error)
 	// FindUsers returns all accounts by name.
 	FindUsers(ctx context.Context) ([]*User, error)
-	// UpdateUserPassword replaces an account's password hash.
-	// Errors: EUSERNOTFOUND, EUNAVAILABLE.
+	// UpdateUserPassword replaces an account's password hash and sets its
+	// PasswordChangedAt to now. Errors: EUSERNOTFOUND, EUNAVAILABLE.
 	UpdateUserPassword(ctx context.Context, name, passwordHash string) error
 	// DeleteUser removes an account. Errors: EUSERNOTFOUND, EUNAVAILABLE.
 	DeleteUser(ctx context.Context, name string) error

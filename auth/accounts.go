@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -23,15 +24,28 @@ type Accounts struct {
 	Params Params
 	// Now stamps new accounts.
 	Now func() time.Time
+	// MaxConcurrent bounds the password checks Authenticate runs at once
+	// (runtime.GOMAXPROCS(0) by NewAccounts); more wait their turn for as
+	// long as their context lasts. Each check takes Params.Memory (64 MiB by
+	// default), so this bounds the memory a flood of sign-ins can take.
+	// Read once, at the first Authenticate; less than 1 means 1.
+	MaxConcurrent int
+
+	semOnce sync.Once
+	sem     chan struct{}
 
 	dummyOnce sync.Once
 	dummy     string
 	dummyErr  error
+
+	// onCheck, if set, runs just before each password check, while its
+	// slot is held (tests).
+	onCheck func()
 }
 
 // NewAccounts returns Accounts over users with DefaultParams.
 func NewAccounts(users pentecost.UserStore) *Accounts {
-	return &Accounts{Users: users, Params: DefaultParams, Now: time.Now}
+	return &Accounts{Users: users, Params: DefaultParams, Now: time.Now, MaxConcurrent: runtime.GOMAXPROCS(0)}
 }
 
 // ValidateName checks an account name: 1 to 64 ASCII letters, digits, '.',
@@ -106,7 +120,8 @@ func (a *Accounts) Remove(ctx context.Context, name string) error {
 
 // Authenticate returns the account when password matches. An unknown name
 // costs the same hashing work as a wrong password, so timing does not tell
-// which names exist.
+// which names exist. At most MaxConcurrent checks run at once; when ctx
+// ends while waiting for a turn, its error is returned as it is.
 // Errors: EAUTHCREDENTIALS (unknown name or wrong password, alike), EUNAVAILABLE.
 func (a *Accounts) Authenticate(ctx context.Context, name, password string) (*pentecost.User, error) {
 	if len(password) > 4*MaxPasswordLength {
@@ -121,6 +136,16 @@ func (a *Accounts) Authenticate(ctx context.Context, name, password string) (*pe
 			return nil, err
 		}
 	}
+
+	release, err := a.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if a.onCheck != nil {
+		a.onCheck()
+	}
+
 	if u == nil || u.PasswordHash == "" {
 		dummy, err := a.dummyHash()
 		if err != nil {
@@ -137,6 +162,18 @@ func (a *Accounts) Authenticate(ctx context.Context, name, password string) (*pe
 		return nil, credentials("wrong password")
 	}
 	return withoutHash(u), nil
+}
+
+// acquire waits for one of the MaxConcurrent password-check slots, or for
+// ctx to end. The caller must call release once its check is done.
+func (a *Accounts) acquire(ctx context.Context) (release func(), err error) {
+	a.semOnce.Do(func() { a.sem = make(chan struct{}, max(a.MaxConcurrent, 1)) })
+	select {
+	case a.sem <- struct{}{}:
+		return func() { <-a.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // dummyHash is a hash of a random password with the current Params,

@@ -1,8 +1,10 @@
 package auth_test
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -214,4 +216,161 @@ func TestEmbedded_RemovedAccount(t *testing.T) {
 		_, err := e.VerifyToken(t.Context(), tok)
 		wantCode(t, err, pentecost.EAUTHINVALID)
 	})
+}
+
+// TestAccounts_MaxConcurrent checks that no more than MaxConcurrent password
+// checks run at once, that the others wait their turn, and that one whose
+// context ends while waiting gives up without running.
+func TestAccounts_MaxConcurrent(t *testing.T) {
+	a := newAccounts(t)
+	a.MaxConcurrent = 2
+	if _, err := a.Add(t.Context(), "ada", "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var running, most int
+	entered := make(chan struct{}, 16)
+	proceed := make(chan struct{})
+	auth.SetCheckHook(a, func() {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		entered <- struct{}{}
+		<-proceed
+		mu.Lock()
+		running--
+		mu.Unlock()
+	})
+
+	errs := make(chan error, 16)
+	start := func(ctx context.Context, name string) {
+		go func() {
+			_, err := a.Authenticate(ctx, name, "correct horse battery")
+			errs <- err
+		}()
+	}
+	// A known and an unknown name alike take a slot: both hash.
+	start(t.Context(), "ada")
+	start(t.Context(), "grace")
+	<-entered
+	<-entered
+
+	// Both slots are held: a caller that has given up does not get in. Its
+	// name is not even looked up (it cannot exist), so only the wait for a
+	// slot can stop it.
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	start(cancelled, "no:such")
+	select {
+	case err := <-errs:
+		if err != context.Canceled {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+	case <-entered:
+		t.Fatal("a check ran beyond MaxConcurrent")
+	}
+
+	// Four more queue and go through as slots come free.
+	const queued = 4
+	for i := range queued {
+		start(t.Context(), []string{"ada", "grace"}[i%2])
+	}
+	for range 2 + queued {
+		proceed <- struct{}{}
+		if err := <-errs; err != nil && pentecost.ErrorCode(err) != pentecost.EAUTHCREDENTIALS {
+			t.Fatalf("Authenticate: %v", err)
+		}
+	}
+	if got := len(entered); got != queued {
+		t.Fatalf("%d queued checks ran, want %d", got, queued)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most != a.MaxConcurrent {
+		t.Fatalf("at most %d checks ran at once, want %d", most, a.MaxConcurrent)
+	}
+}
+
+// TestEmbedded_PasswordChanged checks that with Users set, setting a new
+// password, or removing an account and adding it again, refuses every token
+// issued before, while tokens issued since are accepted.
+func TestEmbedded_PasswordChanged(t *testing.T) {
+	type fixture struct {
+		a   *auth.Accounts
+		e   *auth.Embedded
+		now *time.Time
+	}
+	setup := func(t *testing.T) fixture {
+		now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+		clock := func() time.Time { return now }
+		db := sqlite.NewDB(filepath.Join(t.TempDir(), "pentecost.db"))
+		db.Now = clock
+		if err := db.Open(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		a := auth.NewAccounts(sqlite.NewUserStore(db))
+		a.Params, a.Now = cheapParams, clock
+		e := auth.NewEmbedded(newEd25519Key(t))
+		e.Now, e.Users = clock, a.Users
+		for _, name := range []string{"ada", "grace"} {
+			if _, err := a.Add(t.Context(), name, "correct horse battery"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return fixture{a: a, e: e, now: &now}
+	}
+	issue := func(t *testing.T, f fixture, name string) string {
+		t.Helper()
+		tok, err := f.e.IssueToken(t.Context(), &pentecost.User{ID: name, Name: name}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	verify := func(t *testing.T, f fixture, tok string) error {
+		_, err := f.e.VerifyToken(t.Context(), tok)
+		return err
+	}
+
+	for _, tt := range []struct {
+		name   string
+		change func(t *testing.T, f fixture)
+	}{
+		{"ErrPasswordChanged", func(t *testing.T, f fixture) {
+			if err := f.a.SetPassword(t.Context(), "ada", "another password"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"ErrAccountAddedAgain", func(t *testing.T, f fixture) {
+			if err := f.a.Remove(t.Context(), "ada"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.a.Add(t.Context(), "ada", "correct horse battery"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t)
+			old, other := issue(t, f, "ada"), issue(t, f, "grace")
+			if err := verify(t, f, old); err != nil {
+				t.Fatalf("before the change: %v (%s)", err, auth.Reason(err))
+			}
+
+			// Half a second into a later second: iat, in whole seconds,
+			// is then before the change but in the same second.
+			*f.now = f.now.Add(1500 * time.Millisecond)
+			tt.change(t, f)
+			wantCode(t, verify(t, f, old), pentecost.EAUTHINVALID)
+			if err := verify(t, f, issue(t, f, "ada")); err != nil {
+				t.Fatalf("token issued in the second of the change: %v (%s)", err, auth.Reason(err))
+			}
+			if err := verify(t, f, other); err != nil {
+				t.Fatalf("another account's token: %v (%s)", err, auth.Reason(err))
+			}
+		})
+	}
 }

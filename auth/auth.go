@@ -30,6 +30,9 @@ const (
 	logKeyIssuer = "issuer"
 	logKeyCode   = "code"
 	logKeyError  = "error"
+	// logKeyCorrelationID matches the http package's key, so that one
+	// search finds a request's access log and its token refusal.
+	logKeyCorrelationID = "correlation_id"
 )
 
 // maxTokenLength bounds the tokens we agree to parse; real ID and access

@@ -111,7 +111,8 @@ type Embedded struct {
 	// Now returns the current time.
 	Now func() time.Time
 	// Users, if set, makes VerifyToken refuse tokens of accounts that have
-	// since been removed (at the cost of one store lookup per verification).
+	// since been removed, and tokens issued before the account's password
+	// was last set (at the cost of one store lookup per verification).
 	Users pentecost.UserStore
 }
 
@@ -216,10 +217,20 @@ func (e *Embedded) VerifyToken(ctx context.Context, token string) (*pentecost.Us
 	}
 
 	if e.Users != nil {
-		if _, err := e.Users.FindUserByName(ctx, claims.Subject); pentecost.ErrorCode(err) == pentecost.EUSERNOTFOUND {
+		u, err := e.Users.FindUserByName(ctx, claims.Subject)
+		if pentecost.ErrorCode(err) == pentecost.EUSERNOTFOUND {
 			return nil, invalid("embedded: account no longer exists")
 		} else if err != nil {
 			return nil, err
+		}
+		// iat has whole seconds: a token from the very second of the change
+		// survives it, anything older does not. An account removed and
+		// added again has a new PasswordChangedAt, so this covers it too.
+		if claims.IssuedAt == nil {
+			return nil, invalid("embedded: no issue time")
+		}
+		if claims.IssuedAt.Time.Before(u.PasswordChangedAt.Truncate(time.Second)) {
+			return nil, invalid("embedded: issued before the password was last set")
 		}
 	}
 

@@ -11,7 +11,8 @@ import (
 // Verifier verifies a bearer token with the issuer that claims to have
 // signed it: the embedded issuer or one of the external OIDC issuers.
 type Verifier struct {
-	// Logger receives the real reason of every refusal (never the token).
+	// Logger receives the real reason of every refusal (never the token),
+	// with the correlation ID of the request when ctx carries one.
 	Logger *slog.Logger
 
 	byIssuer map[string]pentecost.TokenVerifier
@@ -52,8 +53,15 @@ func (v *Verifier) VerifyToken(ctx context.Context, token string) (*pentecost.Us
 		if code != pentecost.EAUTHINVALID && code != pentecost.EAUTHREQUIRED {
 			level = slog.LevelWarn
 		}
-		v.Logger.Log(ctx, level, "Token refused.",
-			logKeyCode, code, logKeyIssuer, name, logKeyReason, reasonOf(err))
+		attrs := []slog.Attr{
+			slog.String(logKeyCode, code),
+			slog.String(logKeyIssuer, name),
+			slog.String(logKeyReason, reasonOf(err)),
+		}
+		if id := pentecost.CorrelationIDFromContext(ctx); id != "" {
+			attrs = append(attrs, slog.String(logKeyCorrelationID, id))
+		}
+		v.Logger.LogAttrs(ctx, level, "Token refused.", attrs...)
 		return nil, err
 	}
 	return u, nil

@@ -15,13 +15,12 @@ import (
 // codes maps every error code to its HTTP status. It is the one place that
 // decides statuses; codes not listed get 500 (VALIDATION_* get 400).
 var codes = map[string]int{
-	pentecost.EINVALIDSESSIONID:  http.StatusBadRequest,
-	pentecost.EINVALIDLANGUAGE:   http.StatusBadRequest,
-	pentecost.EUNSUPPORTEDLANG:   http.StatusBadRequest,
-	pentecost.EVALIDATION:        http.StatusBadRequest,
-	pentecost.EVALIDATIONBODY:    http.StatusBadRequest,
-	pentecost.EVALIDATIONFIELD:   http.StatusBadRequest,
-	pentecost.EINVALIDTRANSITION: http.StatusBadRequest,
+	pentecost.EINVALIDSESSIONID: http.StatusBadRequest,
+	pentecost.EINVALIDLANGUAGE:  http.StatusBadRequest,
+	pentecost.EUNSUPPORTEDLANG:  http.StatusBadRequest,
+	pentecost.EVALIDATION:       http.StatusBadRequest,
+	pentecost.EVALIDATIONBODY:   http.StatusBadRequest,
+	pentecost.EVALIDATIONFIELD:  http.StatusBadRequest,
 
 	pentecost.EAUTHREQUIRED:    http.StatusUnauthorized,
 	pentecost.EAUTHINVALID:     http.StatusUnauthorized,
@@ -70,15 +69,30 @@ type ErrorResponse struct {
 	RetryAfter int `json:"retryAfter,omitempty"`
 }
 
+// statusClientClosed is written when the client went away before its
+// answer was ready (nginx's 499): nobody reads it, but the access log and
+// metrics tell it apart from the server's own failures.
+const statusClientClosed = 499
+
 // Error writes err to w as JSON with the status its code maps to. Internal
 // errors are logged with the correlation ID and answered with "Internal
 // error." so that nothing internal reaches the client. A 429 carries a
 // Retry-After header and field; a 401 carries WWW-Authenticate.
+//
+// When the request's context has ended, the client went away (or stopped
+// sending in time) and err is most likely its consequence: it is logged at
+// debug level only, is not counted as an error, and the response is a bare
+// status that nobody is waiting for.
 func Error(w http.ResponseWriter, r *http.Request, err error) {
+	info := infoFrom(r)
+	if r.Context().Err() != nil {
+		clientGone(w, r, info, err)
+		return
+	}
+
 	code, message := pentecost.ErrorCode(err), pentecost.ErrorMessage(err)
 	status := StatusCode(code)
 
-	info := infoFrom(r)
 	now := time.Now
 	var logger *slog.Logger
 	if info != nil {
@@ -128,6 +142,17 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	}
 	writeJSON(w, status, resp)
+}
+
+// clientGone ends a request whose client is no longer there.
+func clientGone(w http.ResponseWriter, r *http.Request, info *requestInfo, err error) {
+	if info != nil && info.srv != nil {
+		info.srv.Logger.LogAttrs(r.Context(), slog.LevelDebug, "client went away",
+			slog.String(logKeyCorrelationID, info.correlationID),
+			slog.String(logKeyRoute, info.route),
+			slog.String(logKeyError, err.Error()))
+	}
+	w.WriteHeader(statusClientClosed)
 }
 
 // retrySeconds rounds a delay up to whole seconds, at least one.

@@ -61,11 +61,10 @@ func infoFrom(r *http.Request) *requestInfo {
 
 // CorrelationID returns the correlation ID of a request served by Server,
 // or "" outside it. Other layers (e.g. WebSocket) put it in their messages.
+// It is pentecost.CorrelationIDFromContext, which packages that must not
+// import this one use.
 func CorrelationID(ctx context.Context) string {
-	if info, _ := ctx.Value(infoContextKey{}).(*requestInfo); info != nil {
-		return info.correlationID
-	}
-	return ""
+	return pentecost.CorrelationIDFromContext(ctx)
 }
 
 // handler returns the whole middleware chain around the mux, outermost
@@ -79,7 +78,8 @@ func (s *Server) handler() http.Handler {
 			info.correlationID = rand.Text()
 		}
 		w.Header().Set(CorrelationHeader, info.correlationID)
-		r = r.WithContext(context.WithValue(r.Context(), infoContextKey{}, info))
+		ctx := context.WithValue(r.Context(), infoContextKey{}, info)
+		r = r.WithContext(pentecost.NewContextWithCorrelationID(ctx, info.correlationID))
 
 		sw := &statusWriter{ResponseWriter: w}
 		abort := s.recoverPanic(sw, r, func() { s.dispatch(sw, r) })
@@ -164,23 +164,41 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 // authenticate verifies the bearer token and returns r with the speaker in
 // its context. On failure it writes the error and returns false.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
-	header := r.Header.Get("Authorization")
-	if header == "" {
-		Error(w, r, pentecost.Errorf(pentecost.EAUTHREQUIRED, "A bearer token is required."))
-		return r, false
-	}
-	scheme, token, _ := strings.Cut(header, " ")
-	token = strings.TrimSpace(token)
-	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		Error(w, r, pentecost.Errorf(pentecost.EAUTHINVALID, "The Authorization header must be \"Bearer <token>\"."))
-		return r, false
-	}
-	u, err := s.Verifier.VerifyToken(r.Context(), token)
+	u, err := s.verifyBearer(r)
 	if err != nil {
 		Error(w, r, err)
 		return r, false
 	}
 	return r.WithContext(pentecost.NewContextWithUser(r.Context(), u)), true
+}
+
+// optionalUserID returns the ID of the speaker whose bearer token r
+// carries, or "" when it carries none or one that does not verify: on a
+// public route a bad token makes the caller anonymous, not refused.
+func (s *Server) optionalUserID(r *http.Request) string {
+	if r.Header.Get("Authorization") == "" {
+		return ""
+	}
+	u, err := s.verifyBearer(r)
+	if err != nil {
+		return ""
+	}
+	return u.ID
+}
+
+// verifyBearer checks the Authorization header and its bearer token.
+// Errors: EAUTHREQUIRED, EAUTHINVALID, and whatever the Verifier returns.
+func (s *Server) verifyBearer(r *http.Request) (*pentecost.User, error) {
+	header := r.Header.Get("Authorization")
+	if header == "" {
+		return nil, pentecost.Errorf(pentecost.EAUTHREQUIRED, "A bearer token is required.")
+	}
+	scheme, token, _ := strings.Cut(header, " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return nil, pentecost.Errorf(pentecost.EAUTHINVALID, "The Authorization header must be \"Bearer <token>\".")
+	}
+	return s.Verifier.VerifyToken(r.Context(), token)
 }
 
 // methodLabel keeps made-up methods from adding metric label values.

@@ -159,3 +159,74 @@ func resolves(root map[string]any, ref string) bool {
 	}
 	return true
 }
+
+// specOperation is the part of an operation the status test reads.
+type specOperation struct {
+	RequestBody json.RawMessage            `json:"requestBody"`
+	Responses   map[string]json.RawMessage `json:"responses"`
+}
+
+// TestOpenAPI_Statuses checks that each operation lists the statuses its
+// route can answer, as the route table says what the route does: 500 for
+// any (a panic is answered so), 401 with a token required, 400 and 413 with
+// a JSON body, 429 with a rate limit, 400 and 404 with a session ID in the
+// path. 404 and 405 for paths and methods that do not exist are global.
+func TestOpenAPI_Statuses(t *testing.T) {
+	b, err := os.ReadFile("../docs/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		Paths  map[string]map[string]json.RawMessage `json:"paths"`
+		Global map[string]json.RawMessage            `json:"x-pentecost-global-responses"`
+	}
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, status := range []string{"404", "405"} {
+		if _, ok := spec.Global[status]; !ok {
+			t.Errorf("x-pentecost-global-responses lacks %s", status)
+		}
+	}
+
+	for _, rt := range routes {
+		name := rt.Method + " " + rt.Path
+		raw, ok := spec.Paths[rt.Path][strings.ToLower(rt.Method)]
+		if !ok {
+			continue // TestOpenAPI_Routes reports it
+		}
+		var op specOperation
+		if err := json.Unmarshal(raw, &op); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if (op.RequestBody != nil) != rt.Body {
+			t.Errorf("%s: requestBody documented %v, route reads a body %v", name, op.RequestBody != nil, rt.Body)
+		}
+
+		want := map[string]bool{"500": true}
+		if rt.Auth {
+			want["401"] = true
+		}
+		if rt.Body {
+			want["400"], want["413"] = true, true
+		}
+		if rt.Limited {
+			want["429"] = true
+		}
+		if strings.Contains(rt.Path, "{id}") {
+			want["400"], want["404"] = true, true
+		}
+		for status := range want {
+			if _, ok := op.Responses[status]; !ok {
+				t.Errorf("%s: response %s is not documented", name, status)
+			}
+		}
+		// And the other way: these statuses only where they can happen.
+		for status, can := range map[string]bool{"413": rt.Body, "429": rt.Limited} {
+			if _, ok := op.Responses[status]; ok && !can {
+				t.Errorf("%s: documents %s, which it cannot answer", name, status)
+			}
+		}
+	}
+}

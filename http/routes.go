@@ -3,6 +3,9 @@ package http
 import (
 	"net/http"
 	"strings"
+	"time"
+
+	"github.com/pentecost/pentecost/sessionid"
 )
 
 // route is one API endpoint. The server registers exactly the routes in the
@@ -12,29 +15,38 @@ type route struct {
 	Path   string
 	// Auth requires a speaker's bearer token.
 	Auth bool
+	// Body is set when the handler reads a JSON body, and Limited when the
+	// request counts against a rate limit. Neither changes what the server
+	// does; a test checks docs/openapi.json lists the statuses they bring.
+	Body, Limited bool
 	// Serve handles the request.
 	Serve func(s *Server, w http.ResponseWriter, r *http.Request)
 }
 
 // routes is the API. Paths are ServeMux patterns.
 var routes = []route{
-	{Method: "POST", Path: "/sessions", Auth: true, Serve: (*Server).handleCreateSession},
+	{Method: "POST", Path: "/sessions", Auth: true, Body: true, Limited: true, Serve: (*Server).handleCreateSession},
 	{Method: "GET", Path: "/sessions", Auth: true, Serve: (*Server).handleListSessions},
 	{Method: "GET", Path: "/sessions/{id}", Serve: (*Server).handleGetSession},
-	{Method: "PATCH", Path: "/sessions/{id}", Auth: true, Serve: (*Server).handleUpdateSession},
+	{Method: "PATCH", Path: "/sessions/{id}", Auth: true, Body: true, Serve: (*Server).handleUpdateSession},
 	{Method: "DELETE", Path: "/sessions/{id}", Auth: true, Serve: (*Server).handleEndSession},
 	{Method: "GET", Path: "/languages", Serve: (*Server).handleLanguages},
-	{Method: "POST", Path: "/auth/login", Serve: (*Server).handleLogin},
+	{Method: "POST", Path: "/auth/login", Body: true, Limited: true, Serve: (*Server).handleLogin},
 	{Method: "GET", Path: "/healthz", Serve: (*Server).handleHealthz},
 	{Method: "GET", Path: "/readyz", Serve: (*Server).handleReadyz},
 	{Method: "GET", Path: "/metrics", Serve: (*Server).handleMetrics},
 }
 
-// route wraps an API endpoint in its per-route middleware: the body limit,
-// authentication, and recording the route for logs and metrics.
+// route wraps an API endpoint in its per-route middleware: the read
+// deadline and body limit, authentication, and recording the route for logs
+// and metrics.
 func (s *Server) route(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		noteRoute(r)
+		// Set here rather than as http.Server.ReadTimeout, so that
+		// handlers mounted with Handle (WebSockets, streams) read for as
+		// long as they need. net/http's writers all take a deadline.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.ReadTimeout))
 		r.Body = http.MaxBytesReader(w, r.Body, s.MaxBodyBytes)
 		if rt.Auth {
 			var ok bool
@@ -62,8 +74,10 @@ func noteRoute(r *http.Request) {
 		return
 	}
 	info.route = routeLabel(r.Pattern)
-	if id := r.PathValue("id"); id != "" {
-		info.sessionID = truncate(id, 64)
+	// The ID as the store knows it, so that log searches find every
+	// spelling; text that is no ID at all is left out of the logs.
+	if id, err := sessionid.Normalize(r.PathValue("id")); err == nil {
+		info.sessionID = id
 	}
 }
 

@@ -31,6 +31,7 @@ const (
 	DefaultAddr         = ":8080"
 	DefaultTokenTTL     = 12 * time.Hour
 	DefaultMaxBodyBytes = 64 << 10
+	DefaultReadTimeout  = 30 * time.Second
 
 	// shutdownTimeout bounds how long Close waits for requests in flight.
 	shutdownTimeout = 10 * time.Second
@@ -94,6 +95,15 @@ type Server struct {
 	// MaxBodyBytes bounds request bodies of the API (DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 
+	// ReadTimeout bounds how long an API request may take to arrive, body
+	// included, counted from when its route is matched (DefaultReadTimeout).
+	// A client trickling its body is cut off after it, so that it cannot
+	// hold a connection, or a graceful shutdown, for ever. As with
+	// http.Server.ReadTimeout, a request still being handled when it passes
+	// has its context ended. Handlers mounted with Handle, such as
+	// WebSockets, are not subject to it.
+	ReadTimeout time.Duration
+
 	// Now returns the current time. Tests replace it.
 	Now func() time.Time
 
@@ -115,6 +125,7 @@ func NewServer() *Server {
 		TokenTTL:     DefaultTokenTTL,
 		Limits:       DefaultLimits(),
 		MaxBodyBytes: DefaultMaxBodyBytes,
+		ReadTimeout:  DefaultReadTimeout,
 		Now:          time.Now,
 		mux:          http.NewServeMux(),
 	}
@@ -231,6 +242,9 @@ func (s *Server) setDefaults() {
 	}
 	if s.MaxBodyBytes <= 0 {
 		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if s.ReadTimeout <= 0 {
+		s.ReadTimeout = DefaultReadTimeout
 	}
 	if s.Now == nil {
 		s.Now = time.Now

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -206,8 +207,12 @@ func TestServer_Logs(t *testing.T) {
 	if err := c.CreateSession(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	ts.Do(t, Request{Method: "GET", Path: "/sessions", Token: token + "x"}) // a refused token
-	ts.Do(t, Request{Method: "GET", Path: "/sessions/" + s.ID, Header: map[string]string{"X-Correlation-ID": "log-check"}})
+	ts.Do(t, Request{Method: "GET", Path: "/sessions", Token: token + "x", // a refused token
+		Header: map[string]string{"X-Correlation-ID": "refused-check"}})
+	// The ID as a person might type it.
+	typed := url.PathEscape(" " + strings.ToUpper(strings.ReplaceAll(s.ID, "-", " ")) + " ")
+	ts.Do(t, Request{Method: "GET", Path: "/sessions/" + typed, Header: map[string]string{"X-Correlation-ID": "log-check"}})
+	ts.Do(t, Request{Method: "GET", Path: "/sessions/not%20an%20id", Header: map[string]string{"X-Correlation-ID": "bad-id-check"}})
 
 	logs := ts.Logs.String()
 	for _, secret := range []string{token, token + "x", testPassword, "127.0.0.1"} {
@@ -216,23 +221,45 @@ func TestServer_Logs(t *testing.T) {
 		}
 	}
 
-	// The access log line of the GET names route, status, session and the
-	// client's network, not its address.
-	var found bool
-	for _, line := range strings.Split(logs, "\n") {
-		if !strings.Contains(line, `"log-check"`) {
-			continue
+	// lines returns the log records carrying a correlation ID.
+	lines := func(correlationID string) []map[string]any {
+		var recs []map[string]any
+		for _, line := range strings.Split(logs, "\n") {
+			if strings.Contains(line, `"`+correlationID+`"`) {
+				var rec map[string]any
+				mustUnmarshal(t, []byte(line), &rec)
+				recs = append(recs, rec)
+			}
 		}
-		var rec map[string]any
-		mustUnmarshal(t, []byte(line), &rec)
+		if len(recs) == 0 {
+			t.Fatalf("no log line for %s:\n%s", correlationID, logs)
+		}
+		return recs
+	}
+
+	// The access log line of the GET names route, status, the session as
+	// the store knows it, and the client's network, not its address.
+	for _, rec := range lines("log-check") {
 		if rec["route"] != "/sessions/{id}" || rec["status"] != 200.0 || rec["method"] != "GET" ||
 			rec["session_id"] != s.ID || rec["client_net"] != "127.0.0.0/24" || rec["duration_ms"] == nil {
-			t.Fatalf("access log = %s", line)
+			t.Fatalf("access log = %v", rec)
 		}
-		found = true
 	}
-	if !found {
-		t.Fatalf("no access log line for the request:\n%s", logs)
+	// Text that is no session ID is not logged as one.
+	for _, rec := range lines("bad-id-check") {
+		if id, ok := rec["session_id"]; ok {
+			t.Fatalf("session_id = %q logged for a malformed ID", id)
+		}
+	}
+	// The verifier's refusal carries the request's correlation ID.
+	var refused bool
+	for _, rec := range lines("refused-check") {
+		if rec["msg"] == "Token refused." && rec["correlation_id"] == "refused-check" && rec["reason"] != "" {
+			refused = true
+		}
+	}
+	if !refused {
+		t.Fatalf("no Token refused line with the correlation ID:\n%s", logs)
 	}
 }
 
@@ -408,7 +435,6 @@ func TestServer_Open(t *testing.T) {
 func TestStatusCode(t *testing.T) {
 	for code, want := range map[string]int{
 		pentecost.EINVALIDSESSIONID:   400,
-		pentecost.EINVALIDTRANSITION:  400,
 		"VALIDATION_SOMETHING_NEW":    400,
 		pentecost.EAUTHREQUIRED:       401,
 		pentecost.EAUTHCREDENTIALS:    401,

@@ -69,12 +69,17 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, sess)
 }
 
-// handleGetSession returns one session to anyone who knows its ID.
+// handleGetSession returns one session to anyone who knows its ID. Only
+// its speaker, signed in, sees whose it is: for embedded accounts the owner
+// ID is the login name, which strangers must not learn.
 func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
 	sess, err := s.Sessions.FindSessionByID(r.Context(), r.PathValue("id"))
 	if err != nil {
 		Error(w, r, err)
 		return
+	}
+	if sess.OwnerID != s.optionalUserID(r) {
+		sess.OwnerID = ""
 	}
 	writeJSON(w, http.StatusOK, sess)
 }

@@ -179,11 +179,46 @@ func TestGetSession(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.ID != created.ID || s.OwnerID != "alice" || !s.CreatedAt.Equal(created.CreatedAt) {
+			if s.ID != created.ID || s.OwnerID != "" || !s.CreatedAt.Equal(created.CreatedAt) {
 				t.Fatalf("session = %+v", s)
 			}
 		})
 	}
+
+	// Only the owner, signed in, learns whose session it is: for embedded
+	// accounts the owner ID is the login name. A token that does not verify
+	// on this public route makes the caller anonymous, not refused.
+	for _, tt := range []struct {
+		name  string
+		token string
+		owner bool
+	}{
+		{"SpeakerIDForOwner", ts.Token(t, "alice"), true},
+		{"NoSpeakerIDAnonymous", "", false},
+		{"NoSpeakerIDForOtherSpeaker", ts.Token(t, "bob"), false},
+		{"NoSpeakerIDBadToken", ts.Token(t, "alice") + "x", false},
+		{"NoSpeakerIDGarbageToken", "garbage", false},
+	} {
+		t.Run("OK/"+tt.name, func(t *testing.T) {
+			resp := ts.Do(t, Request{Method: "GET", Path: "/sessions/golden-eagle-427", Token: tt.token})
+			if resp.Status != 200 {
+				t.Fatalf("status %d body %s", resp.Status, resp.Body)
+			}
+			var got map[string]any
+			mustUnmarshal(t, resp.Body, &got)
+			id, present := got["speakerId"]
+			if present != tt.owner || tt.owner && id != "alice" || got["sessionId"] != created.ID {
+				t.Fatalf("body %s", resp.Body)
+			}
+		})
+	}
+	t.Run("OK/NoSpeakerIDNotBearer", func(t *testing.T) {
+		resp := ts.Do(t, Request{Method: "GET", Path: "/sessions/golden-eagle-427",
+			Header: map[string]string{"Authorization": "Basic YWxpY2U6eA=="}})
+		if resp.Status != 200 || strings.Contains(string(resp.Body), "speakerId") {
+			t.Fatalf("status %d body %s", resp.Status, resp.Body)
+		}
+	})
 
 	t.Run("OK/RawEscapedPath", func(t *testing.T) {
 		resp := ts.Do(t, Request{Method: "GET", Path: "/sessions/%20golden%20eagle%20427%20"})

@@ -26,8 +26,10 @@ const (
 // exactly when the oldest counted event leaves the window.
 //
 // Memory is bounded: a key whose events have all left its window is forgotten
-// by a lazy sweep, and when MaxKeys keys are remembered the least recently
-// used one is dropped to make room. Each key costs at most Events timestamps.
+// by a lazy sweep, at most once per SweepInterval, and when MaxKeys keys are
+// remembered the least recently used one is dropped to make room, in
+// constant time, so that a flood of new keys costs no more per call than
+// any other traffic. Each key costs at most Events timestamps.
 // It is safe for concurrent use.
 type RateLimiter struct {
 	// Now returns the current time. Tests replace it to move time.
@@ -45,6 +47,9 @@ type RateLimiter struct {
 	base      time.Time                // origin of the int64 offsets below
 	baseSet   bool
 	lastSweep int64
+
+	// onSweep, if set, is called at each sweep (tests).
+	onSweep func()
 }
 
 // window is the event log of one key, as offsets from RateLimiter.base in
@@ -91,13 +96,10 @@ func (l *RateLimiter) Allow(ctx context.Context, key string, limit pentecost.Lim
 		w = e.Value.(*window)
 		l.lru.MoveToFront(e)
 	} else {
-		if l.MaxKeys > 0 && len(l.keys) >= l.MaxKeys {
-			// Idle keys go first; only then do we forget a live one.
-			l.sweep(now)
-			l.lastSweep = now
-			for len(l.keys) >= l.MaxKeys {
-				l.remove(l.lru.Back())
-			}
+		// The sweep above has just run if it was due; sweeping again for
+		// every new key would make each call O(keys) under the lock.
+		for l.MaxKeys > 0 && len(l.keys) >= l.MaxKeys {
+			l.remove(l.lru.Back())
 		}
 		w = &window{key: key}
 		l.keys[key] = l.lru.PushFront(w)
@@ -148,6 +150,9 @@ func (l *RateLimiter) offset(t time.Time) int64 {
 
 // sweep forgets every key whose newest event has left its window.
 func (l *RateLimiter) sweep(now int64) {
+	if l.onSweep != nil {
+		l.onSweep()
+	}
 	for e := l.lru.Back(); e != nil; {
 		prev := e.Prev()
 		w := e.Value.(*window)

@@ -195,6 +195,47 @@ func TestRateLimiter_Memory(t *testing.T) {
 	})
 }
 
+// TestRateLimiter_KeyFlood checks that a flood of new keys at MaxKeys costs
+// an eviction each, not a sweep of every key: sweeps stay at most one per
+// SweepInterval, memory stays bounded and the newest keys keep their limits.
+func TestRateLimiter_KeyFlood(t *testing.T) {
+	limit := pentecost.Limit{Events: 2, Per: time.Hour}
+	c := newClock()
+	l := newLimiter(c)
+	l.MaxKeys = 10
+	var sweeps int
+	inmem.SetSweepHook(l, func() { sweeps++ }) // called under l's lock
+
+	flood := func(prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			allowN(t, l, fmt.Sprint(prefix, i), limit, limit.Events)
+			if got := l.Len(); got > l.MaxKeys {
+				t.Fatalf("Len = %d, want <= %d", got, l.MaxKeys)
+			}
+			c.Add(time.Millisecond)
+		}
+	}
+
+	flood("a", 1000) // one second in all, well within SweepInterval
+	if sweeps != 0 {
+		t.Fatalf("sweeps = %d within the first interval, want 0", sweeps)
+	}
+	// The most recent keys are still remembered, and limited.
+	for i := 1000 - l.MaxKeys; i < 1000; i++ {
+		mustDeny(t, l, fmt.Sprint("a", i), limit)
+	}
+
+	c.Add(l.SweepInterval)
+	flood("b", 1000)
+	if sweeps != 1 {
+		t.Fatalf("sweeps = %d after one interval, want 1", sweeps)
+	}
+	for i := 1000 - l.MaxKeys; i < 1000; i++ {
+		mustDeny(t, l, fmt.Sprint("b", i), limit)
+	}
+}
+
 func TestRateLimiter_Concurrent(t *testing.T) {
 	c := newClock()
 	l := newLimiter(c)

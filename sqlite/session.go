@@ -49,7 +49,8 @@ type SessionService struct {
 	GenerateID func() string
 
 	// MaxIDAttempts bounds the candidates tried before giving up with
-	// ESESSIONIDEXHAUSTED; a candidate is taken if no live session has it.
+	// ESESSIONIDEXHAUSTED; a candidate is taken if no session has it, live
+	// or ended: an ID comes free only once PurgeSessions has deleted it.
 	MaxIDAttempts int
 }
 
@@ -128,27 +129,22 @@ func (s *SessionService) CreateSession(ctx context.Context, sess *pentecost.Sess
 	return nil
 }
 
-// allocateID draws candidate IDs until one is free. An ID held by an ended
-// or expired session is free: its row is deleted so the new one replaces it.
+// allocateID draws candidate IDs until one has no row at all. An ended or
+// expired session keeps its ID until purged, so that whoever looks it up
+// within the retention period finds that session, never a stranger's new one.
 func (s *SessionService) allocateID(ctx context.Context, tx *Tx) (string, error) {
 	for range s.MaxIDAttempts {
 		id, err := sessionid.Normalize(s.GenerateID())
 		if err != nil {
 			return "", fmt.Errorf("generated session ID is malformed: %w", err)
 		}
-		var status string
-		var expiresAt int64
-		err = tx.QueryRowContext(ctx, `SELECT status, expires_at FROM sessions WHERE id = ?`, id).Scan(&status, &expiresAt)
+		var one int
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM sessions WHERE id = ?`, id).Scan(&one)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return id, nil
 		case err != nil:
 			return "", err
-		case status == string(pentecost.SessionEnded) || expiresAt <= tx.now.UnixMilli():
-			if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, id); err != nil {
-				return "", err
-			}
-			return id, nil
 		}
 	}
 	return "", pentecost.Errorf(pentecost.ESESSIONIDEXHAUSTED, "Could not allocate a session ID, try again.")

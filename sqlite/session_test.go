@@ -166,7 +166,52 @@ func TestSessionService_CreateSession(t *testing.T) {
 		}
 	})
 
-	t.Run("ReuseEndedID", func(t *testing.T) {
+	// An ID stays taken until its row is purged: whoever looks up an ended
+	// or expired session within the retention period must find that one,
+	// not a stranger's new session.
+	for _, tt := range []struct {
+		name string
+		end  func(t *testing.T, s *sqlite.SessionService, clock *Clock, id string)
+	}{
+		{"ErrEndedIDNotReused", func(t *testing.T, s *sqlite.SessionService, clock *Clock, id string) {
+			if _, err := s.EndSession(as("alice"), id); err != nil {
+				t.Fatal(err)
+			}
+			clock.Add(s.Retention - time.Millisecond)
+		}},
+		{"ErrExpiredIDNotReused", func(t *testing.T, s *sqlite.SessionService, clock *Clock, id string) {
+			clock.Add(s.MaxIdle) // expired, not yet swept by ExpireSessions
+		}},
+		{"ErrExpiredSweptIDNotReused", func(t *testing.T, s *sqlite.SessionService, clock *Clock, id string) {
+			clock.Add(s.MaxIdle)
+			if _, err := s.ExpireSessions(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			clock.Add(s.Retention - time.Millisecond)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db, clock := MustOpenDB(t)
+			s := sqlite.NewSessionService(db)
+			s.GenerateID, _ = fixedIDs("golden-eagle-427")
+			old := MustCreateSession(t, s, "alice")
+			tt.end(t, s, clock, old.ID)
+
+			err := s.CreateSession(as("bob"), &pentecost.Session{SourceLanguage: "fr"})
+			wantCode(t, err, pentecost.ESESSIONIDEXHAUSTED)
+			if got := MustFindSession(t, s, old.ID); got.OwnerID != "alice" || got.Status != pentecost.SessionEnded {
+				t.Fatalf("ended session replaced: %+v", got)
+			}
+
+			// Another candidate is taken instead.
+			s.GenerateID, _ = fixedIDs(old.ID, "silver-lamb-100")
+			if sess := MustCreateSession(t, s, "bob"); sess.ID != "silver-lamb-100" {
+				t.Fatalf("ID = %q, want silver-lamb-100", sess.ID)
+			}
+		})
+	}
+
+	t.Run("ReusePurgedID", func(t *testing.T) {
 		db, clock := MustOpenDB(t)
 		s := sqlite.NewSessionService(db)
 		s.GenerateID, _ = fixedIDs("golden-eagle-427")
@@ -174,29 +219,18 @@ func TestSessionService_CreateSession(t *testing.T) {
 		if _, err := s.EndSession(as("alice"), old.ID); err != nil {
 			t.Fatal(err)
 		}
-		clock.Add(time.Minute)
+		clock.Add(s.Retention)
+		if n, err := s.PurgeSessions(context.Background()); err != nil || n != 1 {
+			t.Fatalf("PurgeSessions = %d, %v; want 1", n, err)
+		}
 		sess := &pentecost.Session{SourceLanguage: "fr"}
 		if err := s.CreateSession(as("bob"), sess); err != nil {
 			t.Fatal(err)
 		}
-		if sess.ID != old.ID {
-			t.Fatalf("ID = %q, want %q", sess.ID, old.ID)
+		if sess.ID != old.ID || sess.OwnerID != "bob" {
+			t.Fatalf("session = %+v, want %s of bob", sess, old.ID)
 		}
 		wantEqual(t, MustFindSession(t, s, old.ID), sess)
-		if _, n, err := s.FindSessions(context.Background(), pentecost.SessionFilter{}); err != nil || n != 1 {
-			t.Fatalf("FindSessions = %d, %v; want the new session alone", n, err)
-		}
-	})
-
-	t.Run("ReuseExpiredID", func(t *testing.T) {
-		db, clock := MustOpenDB(t)
-		s := sqlite.NewSessionService(db)
-		s.GenerateID, _ = fixedIDs("golden-eagle-427")
-		MustCreateSession(t, s, "alice")
-		clock.Add(s.MaxIdle) // expired, not yet swept by ExpireSessions
-		if sess := MustCreateSession(t, s, "bob"); sess.OwnerID != "bob" || sess.Status != pentecost.SessionActive {
-			t.Fatalf("got %+v", sess)
-		}
 	})
 
 	t.Run("Concurrent", func(t *testing.T) {

@@ -68,6 +68,8 @@ type DB struct {
 
 	// onRetry, if set, is called before each retry with its number (tests).
 	onRetry func(attempt int)
+	// beforeCommit, if set, is called before each commit (tests).
+	beforeCommit func()
 }
 
 // NewDB returns a DB for the file at path, with defaults set.
@@ -214,17 +216,28 @@ func (db *DB) inTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *Tx) err
 		_ = sqlTx.Rollback()
 		return err
 	}
+	if db.beforeCommit != nil {
+		db.beforeCommit()
+	}
 	return sqlTx.Commit()
 }
 
 // retry runs fn until it succeeds, fails for a reason other than a busy or
 // locked store, or has been retried MaxRetries times, pausing with a
 // jittered exponential backoff in between. The error is then translated
-// for users by storeError.
+// for users by storeError. A failure after ctx ended is reported as ctx's
+// error as it is: the caller gave up (a client went away), which says
+// nothing about the store.
 func (db *DB) retry(ctx context.Context, op string, fn func() error) error {
 	delay := db.RetryDelay
 	for attempt := 1; ; attempt++ {
 		err := fn()
+		var appErr *pentecost.Error
+		if err != nil && ctx.Err() != nil && !errors.As(err, &appErr) {
+			// E.g. database/sql answers a commit after ctx ended with
+			// ErrTxDone, which would otherwise read as an internal error.
+			return ctx.Err()
+		}
 		if err == nil || !transient(err) || attempt > db.MaxRetries {
 			return db.storeError(op, err)
 		}

@@ -261,3 +261,66 @@ func TestDB_Retry(t *testing.T) {
 		}
 	})
 }
+
+// TestDB_ContextCancelled checks that a call whose context ends returns the
+// context's error as it is: the caller gave up, the store is fine, so
+// nothing is wrapped, turned into EUNAVAILABLE or logged as a failure.
+func TestDB_ContextCancelled(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// cancelAt cancels ctx before the call or sets a hook that does.
+		cancelAt func(t *testing.T, db *sqlite.DB, cancel context.CancelFunc)
+	}{
+		{"Before", func(t *testing.T, db *sqlite.DB, cancel context.CancelFunc) { cancel() }},
+		// Once database/sql has rolled the transaction back for the ended
+		// context, it answers the commit with ErrTxDone.
+		{"AtCommit", func(t *testing.T, db *sqlite.DB, cancel context.CancelFunc) {
+			sqlite.SetCommitHook(db, func() {
+				cancel()
+				waitWriteLockFree(t, db.Path)
+			})
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db, _ := MustOpenDB(t)
+			logs := &syncBuffer{}
+			db.Logger = slog.New(slog.NewTextHandler(logs, nil))
+			s := sqlite.NewSessionService(db)
+			ctx, cancel := context.WithCancel(as("alice"))
+			defer cancel()
+			tt.cancelAt(t, db, cancel)
+
+			err := s.CreateSession(ctx, &pentecost.Session{SourceLanguage: "en"})
+			if err != context.Canceled {
+				t.Fatalf("err = %v (%T), want context.Canceled itself", err, err)
+			}
+			if logs.String() != "" {
+				t.Fatalf("logged: %q", logs.String())
+			}
+			sqlite.SetCommitHook(db, nil)
+			if _, n, err := s.FindSessions(context.Background(), pentecost.SessionFilter{}); err != nil || n != 0 {
+				t.Fatalf("FindSessions = %d, %v; want nothing stored", n, err)
+			}
+		})
+	}
+}
+
+// waitWriteLockFree polls, from a separate connection, until the write lock
+// of the database at path can be taken, and lets it go again.
+func waitWriteLockFree(t *testing.T, path string) {
+	t.Helper()
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := other.Exec(`BEGIN IMMEDIATE; ROLLBACK`); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the write lock was never released")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -24,9 +24,9 @@ func NewUserStore(db *DB) *UserStore {
 	return &UserStore{db: db}
 }
 
-// CreateUser stores a new account named u.Name and fills in u.ID, u.Issuer
-// and u.CreatedAt. An empty password hash is refused, so that no account
-// can exist without a password.
+// CreateUser stores a new account named u.Name and fills in u.ID, u.Issuer,
+// u.CreatedAt and u.PasswordChangedAt (both now). An empty password hash is
+// refused, so that no account can exist without a password.
 func (s *UserStore) CreateUser(ctx context.Context, u *pentecost.User) error {
 	if !userNameRe.MatchString(u.Name) {
 		return fieldError("name", "Name must be 1 to 64 letters, digits, dots, underscores or hyphens.")
@@ -36,14 +36,15 @@ func (s *UserStore) CreateUser(ctx context.Context, u *pentecost.User) error {
 	}
 	var created pentecost.User
 	err := s.db.update(ctx, "create user", func(tx *Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)`,
-			u.Name, u.PasswordHash, tx.now.UnixMilli())
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (name, password_hash, created_at, password_changed_at) VALUES (?, ?, ?, ?)`,
+			u.Name, u.PasswordHash, tx.now.UnixMilli(), tx.now.UnixMilli())
 		if constraint(err) {
 			return pentecost.Errorf(pentecost.ECONFLICT, "A user with that name already exists.")
 		} else if err != nil {
 			return err
 		}
-		created = pentecost.User{ID: u.Name, Name: u.Name, Issuer: pentecost.EmbeddedIssuer, PasswordHash: u.PasswordHash, CreatedAt: tx.now}
+		created = pentecost.User{ID: u.Name, Name: u.Name, Issuer: pentecost.EmbeddedIssuer, PasswordHash: u.PasswordHash,
+			CreatedAt: tx.now, PasswordChangedAt: tx.now}
 		return nil
 	})
 	if err != nil {
@@ -60,7 +61,7 @@ func (s *UserStore) FindUserByName(ctx context.Context, name string) (*pentecost
 	}
 	var u *pentecost.User
 	err := s.db.view(ctx, "find user", func(tx *Tx) (err error) {
-		u, err = scanUser(tx.QueryRowContext(ctx, `SELECT name, password_hash, created_at FROM users WHERE name = ?`, name))
+		u, err = scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE name = ?`, name))
 		if errors.Is(err, sql.ErrNoRows) {
 			return userNotFound()
 		}
@@ -76,7 +77,7 @@ func (s *UserStore) FindUserByName(ctx context.Context, name string) (*pentecost
 func (s *UserStore) FindUsers(ctx context.Context) ([]*pentecost.User, error) {
 	users := []*pentecost.User{}
 	err := s.db.view(ctx, "find users", func(tx *Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT name, password_hash, created_at FROM users ORDER BY name`)
+		rows, err := tx.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY name`)
 		if err != nil {
 			return err
 		}
@@ -97,45 +98,54 @@ func (s *UserStore) FindUsers(ctx context.Context) ([]*pentecost.User, error) {
 	return users, nil
 }
 
-// UpdateUserPassword replaces an account's password hash.
+// UpdateUserPassword replaces an account's password hash and sets its
+// PasswordChangedAt to now.
 func (s *UserStore) UpdateUserPassword(ctx context.Context, name, passwordHash string) error {
 	if passwordHash == "" {
 		return fieldError("password", "Password is required.")
 	}
-	return s.exec(ctx, "update user password", `UPDATE users SET password_hash = ? WHERE name = ?`, passwordHash, name)
+	return s.db.update(ctx, "update user password", func(tx *Tx) error {
+		return execOne(ctx, tx, `UPDATE users SET password_hash = ?, password_changed_at = ? WHERE name = ?`,
+			passwordHash, tx.now.UnixMilli(), name)
+	})
 }
 
 // DeleteUser removes an account. Its sessions are left to end by themselves.
 func (s *UserStore) DeleteUser(ctx context.Context, name string) error {
-	return s.exec(ctx, "delete user", `DELETE FROM users WHERE name = ?`, name)
+	return s.db.update(ctx, "delete user", func(tx *Tx) error {
+		return execOne(ctx, tx, `DELETE FROM users WHERE name = ?`, name)
+	})
 }
 
-// exec runs a statement on one account, EUSERNOTFOUND if none matched.
-func (s *UserStore) exec(ctx context.Context, op, query string, args ...any) error {
-	return s.db.update(ctx, op, func(tx *Tx) error {
-		res, err := tx.ExecContext(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err == nil && n == 0 {
-			return userNotFound()
-		}
+// execOne runs a statement on one account, EUSERNOTFOUND if none matched.
+func execOne(ctx context.Context, tx *Tx, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
 		return err
-	})
+	}
+	n, err := res.RowsAffected()
+	if err == nil && n == 0 {
+		return userNotFound()
+	}
+	return err
 }
 
 func userNotFound() error {
 	return pentecost.Errorf(pentecost.EUSERNOTFOUND, "User not found.")
 }
 
+// userColumns is the column list every user query selects, in the order
+// scanUser reads.
+const userColumns = `name, password_hash, created_at, password_changed_at`
+
 func scanUser(row rowScanner) (*pentecost.User, error) {
 	var u pentecost.User
-	var createdAt int64
-	if err := row.Scan(&u.Name, &u.PasswordHash, &createdAt); err != nil {
+	var createdAt, changedAt int64
+	if err := row.Scan(&u.Name, &u.PasswordHash, &createdAt, &changedAt); err != nil {
 		return nil, err
 	}
-	u.ID, u.Issuer, u.CreatedAt = u.Name, pentecost.EmbeddedIssuer, fromMillis(createdAt)
+	u.ID, u.Issuer = u.Name, pentecost.EmbeddedIssuer
+	u.CreatedAt, u.PasswordChangedAt = fromMillis(createdAt), fromMillis(changedAt)
 	return &u, nil
 }
 

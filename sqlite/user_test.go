@@ -2,9 +2,11 @@ package sqlite_test
 
 import (
 	"context"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pentecost/pentecost"
 	"github.com/pentecost/pentecost/sqlite"
@@ -28,7 +30,7 @@ func TestUserStore_CreateUser(t *testing.T) {
 		if err := s.CreateUser(context.Background(), u); err != nil {
 			t.Fatal(err)
 		}
-		want := &pentecost.User{ID: "Pastor.John_2", Name: "Pastor.John_2", Issuer: pentecost.EmbeddedIssuer, PasswordHash: "$argon2id$v=19$x", CreatedAt: clock.Millis()}
+		want := &pentecost.User{ID: "Pastor.John_2", Name: "Pastor.John_2", Issuer: pentecost.EmbeddedIssuer, PasswordHash: "$argon2id$v=19$x", CreatedAt: clock.Millis(), PasswordChangedAt: clock.Millis()}
 		if !reflect.DeepEqual(u, want) {
 			t.Fatalf("got %+v, want %+v", u, want)
 		}
@@ -121,16 +123,23 @@ func TestUserStore_FindUsers(t *testing.T) {
 }
 
 func TestUserStore_UpdateUserPassword(t *testing.T) {
-	db, _ := MustOpenDB(t)
+	db, clock := MustOpenDB(t)
 	s := sqlite.NewUserStore(db)
-	MustCreateUser(t, s, "alice", "old")
+	created := MustCreateUser(t, s, "alice", "old")
 
 	t.Run("OK", func(t *testing.T) {
+		clock.Add(time.Hour)
 		if err := s.UpdateUserPassword(context.Background(), "alice", "new"); err != nil {
 			t.Fatal(err)
 		}
-		if u, err := s.FindUserByName(context.Background(), "alice"); err != nil || u.PasswordHash != "new" {
+		u, err := s.FindUserByName(context.Background(), "alice")
+		if err != nil || u.PasswordHash != "new" {
 			t.Fatalf("got %+v, %v", u, err)
+		}
+		// The change is stamped; the account's creation is not touched.
+		if !u.PasswordChangedAt.Equal(clock.Millis()) || !u.CreatedAt.Equal(created.CreatedAt) {
+			t.Fatalf("PasswordChangedAt %v (want %v), CreatedAt %v (want %v)",
+				u.PasswordChangedAt, clock.Millis(), u.CreatedAt, created.CreatedAt)
 		}
 	})
 
@@ -179,5 +188,35 @@ func TestUserStore_ErrUnavailable(t *testing.T) {
 		"DeleteUser":         func() error { return s.DeleteUser(ctx, "alice") },
 	} {
 		t.Run(name, func(t *testing.T) { wantCode(t, call(), pentecost.EUNAVAILABLE) })
+	}
+}
+
+// TestUserStore_MigratePasswordChangedAt checks that accounts stored before
+// password_changed_at existed count their password as set at creation.
+func TestUserStore_MigratePasswordChangedAt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pentecost.db")
+	clock := NewClock()
+	db := MustOpenDBAt(t, path, clock)
+	created := MustCreateUser(t, sqlite.NewUserStore(db), "alice", "h")
+
+	// Take the database back to before the migration.
+	for _, q := range []string{
+		`ALTER TABLE users DROP COLUMN password_changed_at`,
+		`DELETE FROM migrations WHERE name LIKE '%password_changed_at%'`,
+	} {
+		if _, err := sqlite.SQLDB(db).Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	MustCloseDB(t, db)
+
+	clock.Add(time.Hour)
+	db = MustOpenDBAt(t, path, clock)
+	u, err := sqlite.NewUserStore(db).FindUserByName(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.PasswordChangedAt.Equal(created.CreatedAt) {
+		t.Fatalf("PasswordChangedAt = %v, want the creation time %v", u.PasswordChangedAt, created.CreatedAt)
 	}
 }

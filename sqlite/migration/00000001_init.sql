@@ -1,6 +1,6 @@
--- Sessions: one row per session ID. A new session may take the ID of an
--- ended one; the create transaction deletes the ended row first. Times are
--- Unix milliseconds. Nothing about audio or transcripts is stored.
+-- Sessions: one row per session ID. An ID is reused only after its row is
+-- purged. Times are Unix milliseconds. Nothing about audio or transcripts
+-- is stored.
 CREATE TABLE sessions (
 	id               TEXT    PRIMARY KEY,
 	owner_id         TEXT    NOT NULL,
