@@ -1,0 +1,87 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pentecost/pentecost"
+	"github.com/pentecost/pentecost/auth"
+	"github.com/pentecost/pentecost/realtime"
+)
+
+// e2eTimeout bounds the browser test; the script itself gives up earlier.
+const e2eTimeout = 4 * time.Minute
+
+// chromiumPath is where Debian's chromium package puts the browser.
+const chromiumPath = "/usr/bin/chromium"
+
+// TestBrowser runs the pages in a real browser against a real server: a
+// speaker goes live from /speak with a generated WAV as microphone, two
+// listeners join (by typing the code, and by the QR link), and the script
+// checks that what they receive is what the speaker captured, that pause
+// and end reach them, and that a killed socket resumes without a gap.
+// Screenshots at phone size go to web/e2e/screenshots (or
+// $PENTECOST_E2E_SCREENSHOTS).
+func TestBrowser(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("%s not found: run ./scripts/test, which installs Debian's chromium package", chromiumPath)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node not found: install Node.js, then run ./scripts/test")
+	}
+	if _, err := os.Stat(filepath.Join("e2e", "node_modules", "playwright-core")); err != nil {
+		t.Fatal("web/e2e/node_modules is missing: run ./scripts/test (or `npm ci` in web/e2e)")
+	}
+	shots := os.Getenv("PENTECOST_E2E_SCREENSHOTS")
+	if shots == "" {
+		shots, err = filepath.Abs(filepath.Join("e2e", "screenshots"))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	workerSecret := auth.GeneratePassword()
+	srv := startServer(t, nil, func(rt *realtime.Server) {
+		// Refreshes every few seconds, so that the test sees several; the
+		// connection limit allows for them (every client is 127.0.0.1).
+		rt.RefreshAfter = 4 * time.Second
+		rt.ConnectionLimit = pentecost.Limit{Events: 200, Per: time.Minute}
+		rt.WorkerVerifier = auth.NewWorkerSecrets([]string{"e2e:" + workerSecret})
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "browser.mjs")
+	cmd.Dir = "e2e"
+	cmd.Env = append(os.Environ(),
+		"PENTECOST_URL="+srv.URL,
+		"PENTECOST_USERNAME="+srv.Username,
+		"PENTECOST_PASSWORD="+srv.Password,
+		"PENTECOST_WORKER_SECRET="+workerSecret,
+		"PENTECOST_E2E_SCREENSHOTS="+shots,
+		"PENTECOST_E2E_TIMEOUT_MS="+strconv.FormatInt((e2eTimeout-20*time.Second).Milliseconds(), 10),
+		"CHROMIUM="+chromiumPath,
+	)
+	// On timeout node gets SIGINT first, so that it closes the browser.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 15 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err = cmd.Run()
+	t.Logf("browser test output (%s):\n%s", time.Since(start).Round(time.Millisecond), out.String())
+	if ctx.Err() != nil {
+		t.Fatalf("browser test did not finish within %s", e2eTimeout)
+	}
+	if err != nil {
+		t.Fatalf("browser test failed: %v", err)
+	}
+	t.Logf("screenshots in %s", shots)
+}

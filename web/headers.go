@@ -1,0 +1,76 @@
+package web
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// setSecurityHeaders sets the headers every page and asset carries: a
+// Content-Security-Policy that allows only this server's own scripts,
+// styles and images (no inline scripts) and WebSockets to this server,
+// and the usual hardening headers.
+func setSecurityHeaders(w http.ResponseWriter, r *http.Request, publicURL string) {
+	connect := []string{"'self'"}
+	// 'self' covers ws: and wss: to the same host only in newer browsers;
+	// naming them keeps older Safari working.
+	for _, host := range wsHosts(r, publicURL) {
+		connect = append(connect, "ws://"+host, "wss://"+host)
+	}
+	csp := strings.Join([]string{
+		"default-src 'self'",
+		"script-src 'self'",
+		"style-src 'self'",
+		"img-src 'self' data:",
+		"media-src 'self' blob:",
+		"connect-src " + strings.Join(connect, " "),
+		"object-src 'none'",
+		"base-uri 'none'",
+		"form-action 'self'",
+		"frame-ancestors 'none'",
+	}, "; ")
+	h := w.Header()
+	h.Set("Content-Security-Policy", csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	// Listener links carry the session ID; do not hand it to other sites.
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Permissions-Policy", "microphone=(self), camera=(), geolocation=(), payment=()")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+}
+
+// wsHosts returns the hosts WebSockets may go to: the request's own host
+// and PublicURL's, each only if it is a plain host[:port].
+func wsHosts(r *http.Request, publicURL string) []string {
+	var out []string
+	add := func(host string) {
+		if host == "" || !plainHost(host) {
+			return
+		}
+		for _, h := range out {
+			if strings.EqualFold(h, host) {
+				return
+			}
+		}
+		out = append(out, host)
+	}
+	add(r.Host)
+	if u, err := url.Parse(publicURL); err == nil {
+		add(u.Host)
+	}
+	return out
+}
+
+// plainHost reports whether s holds only characters of a host and port,
+// so that nothing a client sends in Host can change the policy's meaning.
+func plainHost(s string) bool {
+	for _, c := range s {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.' || c == '-' || c == ':' || c == '[' || c == ']':
+		default:
+			return false
+		}
+	}
+	return len(s) <= 255
+}

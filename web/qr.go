@@ -1,0 +1,93 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/skip2/go-qrcode"
+
+	"github.com/pentecost/pentecost"
+	pthttp "github.com/pentecost/pentecost/http"
+	"github.com/pentecost/pentecost/sessionid"
+)
+
+// serveQR answers /qr/{sessionId}.svg with a QR code of the session's
+// listener link. The session need not exist: the code only encodes a URL,
+// and not asking the store keeps this cheap. A malformed ID gets the API's
+// INVALID_SESSION_ID error.
+func (h *Handler) serveQR(w http.ResponseWriter, r *http.Request) {
+	file := r.PathValue("file")
+	raw, ok := strings.CutSuffix(file, ".svg")
+	if !ok {
+		pthttp.Error(w, r, pentecost.Errorf(pentecost.ENOTFOUND, "Not found."))
+		return
+	}
+	id, err := sessionid.Normalize(raw)
+	if err != nil {
+		pthttp.Error(w, r, err)
+		return
+	}
+	link := h.baseURL(r) + "/listen/" + id
+	svg, err := qrSVG(link)
+	if err != nil {
+		pthttp.Error(w, r, err)
+		return
+	}
+	setSecurityHeaders(w, r, h.PublicURL)
+	hd := w.Header()
+	hd.Set("Content-Type", "image/svg+xml")
+	if h.PublicURL == "" {
+		// The link depends on the Host the request came in with; shared
+		// caches must not hand one client's code to another.
+		hd.Set("Cache-Control", "private, max-age=3600")
+		hd.Add("Vary", "Host")
+	} else {
+		hd.Set("Cache-Control", "public, max-age=3600")
+	}
+	_, _ = w.Write(svg)
+}
+
+// baseURL is PublicURL, or else the scheme and host of the request.
+func (h *Handler) baseURL(r *http.Request) string {
+	if h.PublicURL != "" {
+		return strings.TrimSuffix(h.PublicURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// qrSVG renders text as a QR code in SVG: one path of dark modules on a
+// white square, quiet zone included, scalable to any size.
+func qrSVG(text string) ([]byte, error) {
+	q, err := qrcode.New(text, qrcode.Medium)
+	if err != nil {
+		return nil, fmt.Errorf("qr code: %w", err)
+	}
+	bits := q.Bitmap() // includes the four-module quiet zone
+	n := len(bits)
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" shape-rendering="crispEdges">`, n, n)
+	b.WriteString(`<title>QR code of the listener link</title>`)
+	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#fff"/>`, n, n)
+	b.WriteString(`<path fill="#000" d="`)
+	for y, row := range bits {
+		for x := 0; x < len(row); {
+			if !row[x] {
+				x++
+				continue
+			}
+			start := x
+			for x < len(row) && row[x] {
+				x++
+			}
+			// One rectangle per horizontal run of dark modules.
+			fmt.Fprintf(&b, "M%d %dh%dv1h-%dz", start, y, x-start, x-start)
+		}
+	}
+	b.WriteString(`"/></svg>`)
+	return []byte(b.String()), nil
+}

@@ -1,0 +1,92 @@
+package web_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pentecost/pentecost/auth"
+	pthttp "github.com/pentecost/pentecost/http"
+	"github.com/pentecost/pentecost/inmem"
+	"github.com/pentecost/pentecost/realtime"
+	"github.com/pentecost/pentecost/sqlite"
+	"github.com/pentecost/pentecost/web"
+)
+
+// testServer is a whole Pentecost server on loopback, wired as
+// cmd/pentecost wires it: a real SQLite file, an embedded account, the
+// HTTP API, the WebSocket endpoint and the pages.
+type testServer struct {
+	URL      string
+	Username string
+	Password string
+	Web      *web.Handler
+}
+
+// startServer starts a server; configure adjusts the pages and the
+// real-time server before they serve.
+func startServer(t testing.TB, configureWeb func(*web.Handler), configureRT func(*realtime.Server)) *testServer {
+	t.Helper()
+	ctx := context.Background()
+
+	db := sqlite.NewDB(filepath.Join(t.TempDir(), "pentecost.db"))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	sessions := sqlite.NewSessionService(db)
+	users := sqlite.NewUserStore(db)
+	accounts := auth.NewAccounts(users)
+	password := auth.GeneratePassword()
+	if _, err := accounts.Add(ctx, "speaker", password); err != nil {
+		t.Fatal(err)
+	}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := auth.NewEmbedded(key)
+	issuer.Users = users
+	verifier := auth.NewVerifier(issuer)
+
+	rt := realtime.NewServer()
+	rt.Sessions, rt.Verifier = sessions, verifier
+	rt.Presence, rt.Broker = inmem.NewPresence(), inmem.NewBroker()
+	rt.RateLimiter = inmem.NewRateLimiter()
+	rt.Registerer = prometheus.NewRegistry()
+	if configureRT != nil {
+		configureRT(rt)
+	}
+	if err := rt.Open(); err != nil {
+		t.Fatal(err)
+	}
+
+	h := web.NewHandler()
+	if configureWeb != nil {
+		configureWeb(h)
+	}
+
+	api := pthttp.NewServer()
+	api.Addr = "127.0.0.1:0"
+	api.Sessions, api.Verifier = sessions, verifier
+	api.Accounts, api.Issuer = accounts, issuer
+	api.RateLimiter = inmem.NewRateLimiter()
+	reg := prometheus.NewRegistry()
+	api.Registerer, api.Gatherer = reg, reg
+	api.Handle("GET /ws", rt)
+	for _, r := range h.Routes() {
+		api.Handle(r.Pattern, r.Handler)
+	}
+	if err := api.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = rt.Close()
+		_ = api.Close()
+	})
+	return &testServer{URL: api.URL(), Username: "speaker", Password: password, Web: h}
+}

@@ -1,0 +1,601 @@
+// Pentecost browser client: the HTTP API calls the pages need and the
+// WebSocket protocol (docs/protocol.md) for listeners and speakers, with
+// heartbeats, reconnection with backoff, resume from the last frame and
+// server-initiated refresh handled inside. Documented in docs/web-client.md.
+
+/** Close codes of the protocol (docs/protocol.md, section 5). */
+export const Close = Object.freeze({
+  NORMAL: 1000, GOING_AWAY: 1001, POLICY: 1008, TOO_BIG: 1009, INTERNAL: 1011,
+  TRY_AGAIN: 1013, IDLE: 4000, TOO_SLOW: 4001, MAX_DURATION: 4002, REPLACED: 4003,
+});
+
+/** Close code this client uses when it gives up on a silent connection. */
+const CLIENT_DROP = 3000;
+
+/** An error from the API or the socket, with the protocol's code. */
+export class PentecostError extends Error {
+  constructor(code, message, { status = 0, retryAfter = 0, details = null } = {}) {
+    super(message);
+    this.name = 'PentecostError';
+    this.code = code;
+    this.status = status;
+    this.retryAfter = retryAfter;
+    this.details = details;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Session IDs and the HTTP API
+
+/**
+ * Turns a session code as a person typed it ("Golden Eagle 427") into its
+ * canonical form ("golden-eagle-427"), or returns null when it cannot be one.
+ * Mirrors the server's forgiving parser.
+ */
+export function normalizeSessionId(input) {
+  const s = String(input ?? '');
+  if (s.length > 64) return null;
+  const id = s
+    .replace(/[A-Z]/g, (c) => c.toLowerCase())
+    .replace(/[ \t\n\r_.-]+/g, '-')
+    .replace(/^-+|-+$/g, '');
+  return /^[a-z]+-[a-z]+-[1-9][0-9]{2}$/.test(id) ? id : null;
+}
+
+async function api(baseUrl, method, path, { token, body } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = 'Bearer ' + token;
+  let res;
+  try {
+    res = await fetch(baseUrl + path, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'omit', cache: 'no-store',
+    });
+  } catch (err) {
+    throw new PentecostError('NETWORK_ERROR', 'The server could not be reached.');
+  }
+  if (res.status === 204) return null;
+  let data = null;
+  try { data = await res.json(); } catch { /* not JSON */ }
+  if (!res.ok) {
+    throw new PentecostError(data?.code || 'HTTP_' + res.status, data?.message || res.statusText,
+      { status: res.status, retryAfter: data?.retryAfter || 0, details: data?.details ?? null });
+  }
+  return data;
+}
+
+/** Lists the languages the server knows: [{code, name, nativeName}]. */
+export async function fetchLanguages(baseUrl = '') {
+  const data = await api(baseUrl, 'GET', '/languages');
+  return data.languages;
+}
+
+/** Looks a session up by ID (forgiving). Throws PentecostError. */
+export function getSession(id, baseUrl = '') {
+  return api(baseUrl, 'GET', '/sessions/' + encodeURIComponent(id));
+}
+
+/** Signs in to an embedded account: {token, tokenType, expiresAt, user}. */
+export function login(username, password, baseUrl = '') {
+  return api(baseUrl, 'POST', '/auth/login', { body: { username, password } });
+}
+
+/** Creates a session owned by the token's speaker. */
+export function createSession(token, { sourceLanguage, qualityTier = 'standard' }, baseUrl = '') {
+  return api(baseUrl, 'POST', '/sessions', { token, body: { sourceLanguage, qualityTier } });
+}
+
+/** Ends a session at once (DELETE /sessions/{id}). */
+export function endSession(token, id, baseUrl = '') {
+  return api(baseUrl, 'DELETE', '/sessions/' + encodeURIComponent(id), { token });
+}
+
+// ---------------------------------------------------------------------------
+// Audio frames
+
+/**
+ * Decodes a binary audio frame (docs/protocol.md 3.1) into
+ * {language, seq, timestamp, pcm}, pcm being an Int16Array of the audio
+ * bytes as the speaker sent them. Returns null for unknown versions or kinds.
+ */
+export function decodeAudioFrame(buf) {
+  if (!(buf instanceof ArrayBuffer) || buf.byteLength < 20) return null;
+  const v = new DataView(buf);
+  if (v.getUint8(0) !== 1 || v.getUint8(1) !== 1) return null;
+  const language = String.fromCharCode(v.getUint8(2), v.getUint8(3));
+  const seq = Number(v.getBigUint64(4));
+  const timestamp = Number(v.getBigInt64(12));
+  const pcm = new Int16Array(buf.slice(20, 20 + ((buf.byteLength - 20) & ~1)));
+  return { language, seq, timestamp, pcm };
+}
+
+function base64ToInt16(b64) {
+  const bin = atob(b64);
+  const bytes = new Uint8Array(bin.length & ~1);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = bin.charCodeAt(i);
+  return new Int16Array(bytes.buffer);
+}
+
+// ---------------------------------------------------------------------------
+// Connections
+
+const DEFAULTS = {
+  baseUrl: '',
+  heartbeatInterval: 25000, // under the server's 30 s, within its rate limit
+  backoffInitial: 250,
+  backoffMax: 10000,
+  tryAgainInitial: 2000, // after 1013: seconds, growing
+};
+
+/**
+ * The part listeners and speakers share: one live WebSocket at a time,
+ * heartbeats, a watchdog for silent connections, reconnection with
+ * exponential backoff and jitter, and refresh without loss.
+ *
+ * Events (listen with on(type, fn); fn gets the event's detail):
+ *  - every server message by its type ("sessionJoined", "sessionPaused", …),
+ *    and all of them as "message";
+ *  - "status": {status, attempt, delay, code, error} whenever the
+ *    connection's status changes: "connecting", "open", "reconnecting",
+ *    "closed";
+ *  - "error": a PentecostError from an `error` message;
+ *  - "closed": {code, reason, error} once the client has stopped for good.
+ */
+class Connection extends EventTarget {
+  constructor(options) {
+    super();
+    this.options = { ...DEFAULTS, ...options };
+    this.status = 'idle';
+    this.ws = null; // the live socket
+    this.pending = null; // a refresh socket waiting for connectionRefreshComplete
+    this.attempt = 0;
+    this.timers = {};
+    this.stopped = false;
+    this.lastError = null;
+    this.rtt = null; // ms, from heartbeats
+    this.serverOffset = 0; // server clock minus ours, ms
+    this.onOnline = () => { if (this.status === 'reconnecting') this.reconnectNow(); };
+  }
+
+  /** Subscribes fn to an event; returns a function that unsubscribes. */
+  on(type, fn) {
+    const h = (e) => fn(e.detail);
+    this.addEventListener(type, h);
+    return () => this.removeEventListener(type, h);
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  /** Opens the connection. Reconnection is automatic until close(). */
+  connect() {
+    this.stopped = false;
+    globalThis.addEventListener?.('online', this.onOnline);
+    this.open(false);
+  }
+
+  /** Closes for good with 1000; no reconnection. */
+  close() {
+    this.stop(Close.NORMAL, 'client closed', null);
+  }
+
+  /** Sends a JSON message on the live socket; returns false if none is open. */
+  send(msg) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN || !this.ws.joined) return false;
+    this.ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  /** Server time now, by our clock corrected with heartbeat round trips. */
+  serverNow() {
+    return Date.now() + this.serverOffset;
+  }
+
+  /**
+   * Drops the live socket as if the network had failed, then reconnects
+   * and resumes. Used when a socket has gone silent, and by tests.
+   */
+  dropConnection() {
+    if (this.ws) this.lost(this.ws, CLIENT_DROP, 'dropped by client');
+  }
+
+  // Subclasses provide url(refresh), protocols() and handle(msg, ws).
+
+  wsBase() {
+    const base = this.options.baseUrl || globalThis.location.origin;
+    return base.replace(/^http/, 'ws') + '/ws';
+  }
+
+  setStatus(status, extra = {}) {
+    this.status = status;
+    this.emit('status', { status, ...extra });
+  }
+
+  open(refresh) {
+    const ws = new WebSocket(this.url(refresh), this.protocols());
+    ws.binaryType = 'arraybuffer';
+    ws.joined = false;
+    ws.refresh = refresh;
+    ws.lastHeard = Date.now();
+    if (refresh) {
+      this.pending = ws;
+    } else {
+      this.ws = ws;
+      this.setStatus(this.attempt ? 'reconnecting' : 'connecting', { attempt: this.attempt });
+    }
+    ws.onmessage = (e) => this.onMessage(ws, e);
+    ws.onclose = (e) => this.onClose(ws, e.code, e.reason);
+    // onerror is always followed by onclose, which decides what to do.
+    ws.onerror = () => {};
+  }
+
+  onMessage(ws, e) {
+    ws.lastHeard = Date.now();
+    if (ws !== this.ws && ws !== this.pending) return;
+    if (typeof e.data !== 'string') {
+      if (!ws.joined) return; // audio only counts once the join is answered
+      this.handleBinary(e.data, ws);
+      return;
+    }
+    let msg;
+    try { msg = JSON.parse(e.data); } catch { return; }
+    if (!msg || typeof msg.type !== 'string') return;
+    switch (msg.type) {
+      case 'heartbeatAck':
+        this.onHeartbeatAck(msg);
+        break;
+      case 'error': {
+        const err = new PentecostError(msg.code, msg.message,
+          { status: msg.httpStatus, retryAfter: msg.retryAfter || 0, details: msg.details ?? null });
+        ws.lastError = err;
+        if (ws.joined) this.emit('error', err);
+        return; // before a join, the close that follows reports it
+      }
+      case 'connectionRefreshRequired':
+        this.startRefresh();
+        break;
+    }
+    if (!ws.joined && this.isJoinReply(msg)) {
+      ws.joined = true;
+      if (ws === this.pending) this.completeRefresh(ws);
+      this.joined(ws, msg);
+    }
+    this.handle(msg, ws);
+    this.emit('message', msg);
+    this.emit(msg.type, msg);
+  }
+
+  joined(ws, msg) {
+    if (ws !== this.ws) return; // a refresh socket: completeRefresh takes over
+    this.attempt = 0;
+    this.setStatus('open', { message: msg });
+    this.startHeartbeat();
+    this.heartbeat();
+  }
+
+  startRefresh() {
+    if (this.pending || this.stopped) return;
+    this.open(true);
+  }
+
+  completeRefresh(ws) {
+    const old = this.ws;
+    this.pending = null;
+    this.ws = ws;
+    if (old) {
+      this.detach(old);
+      old.close(Close.NORMAL, 'refreshed');
+    }
+    this.emit('refreshed', {});
+  }
+
+  onClose(ws, code, reason) {
+    if (ws === this.pending) {
+      // A refresh that failed: keep the live socket; the server will ask again
+      // or the connection will be resumed when it drops.
+      this.pending = null;
+      return;
+    }
+    if (ws !== this.ws) return;
+    this.lost(ws, code, reason);
+  }
+
+  detach(ws) {
+    ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {};
+  }
+
+  // lost decides, from the close code, whether to reconnect (docs/protocol.md 5).
+  lost(ws, code, reason) {
+    this.detach(ws);
+    if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {
+      try { ws.close(CLIENT_DROP, 'dropped'); } catch { /* already closing */ }
+    }
+    this.ws = null;
+    clearInterval(this.timers.heartbeat);
+    if (this.stopped) return;
+    const err = ws.lastError;
+    this.lastError = err || null;
+    let delay;
+    switch (code) {
+      case Close.NORMAL:
+      case Close.TOO_BIG:
+      case Close.REPLACED:
+        this.stop(code, reason, err);
+        return;
+      case Close.POLICY:
+        if (err?.code === 'RATE_LIMIT_EXCEEDED') {
+          delay = Math.max(1, err.retryAfter || 1) * 1000;
+          break;
+        }
+        this.stop(code, reason, err);
+        return;
+      case Close.GOING_AWAY:
+        delay = Math.random() * this.options.backoffInitial;
+        break;
+      case Close.TRY_AGAIN:
+        delay = Math.min(this.options.tryAgainInitial * 2 ** this.attempt, 30000) * (0.5 + Math.random() / 2);
+        break;
+      default:
+        delay = this.backoff();
+    }
+    this.attempt++;
+    this.setStatus('reconnecting', { attempt: this.attempt, delay, code, error: err });
+    clearTimeout(this.timers.reconnect);
+    this.timers.reconnect = setTimeout(() => this.open(false), delay);
+  }
+
+  backoff() {
+    const d = Math.min(this.options.backoffInitial * 2 ** this.attempt, this.options.backoffMax);
+    return d / 2 + Math.random() * d / 2;
+  }
+
+  reconnectNow() {
+    clearTimeout(this.timers.reconnect);
+    if (!this.ws && !this.stopped) this.open(false);
+  }
+
+  stop(code, reason, error) {
+    if (this.stopped) return;
+    this.stopped = true;
+    globalThis.removeEventListener?.('online', this.onOnline);
+    clearTimeout(this.timers.reconnect);
+    clearInterval(this.timers.heartbeat);
+    for (const ws of [this.ws, this.pending]) {
+      if (!ws) continue;
+      this.detach(ws);
+      if (ws.readyState === WebSocket.OPEN) ws.close(Close.NORMAL, 'bye');
+    }
+    this.ws = this.pending = null;
+    this.setStatus('closed', { code, error });
+    this.emit('closed', { code, reason, error });
+  }
+
+  startHeartbeat() {
+    clearInterval(this.timers.heartbeat);
+    const every = this.options.heartbeatInterval;
+    this.timers.heartbeat = setInterval(() => {
+      const ws = this.ws;
+      if (!ws) return;
+      // Nothing heard for two heartbeats: the network is gone even if the
+      // browser has not noticed. Resume on a new socket.
+      if (Date.now() - ws.lastHeard > 2 * every + 5000) {
+        this.lost(ws, CLIENT_DROP, 'silent');
+        return;
+      }
+      this.heartbeat();
+    }, every);
+  }
+
+  heartbeat() {
+    this.heartbeatSent = Date.now();
+    this.send({ action: 'heartbeat' });
+  }
+
+  onHeartbeatAck(msg) {
+    if (!this.heartbeatSent || typeof msg.timestamp !== 'number') return;
+    const now = Date.now();
+    const rtt = now - this.heartbeatSent;
+    this.heartbeatSent = 0;
+    // Keep the offset from the quickest round trip: it is the most exact.
+    if (this.rtt === null || rtt <= this.rtt * 1.5) {
+      this.serverOffset = msg.timestamp - (now - rtt / 2);
+    }
+    this.rtt = rtt;
+    this.emit('rtt', { rtt, serverOffset: this.serverOffset });
+  }
+
+  handleBinary() {}
+}
+
+/**
+ * A listener of one session in one language. Audio arrives as "audio"
+ * events {seq, timestamp, language, pcm} in sequence order, each number
+ * once: after a reconnect or a refresh the client asks for everything after
+ * the last frame it delivered, and drops anything it has already delivered.
+ * Frames delivered are the page's to play; a page that plays every frame it
+ * is given therefore resumes exactly after the last one it will play.
+ *
+ * Other events: "caption" {text, final, language, sequenceNumber},
+ * "gap" (a streamGap: frames were lost), and every server message by type.
+ */
+export class Listener extends Connection {
+  /**
+   * @param {object} options sessionId, targetLanguage, and optionally
+   *   baseUrl, binary (default true), heartbeatInterval, backoffInitial,
+   *   backoffMax.
+   */
+  constructor(options) {
+    super({ binary: true, ...options });
+    this.sessionId = options.sessionId;
+    this.targetLanguage = options.targetLanguage;
+    this.sourceLanguage = null;
+    this.epoch = null;
+    this.lastSeq = null; // last sequence number delivered
+    this.broadcastState = null;
+  }
+
+  url(refresh) {
+    const q = new URLSearchParams();
+    if (refresh) {
+      q.set('action', 'refreshConnection');
+      q.set('role', 'listener');
+    }
+    q.set('sessionId', this.sessionId);
+    q.set('targetLanguage', this.targetLanguage);
+    if (this.options.binary) q.set('audioFormat', 'binary');
+    if (this.lastSeq !== null && this.epoch) {
+      q.set('lastSequenceNumber', String(this.lastSeq));
+      q.set('epoch', this.epoch);
+    }
+    return this.wsBase() + '?' + q;
+  }
+
+  protocols() { return undefined; }
+
+  isJoinReply(msg) {
+    return msg.type === 'sessionJoined' || msg.type === 'connectionRefreshComplete';
+  }
+
+  /** Switches to another language without reconnecting. */
+  changeLanguage(targetLanguage) {
+    this.targetLanguage = targetLanguage;
+    return this.send({ action: 'changeLanguage', targetLanguage });
+  }
+
+  handle(msg) {
+    if (msg.broadcastState) this.broadcastState = msg.broadcastState;
+    switch (msg.type) {
+      case 'sessionJoined':
+      case 'connectionRefreshComplete':
+        this.sourceLanguage = msg.sourceLanguage ?? this.sourceLanguage;
+        if (msg.targetLanguage) this.targetLanguage = msg.targetLanguage;
+        if (msg.epoch !== this.epoch || this.lastSeq === null) {
+          // A new stream (or a first join): start from what is live now.
+          this.epoch = msg.epoch ?? null;
+          this.lastSeq = msg.sequenceNumber ?? 0;
+        }
+        break;
+      case 'languageChanged':
+        this.targetLanguage = msg.targetLanguage;
+        this.epoch = msg.epoch ?? null;
+        this.lastSeq = msg.sequenceNumber ?? 0;
+        break;
+      case 'streamGap':
+        if (msg.reason === 'epochChanged') this.epoch = msg.epoch;
+        this.lastSeq = msg.firstSequenceNumber - 1;
+        this.emit('gap', msg);
+        break;
+      case 'audioData':
+        if (typeof msg.audioData === 'string') {
+          this.deliver({ language: msg.language, seq: msg.sequenceNumber, timestamp: msg.timestamp, pcm: base64ToInt16(msg.audioData) });
+        }
+        break;
+    }
+  }
+
+  handleBinary(buf) {
+    const f = decodeAudioFrame(buf);
+    if (f) this.deliver(f);
+  }
+
+  deliver(f) {
+    if (f.language !== this.targetLanguage) return; // left over from before a language change
+    if (this.lastSeq !== null && f.seq <= this.lastSeq) return; // already delivered
+    this.lastSeq = f.seq;
+    this.emit('audio', f);
+  }
+}
+
+/**
+ * The speaker of one session. Audio given to sendAudio goes out as binary
+ * frames; while the connection is down it is kept (up to maxQueue frames,
+ * 10 s of 20 ms frames) and sent after the reconnect.
+ */
+export class Speaker extends Connection {
+  /**
+   * @param {object} options sessionId, token, and optionally baseUrl,
+   *   maxQueue (default 500), heartbeatInterval, backoffInitial, backoffMax.
+   */
+  constructor(options) {
+    super({ maxQueue: 500, ...options });
+    this.sessionId = options.sessionId;
+    this.token = options.token;
+    this.queue = [];
+    this.dropped = 0;
+    this.sent = 0;
+    this.broadcastState = null;
+  }
+
+  url(refresh) {
+    const q = new URLSearchParams();
+    if (refresh) {
+      q.set('action', 'refreshConnection');
+      q.set('role', 'speaker');
+    }
+    q.set('sessionId', this.sessionId);
+    return this.wsBase() + '?' + q;
+  }
+
+  // The token travels as a subprotocol: browsers cannot set headers, and a
+  // query string ends up in logs.
+  protocols() { return ['pentecost', 'bearer.' + this.token]; }
+
+  isJoinReply(msg) {
+    return msg.type === 'speakerConnected' || msg.type === 'connectionRefreshComplete' || msg.type === 'sessionCreated';
+  }
+
+  joined(ws, msg) {
+    super.joined(ws, msg);
+    if (ws === this.ws) this.flush();
+  }
+
+  completeRefresh(ws) {
+    super.completeRefresh(ws);
+    this.flush();
+  }
+
+  handle(msg) {
+    if (msg.broadcastState) this.broadcastState = msg.broadcastState;
+  }
+
+  /** Sends one chunk of PCM (an ArrayBuffer or typed array), or queues it. */
+  sendAudio(chunk) {
+    const buf = chunk instanceof ArrayBuffer ? chunk : chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength);
+    if (this.queue.length === 0 && this.ws && this.ws.joined && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(buf);
+      this.sent++;
+      return;
+    }
+    if (this.stopped) return;
+    this.queue.push(buf);
+    if (this.queue.length > this.options.maxQueue) {
+      this.queue.shift();
+      this.dropped++;
+    }
+  }
+
+  flush() {
+    const ws = this.ws;
+    while (this.queue.length && ws && ws.joined && ws.readyState === WebSocket.OPEN) {
+      ws.send(this.queue.shift());
+      this.sent++;
+    }
+  }
+
+  /** Bytes handed to the socket but not yet sent: a sign of a slow uplink. */
+  get bufferedAmount() {
+    return this.ws ? this.ws.bufferedAmount : 0;
+  }
+
+  pause() { return this.send({ action: 'controlSession', command: 'pause' }); }
+  resume() { return this.send({ action: 'controlSession', command: 'resume' }); }
+  mute() { return this.send({ action: 'controlSession', command: 'mute' }); }
+  unmute() { return this.send({ action: 'controlSession', command: 'unmute' }); }
+  setVolume(volumeLevel) { return this.send({ action: 'setVolume', volumeLevel }); }
+  requestStatus() { return this.send({ action: 'getSessionStatus' }); }
+  /** Ends the session for everyone. The server then closes with 1000. */
+  end() { return this.send({ action: 'endSession' }); }
+}
