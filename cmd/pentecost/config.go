@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ type Config struct {
 	DataDir   string
 	TLSCert   string
 	TLSKey    string
+	PublicURL string
 	LogLevel  string
 	LogFormat string
 	Pprof     bool
@@ -72,6 +74,18 @@ var settings = []setting{
 	}},
 	{"tls-cert", "PENTECOST_TLS_CERT", "", "TLS certificate file (PEM); with --tls-key serves HTTPS and WSS, TLS 1.2+", func(c *Config, v string) error { c.TLSCert = v; return nil }},
 	{"tls-key", "PENTECOST_TLS_KEY", "", "TLS private key file (PEM)", func(c *Config, v string) error { c.TLSKey = v; return nil }},
+	{"public-url", "PUBLIC_URL", "", "base URL listeners reach the server at (for QR codes and shared links); default: the URL each request came in on", func(c *Config, v string) error {
+		if v == "" {
+			c.PublicURL = ""
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("must be an http or https URL such as https://live.example.org")
+		}
+		c.PublicURL = strings.TrimRight(v, "/")
+		return nil
+	}},
 	{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
 		switch strings.ToLower(v) {
 		case "debug", "info", "warn", "error":

@@ -22,6 +22,7 @@ import (
 	"github.com/pentecost/pentecost/inmem"
 	"github.com/pentecost/pentecost/realtime"
 	"github.com/pentecost/pentecost/sqlite"
+	"github.com/pentecost/pentecost/web"
 )
 
 // Files kept in the data dir.
@@ -174,6 +175,12 @@ func (m *Main) Run(ctx context.Context) error {
 	s.Registerer, s.Gatherer = registry, registry
 	s.Ready = m.DB.Ping
 	s.Handle("GET /ws", rt)
+	pages := web.NewHandler()
+	pages.PublicURL = cfg.PublicURL
+	pages.Logger = m.Logger.With("component", "web")
+	for _, r := range pages.Routes() {
+		s.Handle(r.Pattern, r.Handler)
+	}
 	if cfg.Pprof {
 		s.Handle("GET /debug/pprof/", nethttp.HandlerFunc(pprof.Index))
 		s.Handle("GET /debug/pprof/profile", nethttp.HandlerFunc(pprof.Profile))
