@@ -248,3 +248,26 @@ func waitFor(tb testing.TB, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestServe_Pages checks that the binary serves the web pages beside the API.
+func TestServe_Pages(t *testing.T) {
+	m, _ := MustRunMain(t, t.TempDir(), map[string]string{"PUBLIC_URL": "https://live.example.org"})
+	for _, path := range []string{"/", "/speak", "/listen/golden-eagle-427"} {
+		resp, err := http.Get(m.HTTPServer.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+	resp, err := http.Get(m.HTTPServer.URL() + "/qr/golden-eagle-427.svg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/svg+xml" {
+		t.Fatalf("qr: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
