@@ -1,0 +1,387 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"sort"
+	"sync"
+
+	"github.com/coder/websocket"
+)
+
+// Live, as Subscribe's lastSeq, starts a subscription with live audio
+// instead of replaying the server's history.
+const Live = ^uint64(0)
+
+// WorkerSession is a live session as a worker sees it.
+type WorkerSession struct {
+	SessionID      string `json:"sessionId"`
+	SourceLanguage string `json:"sourceLanguage"`
+	QualityTier    string `json:"qualityTier"`
+	// AudioFormat is the session's audio, e.g. "pcm_s16le_16000_mono".
+	AudioFormat string `json:"audioFormat"`
+	// TargetLanguages are the languages other than the source that have
+	// listeners now, with their counts.
+	TargetLanguages map[string]int `json:"targetLanguages"`
+	// ProducedLanguages are those some worker has claimed.
+	ProducedLanguages []string `json:"producedLanguages"`
+}
+
+// Worker is a translation worker's connection: it learns which sessions
+// are live and which languages their listeners want, receives a session's
+// source audio in order (Subscribe), claims languages and publishes audio
+// and captions in them. Create it with NewWorker, then Open it.
+//
+// After a lost connection or a refresh the Worker subscribes again from the
+// last sequence number it delivered and claims its languages again, before
+// the old connection (if any) is closed: OnAudio gets every source chunk
+// once, and listeners never hear that the translation went away.
+//
+// Source audio arrives as JSON (audioData with its session id): binary
+// frames carry no session id, so a worker of several sessions could not
+// tell them apart.
+type Worker struct {
+	Options
+
+	// URL is the server's address: http(s)://host or ws(s)://host/ws.
+	URL string
+	// Secret is the worker credential configured on the server; it is sent
+	// in the Authorization header.
+	Secret string
+
+	// OnSessions receives the list of live sessions on connecting and
+	// whenever it changes.
+	OnSessions func([]WorkerSession)
+	// OnAudio receives the source audio of subscribed sessions; f.Data is
+	// valid only during the call.
+	OnAudio func(f Frame)
+	// OnEvent receives sessionEnded (for subscribed sessions, which the
+	// Worker then forgets) and streamGap.
+	OnEvent func(Event)
+	// OnError receives reply errors not answering a waiting request and
+	// connection losses the Worker recovers from.
+	OnError func(error)
+
+	b base
+
+	mu     sync.Mutex
+	subs   map[string]*workerSub // guarded by mu; positions by b.cbMu
+	claims map[claimKey]struct{}
+
+	pubMu sync.Mutex
+	buf   []byte
+}
+
+type workerSub struct {
+	source  string
+	epoch   string
+	last    uint64
+	started bool // last is a real position
+}
+
+type claimKey struct{ session, lang string }
+
+// NewWorker returns a Worker for the server at serverURL.
+func NewWorker(serverURL, secret string) *Worker {
+	return &Worker{URL: serverURL, Secret: secret}
+}
+
+// Open connects and returns once the server accepted the worker (or its
+// reason for refusing, e.g. AUTH_INVALID_TOKEN).
+func (w *Worker) Open(ctx context.Context) error {
+	if err := w.b.init(&w.Options, w); err != nil {
+		return err
+	}
+	w.subs = make(map[string]*workerSub)
+	w.claims = make(map[claimKey]struct{})
+	w.b.onError = w.OnError
+	return w.b.open(ctx, "worker")
+}
+
+// Close disconnects; the server releases the Worker's claims.
+func (w *Worker) Close() error { return w.b.close() }
+
+// Done is closed when the Worker stopped.
+func (w *Worker) Done() <-chan struct{} { return w.b.done }
+
+// Err returns why the Worker stopped, once Done is closed.
+func (w *Worker) Err() error { return w.b.errValue() }
+
+// Subscribe asks for a session's source audio after lastSeq (Live: from
+// now on; 0: everything the server still holds) and waits for the server's
+// confirmation. Like the other methods that wait for a reply (Unsubscribe,
+// Claim, Release), it must not be called from a callback.
+func (w *Worker) Subscribe(ctx context.Context, sessionID string, lastSeq uint64) error {
+	sub := &workerSub{}
+	if lastSeq != Live {
+		sub.last, sub.started = lastSeq, true
+	}
+	w.mu.Lock()
+	if _, dup := w.subs[sessionID]; dup {
+		w.mu.Unlock()
+		return &Error{Code: "CONFLICT", Message: "Already subscribed to this session.", HTTPStatus: 409, SessionID: sessionID}
+	}
+	w.subs[sessionID] = sub
+	w.mu.Unlock()
+	err := w.request(ctx, w.subscribeMsg(sessionID, sub), func(m *wireMsg) bool {
+		return m.Type == "subscribed" && m.SessionID == sessionID
+	})
+	var e *Error
+	if errors.As(err, &e) || errors.Is(err, ErrClosed) || ctx.Err() != nil {
+		w.mu.Lock()
+		delete(w.subs, sessionID)
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// subscribeMsg builds a subscribeSession from a subscription's position.
+func (w *Worker) subscribeMsg(id string, sub *workerSub) []byte {
+	w.b.cbMu.Lock()
+	started, last := sub.started, sub.last
+	w.b.cbMu.Unlock()
+	m := map[string]any{"action": "subscribeSession", "sessionId": id}
+	if started {
+		m["lastSequenceNumber"] = last
+	}
+	p, _ := json.Marshal(m)
+	return p
+}
+
+// Unsubscribe stops a session's source audio.
+func (w *Worker) Unsubscribe(ctx context.Context, sessionID string) error {
+	w.mu.Lock()
+	delete(w.subs, sessionID)
+	w.mu.Unlock()
+	p, _ := json.Marshal(map[string]any{"action": "unsubscribeSession", "sessionId": sessionID})
+	return w.request(ctx, p, func(m *wireMsg) bool { return m.Type == "unsubscribed" && m.SessionID == sessionID })
+}
+
+// Claim declares that this worker produces lang for a session, and waits for
+// the confirmation: the language's listeners then get translationAvailable.
+// A claim is needed before publishing to a language.
+func (w *Worker) Claim(ctx context.Context, sessionID, lang string) error {
+	k := claimKey{sessionID, lang}
+	w.mu.Lock()
+	w.claims[k] = struct{}{}
+	w.mu.Unlock()
+	err := w.request(ctx, claimMsg("claimLanguage", sessionID, lang), func(m *wireMsg) bool {
+		return m.Type == "languageClaimed" && m.SessionID == sessionID && m.TargetLanguage == lang
+	})
+	var e *Error
+	if errors.As(err, &e) {
+		w.mu.Lock()
+		delete(w.claims, k)
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// Release gives up a claim; when no worker produces the language any more,
+// its listeners get translationUnavailable.
+func (w *Worker) Release(ctx context.Context, sessionID, lang string) error {
+	w.mu.Lock()
+	delete(w.claims, claimKey{sessionID, lang})
+	w.mu.Unlock()
+	return w.request(ctx, claimMsg("releaseLanguage", sessionID, lang), func(m *wireMsg) bool {
+		return m.Type == "languageReleased" && m.SessionID == sessionID && m.TargetLanguage == lang
+	})
+}
+
+func claimMsg(action, id, lang string) []byte {
+	p, _ := json.Marshal(map[string]string{"action": action, "sessionId": id, "targetLanguage": lang})
+	return p
+}
+
+// PublishAudio publishes a chunk of audio in a claimed language. The server
+// confirms nothing; a refusal reaches OnError.
+func (w *Worker) PublishAudio(ctx context.Context, sessionID, lang string, pcm []byte) error {
+	if len(pcm) < MinAudioChunk || len(pcm) > MaxAudioChunk {
+		return &Error{Code: "INVALID_AUDIO_CHUNK", Message: "Audio chunks must be between 100 bytes and 32 KB.", HTTPStatus: 400, SessionID: sessionID}
+	}
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
+	w.buf = appendAudioAction(w.buf[:0], "publishAudio", sessionID, lang, pcm, 0)
+	return w.b.write(ctx, websocket.MessageText, w.buf)
+}
+
+// PublishCaption publishes a caption in a claimed language, or a transcript
+// in the session's source language. final is false for a provisional line.
+func (w *Worker) PublishCaption(ctx context.Context, sessionID, lang, text string, final bool) error {
+	p, err := json.Marshal(map[string]any{"action": "publishCaption", "sessionId": sessionID,
+		"targetLanguage": lang, "text": text, "final": final})
+	if err != nil {
+		return err
+	}
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
+	return w.b.write(ctx, websocket.MessageText, p)
+}
+
+// request sends p on the current connection and waits for its reply. A
+// connection lost meanwhile is not an error: the Worker subscribes and
+// claims again on the next one.
+func (w *Worker) request(ctx context.Context, p []byte, match func(*wireMsg) bool) error {
+	for {
+		w.b.mu.Lock()
+		c, changed, stopped := w.b.cur, w.b.changed, w.b.stopped
+		w.b.mu.Unlock()
+		if stopped {
+			return ErrClosed
+		}
+		if c == nil {
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		err := c.request(ctx, p, match)
+		var ce *CloseError
+		if errors.As(err, &ce) || (err != nil && ctx.Err() == nil && c.isDone()) {
+			return nil // restored by prepare on the next connection
+		}
+		return err
+	}
+}
+
+// prepare implements role: subscribe and claim again on a new connection.
+func (w *Worker) prepare(ctx context.Context, c *conn) error {
+	w.mu.Lock()
+	ids := make([]string, 0, len(w.subs))
+	subs := make([]*workerSub, 0, len(w.subs))
+	for id := range w.subs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		subs = append(subs, w.subs[id])
+	}
+	claims := make([]claimKey, 0, len(w.claims))
+	for k := range w.claims {
+		claims = append(claims, k)
+	}
+	w.mu.Unlock()
+	for i, id := range ids {
+		err := c.request(ctx, w.subscribeMsg(id, subs[i]), func(m *wireMsg) bool {
+			return m.Type == "subscribed" && m.SessionID == id
+		})
+		if err != nil && !w.gone(err, id, "") {
+			return err
+		}
+	}
+	for _, k := range claims {
+		err := c.request(ctx, claimMsg("claimLanguage", k.session, k.lang), func(m *wireMsg) bool {
+			return m.Type == "languageClaimed" && m.SessionID == k.session && m.TargetLanguage == k.lang
+		})
+		if err != nil && !w.gone(err, k.session, k.lang) {
+			return err
+		}
+	}
+	return nil
+}
+
+// gone handles a session that ended while the worker was away: it is
+// forgotten. It reports whether err was that.
+func (w *Worker) gone(err error, id, lang string) bool {
+	var e *Error
+	if !errors.As(err, &e) || (e.Code != "SESSION_NOT_FOUND" && e.Code != "SESSION_ENDED") {
+		return false
+	}
+	w.mu.Lock()
+	if lang == "" {
+		delete(w.subs, id)
+	} else {
+		delete(w.claims, claimKey{id, lang})
+	}
+	w.mu.Unlock()
+	return true
+}
+
+func (w *Worker) installed(*conn, bool) {}
+
+// dialURL implements role.
+func (w *Worker) dialURL(dialKind) (string, error) {
+	return wsURL(w.URL, url.Values{"role": {"worker"}})
+}
+
+// header implements role.
+func (w *Worker) header(h http.Header) {
+	if w.Secret != "" {
+		h.Set("Authorization", "Bearer "+w.Secret)
+	}
+}
+
+func (w *Worker) sub(id string) *workerSub {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.subs[id]
+}
+
+// handle implements role; it runs under b.cbMu.
+func (w *Worker) handle(c *conn, m *wireMsg) {
+	switch m.Type {
+	case "workerConnected", "sessionsUpdated":
+		if w.OnSessions != nil {
+			w.OnSessions(m.Sessions)
+		}
+	case "subscribed":
+		sub := w.sub(m.SessionID)
+		if sub == nil {
+			return
+		}
+		sub.source = m.SourceLanguage
+		switch {
+		case !sub.started:
+			sub.started, sub.epoch, sub.last = true, m.Epoch, m.SequenceNumber
+		case sub.epoch == "":
+			sub.epoch = m.Epoch
+		case sub.epoch != m.Epoch:
+			// The stream restarted: the old numbers do not apply.
+			sub.epoch, sub.last = m.Epoch, 0
+		}
+	case "audioData":
+		sub := w.sub(m.SessionID)
+		if sub == nil || m.SequenceNumber <= sub.last {
+			return
+		}
+		sub.last = m.SequenceNumber
+		if w.OnAudio != nil {
+			w.OnAudio(Frame{SessionID: m.SessionID, Language: m.Language, Seq: m.SequenceNumber,
+				Timestamp: msTime(m.Timestamp), Data: m.AudioData})
+		}
+	case EventStreamGap:
+		if sub := w.sub(m.SessionID); sub != nil && m.FirstSequenceNumber > 0 {
+			sub.epoch, sub.last = m.Epoch, m.FirstSequenceNumber-1
+		}
+		w.event(m.event())
+	case EventSessionEnded:
+		w.mu.Lock()
+		_, had := w.subs[m.SessionID]
+		delete(w.subs, m.SessionID)
+		for k := range w.claims {
+			if k.session == m.SessionID {
+				delete(w.claims, k)
+			}
+		}
+		w.mu.Unlock()
+		if had {
+			w.event(m.event())
+		}
+	case "unsubscribed", "languageClaimed", "languageReleased":
+	default:
+		w.event(m.event())
+	}
+}
+
+func (w *Worker) handleBinary(*conn, []byte) {}
+
+func (w *Worker) event(e Event) {
+	if w.OnEvent != nil {
+		w.OnEvent(e)
+	}
+}
