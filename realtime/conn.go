@@ -83,6 +83,15 @@ type conn struct {
 	// or refreshed: it is owed a stateRestored.
 	restored bool
 
+	// readDone is closed once the reader has handled the connection's last
+	// message. holdAudioFor, on a refreshing speaker, is the old
+	// connection's readDone: its audio waits for it (reader only).
+	readDone     chan struct{}
+	holdAudioFor <-chan struct{}
+
+	// unread is the payload left of a frame refused as too big (reader only).
+	unread int64
+
 	// peerClosed is set when the client sent its close frame (reader only).
 	peerClosed bool
 
@@ -110,13 +119,14 @@ func hashID(id string) string {
 
 func (s *Server) newConn(nc net.Conn, br *bufio.Reader, r role, binaryAudio bool) *conn {
 	c := &conn{
-		srv:     s,
-		id:      newConnID(),
-		role:    r,
-		nc:      nc,
-		br:      br,
-		binary:  binaryAudio,
-		flushed: make(chan struct{}),
+		srv:      s,
+		id:       newConnID(),
+		role:     r,
+		nc:       nc,
+		br:       br,
+		binary:   binaryAudio,
+		flushed:  make(chan struct{}),
+		readDone: make(chan struct{}),
 	}
 	now := s.Now()
 	c.opened, c.lastPing, c.lastStatus = now, now, now
@@ -171,6 +181,7 @@ func (c *conn) readMessage() (op ws.OpCode, payload []byte, err error) {
 			continue
 		}
 		if int64(len(payload))+h.Length > c.srv.ReadLimit {
+			c.unread = h.Length // linger discards it, so the close is not a reset
 			return 0, nil, errTooBig
 		}
 		if h.OpCode != ws.OpContinuation {
@@ -209,6 +220,7 @@ func (c *conn) serve(ctx context.Context, handle func(op ws.OpCode, p []byte)) {
 		}
 		handle(op, p)
 	}
+	close(c.readDone)
 	c.shutdown()
 }
 
@@ -241,6 +253,9 @@ func (c *conn) isClosing() bool {
 // which can destroy our close frame before the client has read it.
 func (c *conn) linger() {
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.CloseTimeout))
+	if _, err := io.CopyN(io.Discard, c.br, c.unread); err != nil {
+		return
+	}
 	var hb [ws.MaxHeaderSize - 2]byte
 	for {
 		h, err := ws.ReadHeaderBuffer(c.br, hb[:0])

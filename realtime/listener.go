@@ -150,7 +150,11 @@ func (s *Server) handleListener(ctx context.Context, c *conn, m *Message) {
 		}
 		prev := c.language
 		if lang == prev {
-			c.send(obj{"type": "languageChanged", "sessionId": hs.id, "targetLanguage": lang, "previousLanguage": prev})
+			reply := obj{"type": "languageChanged", "sessionId": hs.id, "targetLanguage": lang, "previousLanguage": prev}
+			if pos, err := s.Broker.Position(ctx, pentecost.StreamKey{SessionID: hs.id, Language: lang}); err == nil {
+				reply["epoch"], reply["sequenceNumber"] = pos.Epoch, pos.Last
+			}
+			c.send(reply)
 			return
 		}
 		counts, err := s.Presence.ChangeLanguage(ctx, hs.id, c.id, lang)

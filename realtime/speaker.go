@@ -32,17 +32,12 @@ func (s *Server) createSession(ctx context.Context, c *conn, q query) error {
 	if err := s.Sessions.CreateSession(uctx, sess); err != nil {
 		return err
 	}
-	hs, err := s.attachSpeaker(ctx, c, u, sess, false)
-	if err != nil {
-		return err
-	}
-	hs.mu.Lock()
-	state := hs.info.BroadcastState
-	hs.mu.Unlock()
-	c.send(obj{"type": "sessionCreated", "sessionId": sess.ID, "sourceLanguage": sess.SourceLanguage,
-		"qualityTier": sess.QualityTier, "connectionId": c.id, "expiresAt": pentecost.UnixMilli(sess.ExpiresAt),
-		"broadcastState": state})
-	return nil
+	_, err = s.attachSpeaker(ctx, c, u, sess, false, func(state pentecost.BroadcastState) obj {
+		return obj{"type": "sessionCreated", "sessionId": sess.ID, "sourceLanguage": sess.SourceLanguage,
+			"qualityTier": sess.QualityTier, "connectionId": c.id, "expiresAt": pentecost.UnixMilli(sess.ExpiresAt),
+			"broadcastState": state}
+	})
+	return err
 }
 
 // joinSpeaker admits the owner of a session as its speaker (or a speaker refresh).
@@ -58,19 +53,16 @@ func (s *Server) joinSpeaker(ctx context.Context, c *conn, q query) error {
 	if sess.OwnerID != u.ID {
 		return pentecost.Errorf(pentecost.EFORBIDDEN, "Only the session's speaker may connect as its speaker.")
 	}
-	hs, err := s.attachSpeaker(ctx, c, u, sess, q.refresh)
+	counts, _ := s.Presence.Counts(ctx, sess.ID)
+	_, err = s.attachSpeaker(ctx, c, u, sess, q.refresh, func(state pentecost.BroadcastState) obj {
+		if q.refresh {
+			return obj{"type": "connectionRefreshComplete", "role": "speaker", "sessionId": sess.ID, "connectionId": c.id, "broadcastState": state}
+		}
+		return obj{"type": "speakerConnected", "sessionId": sess.ID, "sourceLanguage": sess.SourceLanguage,
+			"connectionId": c.id, "broadcastState": state, "listenerCount": counts.Total}
+	})
 	if err != nil {
 		return err
-	}
-	counts, _ := s.Presence.Counts(ctx, sess.ID)
-	hs.mu.Lock()
-	state := hs.info.BroadcastState
-	hs.mu.Unlock()
-	if q.refresh {
-		c.send(obj{"type": "connectionRefreshComplete", "role": "speaker", "sessionId": sess.ID, "connectionId": c.id, "broadcastState": state})
-	} else {
-		c.send(obj{"type": "speakerConnected", "sessionId": sess.ID, "sourceLanguage": sess.SourceLanguage,
-			"connectionId": c.id, "broadcastState": state, "listenerCount": counts.Total})
 	}
 	if c.restored {
 		s.sendStatus(ctx, c, "stateRestored", "")
@@ -81,8 +73,9 @@ func (s *Server) joinSpeaker(ctx context.Context, c *conn, q query) error {
 // attachSpeaker makes c the session's speaker. A refresh keeps the old
 // connection open (the client closes it); a new connection replaces the
 // old one, which is closed with 4003. A speaker coming back within the
-// grace period ends it.
-func (s *Server) attachSpeaker(ctx context.Context, c *conn, u *pentecost.User, sess *pentecost.Session, refresh bool) (*hubSession, error) {
+// grace period ends it. The reply built by reply is queued before c
+// becomes the speaker, so it is the first message c receives.
+func (s *Server) attachSpeaker(ctx context.Context, c *conn, u *pentecost.User, sess *pentecost.Session, refresh bool, reply func(pentecost.BroadcastState) obj) (*hubSession, error) {
 	hs, err := s.hub.acquire(ctx, sess)
 	if err != nil {
 		return nil, err
@@ -94,6 +87,7 @@ func (s *Server) attachSpeaker(ctx context.Context, c *conn, u *pentecost.User, 
 		return nil, pentecost.Errorf(pentecost.ESESSIONNOTFOUND, "Session not found.")
 	}
 	old := hs.speaker
+	c.send(reply(hs.info.BroadcastState))
 	inGrace := hs.grace != nil
 	if inGrace {
 		hs.grace.Stop()
@@ -103,6 +97,10 @@ func (s *Server) attachSpeaker(ctx context.Context, c *conn, u *pentecost.User, 
 	hs.speakers[c] = struct{}{}
 	if !refresh {
 		hs.haveSeq = false // client numbering may restart on a new connection
+	} else if old != nil && old != c {
+		// The two connections are read on two goroutines: without this,
+		// chunks sent on the new one could overtake the old one's last.
+		c.holdAudioFor = old.readDone
 	}
 	c.session, c.user = hs, u
 	hs.mu.Unlock()
@@ -199,12 +197,26 @@ func (s *Server) touch(hs *hubSession, force bool) {
 	}()
 }
 
+// refreshAudioHold bounds how long a refreshing speaker's audio waits for
+// the old connection to finish: clients close it as soon as the refresh
+// completes, so this is only reached by a client that never does.
+const refreshAudioHold = 2 * time.Second
+
 // publishSpeakerAudio publishes one chunk from the speaker to the source
 // stream. seq, when given, drops chunks already received (across a refresh).
 func (s *Server) publishSpeakerAudio(ctx context.Context, c *conn, data []byte, seq *uint64) {
 	if len(data) < pentecost.MinAudioChunk || len(data) > pentecost.MaxAudioChunk {
 		c.replyError(pentecost.Errorf(pentecost.EINVALIDAUDIO, "Audio chunks must be between %d bytes and %d KB.", pentecost.MinAudioChunk, pentecost.MaxAudioChunk>>10))
 		return
+	}
+	if c.holdAudioFor != nil {
+		t := time.NewTimer(refreshAudioHold)
+		select {
+		case <-c.holdAudioFor:
+		case <-t.C:
+		}
+		t.Stop()
+		c.holdAudioFor = nil
 	}
 	hs := c.session
 	hs.mu.Lock()
