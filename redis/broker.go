@@ -1,0 +1,276 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pentecost/pentecost"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Broker defaults: the history bounds are inmem's, about ten seconds of
+// 20 ms audio.
+const (
+	DefaultHistorySize      = 500
+	DefaultHistoryTTL       = 10 * time.Second
+	DefaultStreamKeyTTL     = 24 * time.Hour
+	DefaultSubscribeTimeout = 5 * time.Second
+)
+
+// Broker implements pentecost.Broker for many nodes; docs/redis.md explains
+// the design. Per stream (session, language), in the session's hash slot:
+//
+//	…stream:{id}:<lang>:meta  hash    seq (last number), epoch
+//	…stream:{id}:<lang>:log   stream  entries "<seq>-0" {t: Unix ms, f: payload}
+//	…stream:{id}:<lang>       channel sharded Pub/Sub, "<seq> <epoch> <payload>"
+//	…stream:{id}:langs        set     languages with keys, for DropSession
+//
+// Publish is one script: number the frame, append it to the history, trim
+// the history to HistorySize and HistoryTTL, and SPUBLISH it. A node
+// subscribes to a stream's channel only while it has handlers for it, and
+// turns what arrives into an ordered, gap-free sequence: a number that
+// jumps (a message lost while the connection was down) is filled from the
+// history first. A new epoch (Redis lost the stream) shows as frames whose
+// Epoch differs from the ones before, numbered from 1 again.
+//
+// Call Close before closing the DB.
+type Broker struct {
+	db *DB
+
+	// HistorySize is the most frames kept per stream; HistoryTTL the oldest
+	// age kept (0: no age limit). Set before first use.
+	HistorySize int
+	HistoryTTL  time.Duration
+
+	// StreamKeyTTL is how long Redis keeps a stream nobody publishes to: a
+	// safety net for sessions that ended without DropSession.
+	StreamKeyTTL time.Duration
+
+	// SubscribeTimeout bounds how long Subscribe waits for Redis to confirm.
+	SubscribeTimeout time.Duration
+
+	// opMu orders subscribe and unsubscribe commands, so that the order
+	// they reach Redis in matches the order of the decisions below.
+	opMu sync.Mutex
+
+	mu      sync.Mutex
+	groups  map[string]*subGroup  // by group key: "" or, on a cluster, the session ID
+	streams map[string]*subStream // by channel
+	closed  bool
+
+	ctx    context.Context // ends at Close; bounds catch-up reads
+	cancel context.CancelFunc
+}
+
+// NewBroker returns a broker on db with default bounds.
+func NewBroker(db *DB) *Broker {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Broker{
+		db:               db,
+		HistorySize:      DefaultHistorySize,
+		HistoryTTL:       DefaultHistoryTTL,
+		StreamKeyTTL:     DefaultStreamKeyTTL,
+		SubscribeTimeout: DefaultSubscribeTimeout,
+		groups:           make(map[string]*subGroup),
+		streams:          make(map[string]*subStream),
+		ctx:              ctx,
+		cancel:           cancel,
+	}
+}
+
+// DB returns the broker's database.
+func (b *Broker) DB() *DB { return b.db }
+
+// streamKeys returns the keys of a stream: meta, log, channel, langs.
+func (b *Broker) streamKeys(key pentecost.StreamKey) []string {
+	base := b.db.Prefix + "stream:{" + key.SessionID + "}:"
+	return []string{base + key.Language + ":meta", base + key.Language + ":log", base + key.Language, base + "langs"}
+}
+
+// brokerLib trims a stream's history (KEYS[2]) of entries older than cutoff
+// (Unix ms), oldest first; entries are in time order but for clock skew
+// between publishers, which only keeps a frame a little longer.
+const brokerLib = `
+local function trim(cutoff)
+  while true do
+    local e = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+    if #e == 0 or tonumber(e[1][2][2]) >= cutoff then return end
+    local seq = tonumber(string.match(e[1][1], '^(%d+)'))
+    redis.call('XTRIM', KEYS[2], 'MINID', (seq + 1) .. '-0')
+  end
+end
+local function start(epoch, lang, ttl)
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+  redis.call('SADD', KEYS[4], lang)
+  redis.call('PEXPIRE', KEYS[4], ttl)
+  return epoch
+end
+`
+
+// publishScript: KEYS meta, log, channel, langs; ARGV payload, time (ms),
+// cutoff (ms, -1: none), max length, new epoch, key TTL (ms), language,
+// fan-out ("1", or "0" in tests that simulate a lost message).
+// A stream without meta starts a new epoch: it is new, or Redis lost it.
+var publishScript = goredis.NewScript(brokerLib + `
+local epoch = redis.call('HGET', KEYS[1], 'epoch') or start(ARGV[5], ARGV[7], ARGV[6])
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], seq .. '-0', 't', ARGV[2], 'f', ARGV[1])
+local cutoff = tonumber(ARGV[3])
+if cutoff >= 0 then trim(cutoff) end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+if ARGV[8] == '1' then redis.call('SPUBLISH', KEYS[3], seq .. ' ' .. epoch .. ' ' .. ARGV[1]) end
+return {seq, epoch}`)
+
+// historyScript: KEYS meta, log, channel, langs; ARGV since (-1: no
+// frames), cutoff (ms, -1: none), new epoch, key TTL (ms), language.
+// Returns {epoch, last, first, seq, payload, seq, payload, …}.
+var historyScript = goredis.NewScript(brokerLib + `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = start(ARGV[3], ARGV[5], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+local last = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+local cutoff = tonumber(ARGV[2])
+if cutoff >= 0 then trim(cutoff) end
+local out = {epoch, last, 0}
+local e = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+if #e > 0 then out[3] = tonumber(string.match(e[1][1], '^(%d+)')) end
+local since = tonumber(ARGV[1])
+if since >= 0 and since < last then
+  for _, x in ipairs(redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+')) do
+    out[#out+1] = string.match(x[1], '^(%d+)')
+    out[#out+1] = x[2][4]
+  end
+end
+return out`)
+
+// newEpoch returns a random epoch, as inmem's.
+func newEpoch() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// cutoff returns the oldest time kept, in Unix ms, or -1 for no limit.
+func (b *Broker) cutoff() int64 {
+	if b.HistoryTTL <= 0 {
+		return -1
+	}
+	return b.db.Now().Add(-b.HistoryTTL).UnixMilli()
+}
+
+func (b *Broker) keyTTL() int64 {
+	if b.StreamKeyTTL <= 0 {
+		return DefaultStreamKeyTTL.Milliseconds()
+	}
+	return b.StreamKeyTTL.Milliseconds()
+}
+
+// Publish implements pentecost.Broker: one round trip to Redis.
+func (b *Broker) Publish(ctx context.Context, key pentecost.StreamKey, f *pentecost.Frame) error {
+	return b.publish(ctx, key, f, true)
+}
+
+// publish is Publish, with or without the fan-out to subscribers.
+func (b *Broker) publish(ctx context.Context, key pentecost.StreamKey, f *pentecost.Frame, fanOut bool) error {
+	if f == nil || key.SessionID == "" {
+		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "A frame and a session are required.")
+	}
+	if f.Time.IsZero() {
+		f.Time = b.db.Now()
+	}
+	if f.Language == "" {
+		f.Language = key.Language
+	}
+	payload, err := encodeFrame(f)
+	if err != nil {
+		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "The frame cannot be encoded.")
+	}
+	size := max(b.HistorySize, 1)
+	res, err := publishScript.Run(ctx, b.db.client, b.streamKeys(key),
+		payload, f.Time.UnixMilli(), b.cutoff(), size, newEpoch(), b.keyTTL(), key.Language, fanOutArg(fanOut)).Slice()
+	if err != nil {
+		return b.db.storeError(ctx, "publish", err)
+	}
+	if len(res) != 2 {
+		return fmt.Errorf("redis: malformed publish reply of %d items", len(res))
+	}
+	epoch, _ := res[1].(string)
+	f.Seq, f.Epoch = uint64(toInt(res[0])), epoch
+	return nil
+}
+
+func fanOutArg(on bool) string {
+	if on {
+		return "1"
+	}
+	return "0"
+}
+
+// History implements pentecost.Broker.
+func (b *Broker) History(ctx context.Context, key pentecost.StreamKey, since uint64) ([]*pentecost.Frame, pentecost.StreamPosition, error) {
+	return b.history(ctx, key, strconv.FormatUint(since, 10))
+}
+
+// Position implements pentecost.Broker.
+func (b *Broker) Position(ctx context.Context, key pentecost.StreamKey) (pentecost.StreamPosition, error) {
+	_, pos, err := b.history(ctx, key, "-1")
+	return pos, err
+}
+
+func (b *Broker) history(ctx context.Context, key pentecost.StreamKey, since string) ([]*pentecost.Frame, pentecost.StreamPosition, error) {
+	if key.SessionID == "" {
+		return nil, pentecost.StreamPosition{}, pentecost.Errorf(pentecost.EVALIDATIONFIELD, "A session is required.")
+	}
+	res, err := historyScript.Run(ctx, b.db.client, b.streamKeys(key),
+		since, b.cutoff(), newEpoch(), b.keyTTL(), key.Language).Slice()
+	if err != nil {
+		return nil, pentecost.StreamPosition{}, b.db.storeError(ctx, "history", err)
+	}
+	if len(res) < 3 || len(res)%2 != 1 {
+		return nil, pentecost.StreamPosition{}, fmt.Errorf("redis: malformed history reply of %d items", len(res))
+	}
+	epoch, _ := res[0].(string)
+	pos := pentecost.StreamPosition{Epoch: epoch, Last: uint64(toInt(res[1])), First: uint64(toInt(res[2]))}
+	var frames []*pentecost.Frame
+	for i := 3; i+1 < len(res); i += 2 {
+		seq := uint64(toInt(res[i]))
+		payload, _ := res[i+1].(string)
+		f, err := decodeFrame(payload, seq, epoch)
+		if err != nil {
+			return nil, pentecost.StreamPosition{}, err
+		}
+		frames = append(frames, f)
+	}
+	return frames, pos, nil
+}
+
+// DropSession implements pentecost.Broker: it deletes the numbering and
+// history of every stream of the session. Publishing again starts a new
+// epoch; subscriptions stay until unsubscribed.
+func (b *Broker) DropSession(ctx context.Context, sessionID string) error {
+	if sessionID == "" {
+		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "A session is required.")
+	}
+	langsKey := b.streamKeys(pentecost.StreamKey{SessionID: sessionID})[3]
+	langs, err := b.db.client.SMembers(ctx, langsKey).Result()
+	if err != nil {
+		return b.db.storeError(ctx, "drop session", err)
+	}
+	keys := []string{langsKey}
+	for _, l := range langs {
+		k := b.streamKeys(pentecost.StreamKey{SessionID: sessionID, Language: l})
+		keys = append(keys, k[0], k[1])
+	}
+	return b.db.storeError(ctx, "drop session", b.db.client.Del(ctx, keys...).Err())
+}
+
+var _ pentecost.Broker = (*Broker)(nil)

@@ -1,0 +1,434 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pentecost/pentecost"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Presence timing. Every entry (a listener connection, a worker's language
+// claim) expires DefaultEntryTTL after it was last joined or refreshed; a
+// node refreshes its entries every DefaultRefreshInterval, so a live node's
+// entries never expire, and a dead node's leave the counts within the TTL.
+const (
+	DefaultEntryTTL        = 30 * time.Second
+	DefaultRefreshInterval = 10 * time.Second
+)
+
+// presenceKeyTTL is how long Redis keeps an untouched session's presence
+// keys: a safety net far beyond the logical expiry, which uses DB.Now.
+const presenceKeyTTL = time.Hour
+
+// Presence implements pentecost.Presence for many nodes. Per session, in
+// one hash slot ({session ID}):
+//
+//	…presence:{id}:conns   sorted set  connID → expiry (Unix ms from DB.Now)
+//	…presence:{id}:langs   hash        connID → language
+//	…presence:{id}:counts  hash        language → listeners
+//	…presence:{id}:claims  sorted set  "language\nworkerID" → expiry
+//
+// and one index of sessions with listeners, …presence:sessions (session ID
+// → latest expiry). Each change is one Lua script, so the cap holds across
+// nodes and counts never go negative. Every script first removes the
+// session's expired entries, so a crashed node's listeners leave the counts
+// at the first call after their expiry.
+type Presence struct {
+	db *DB
+
+	// EntryTTL is how long an entry lives without a refresh (DefaultEntryTTL).
+	EntryTTL time.Duration
+}
+
+// NewPresence returns a presence on db with the default entry TTL.
+func NewPresence(db *DB) *Presence {
+	return &Presence{db: db, EntryTTL: DefaultEntryTTL}
+}
+
+func (p *Presence) keys(sessionID string) []string {
+	base := p.db.Prefix + "presence:{" + sessionID + "}:"
+	return []string{base + "conns", base + "langs", base + "counts"}
+}
+
+func (p *Presence) claimsKey(sessionID string) string {
+	return p.db.Prefix + "presence:{" + sessionID + "}:claims"
+}
+
+func (p *Presence) indexKey() string { return p.db.Prefix + "presence:sessions" }
+
+// presenceLib is shared by the presence scripts: KEYS[1..3] are a session's
+// conns, langs and counts; now is in Unix milliseconds.
+const presenceLib = `
+local function expire(now)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+  for _, id in ipairs(gone) do
+    local lang = redis.call('HGET', KEYS[2], id)
+    if lang then
+      if redis.call('HINCRBY', KEYS[3], lang, -1) <= 0 then redis.call('HDEL', KEYS[3], lang) end
+      redis.call('HDEL', KEYS[2], id)
+    end
+  end
+  if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) end
+end
+local function counts(out)
+  out[#out+1] = redis.call('ZCARD', KEYS[1])
+  local h = redis.call('HGETALL', KEYS[3])
+  for i = 1, #h do out[#out+1] = h[i] end
+  return out
+end
+local function move(id, from, to)
+  if from == to then return end
+  if redis.call('HINCRBY', KEYS[3], from, -1) <= 0 then redis.call('HDEL', KEYS[3], from) end
+  redis.call('HINCRBY', KEYS[3], to, 1)
+  redis.call('HSET', KEYS[2], id, to)
+end
+local function add(id, lang, expiry)
+  redis.call('ZADD', KEYS[1], expiry, id)
+  redis.call('HSET', KEYS[2], id, lang)
+  redis.call('HINCRBY', KEYS[3], lang, 1)
+end
+local function keep(ttl)
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+`
+
+// joinScript: ARGV conn, language, max, refresh (0/1), now, expiry, key TTL.
+// Returns {-1} when full, else {total, language, count, …}.
+var joinScript = goredis.NewScript(presenceLib + `
+expire(tonumber(ARGV[5]))
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then
+  move(ARGV[1], old, ARGV[2])
+  redis.call('ZADD', KEYS[1], ARGV[6], ARGV[1])
+else
+  local max = tonumber(ARGV[3])
+  if max > 0 and ARGV[4] == '0' and redis.call('ZCARD', KEYS[1]) >= max then return {-1} end
+  add(ARGV[1], ARGV[2], ARGV[6])
+end
+keep(ARGV[7])
+return counts({})`)
+
+// leaveScript: ARGV conn, now. Returns {left (0/1), total, language, count, …}.
+var leaveScript = goredis.NewScript(presenceLib + `
+expire(tonumber(ARGV[2]))
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+local left = 0
+if old then
+  left = 1
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  if redis.call('HINCRBY', KEYS[3], old, -1) <= 0 then redis.call('HDEL', KEYS[3], old) end
+end
+return counts({left})`)
+
+// changeScript: ARGV conn, language, now. Returns {-1} when absent.
+var changeScript = goredis.NewScript(presenceLib + `
+expire(tonumber(ARGV[3]))
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if not old then return {-1} end
+move(ARGV[1], old, ARGV[2])
+return counts({})`)
+
+// countsScript: ARGV now.
+var countsScript = goredis.NewScript(presenceLib + `
+expire(tonumber(ARGV[1]))
+return counts({})`)
+
+// refreshScript: ARGV now, expiry, key TTL, mode, then connIDs ("only") or
+// connID, language pairs ("upsert"). "only" extends present entries; "upsert"
+// also adds missing ones, past the cap, as a refresh join would.
+var refreshScript = goredis.NewScript(presenceLib + `
+expire(tonumber(ARGV[1]))
+if ARGV[4] == 'only' then
+  for i = 5, #ARGV do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i]) end
+else
+  for i = 5, #ARGV, 2 do
+    local old = redis.call('HGET', KEYS[2], ARGV[i])
+    if old then
+      move(ARGV[i], old, ARGV[i+1])
+      redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    else
+      add(ARGV[i], ARGV[i+1], ARGV[2])
+    end
+  end
+end
+keep(ARGV[3])
+return redis.call('ZCARD', KEYS[1])`)
+
+// Join implements pentecost.Presence.
+func (p *Presence) Join(ctx context.Context, e pentecost.PresenceEntry, max int, refresh bool) (pentecost.PresenceCounts, error) {
+	if e.SessionID == "" || e.ConnID == "" {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Session and connection are required.")
+	}
+	now, expiry := p.times()
+	flag := 0
+	if refresh {
+		flag = 1
+	}
+	res, err := joinScript.Run(ctx, p.db.client, p.keys(e.SessionID),
+		e.ConnID, e.Language, max, flag, now, expiry, presenceKeyTTL.Milliseconds()).Slice()
+	if err != nil {
+		return pentecost.PresenceCounts{}, p.db.storeError(ctx, "presence join", err)
+	}
+	if full(res) {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ESESSIONFULL, "Session is full.")
+	}
+	if err := p.index(ctx, e.SessionID, expiry); err != nil {
+		return pentecost.PresenceCounts{}, err
+	}
+	return parseCounts(res)
+}
+
+// index records that a session has listeners until at least expiry. The
+// index is a global key, outside the session's slot, so it is updated after
+// the script; Sessions checks every candidate against the session's keys.
+func (p *Presence) index(ctx context.Context, sessionID string, expiry int64) error {
+	err := p.db.client.ZAddGT(ctx, p.indexKey(), goredis.Z{Score: float64(expiry), Member: sessionID}).Err()
+	return p.db.storeError(ctx, "presence index", err)
+}
+
+// Leave implements pentecost.Presence.
+func (p *Presence) Leave(ctx context.Context, sessionID, connID string) (pentecost.PresenceCounts, bool, error) {
+	if sessionID == "" {
+		return emptyCounts(), false, nil
+	}
+	now, _ := p.times()
+	res, err := leaveScript.Run(ctx, p.db.client, p.keys(sessionID), connID, now).Slice()
+	if err != nil {
+		return pentecost.PresenceCounts{}, false, p.db.storeError(ctx, "presence leave", err)
+	}
+	c, err := parseCounts(res[1:])
+	return c, toInt(res[0]) == 1, err
+}
+
+// ChangeLanguage implements pentecost.Presence.
+func (p *Presence) ChangeLanguage(ctx context.Context, sessionID, connID, language string) (pentecost.PresenceCounts, error) {
+	if sessionID == "" {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ENOTFOUND, "Listener is not present.")
+	}
+	now, _ := p.times()
+	res, err := changeScript.Run(ctx, p.db.client, p.keys(sessionID), connID, language, now).Slice()
+	if err != nil {
+		return pentecost.PresenceCounts{}, p.db.storeError(ctx, "presence change language", err)
+	}
+	if full(res) {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ENOTFOUND, "Listener is not present.")
+	}
+	return parseCounts(res)
+}
+
+// Counts implements pentecost.Presence.
+func (p *Presence) Counts(ctx context.Context, sessionID string) (pentecost.PresenceCounts, error) {
+	if sessionID == "" {
+		return emptyCounts(), nil
+	}
+	now, _ := p.times()
+	res, err := countsScript.Run(ctx, p.db.client, p.keys(sessionID), now).Slice()
+	if err != nil {
+		return pentecost.PresenceCounts{}, p.db.storeError(ctx, "presence counts", err)
+	}
+	return parseCounts(res)
+}
+
+// Sessions implements pentecost.Presence. It reads the index, drops
+// sessions whose entries have all expired, and counts each candidate.
+func (p *Presence) Sessions(ctx context.Context) (map[string]pentecost.PresenceCounts, error) {
+	now, _ := p.times()
+	if err := p.db.client.ZRemRangeByScore(ctx, p.indexKey(), "-inf", strconv.FormatInt(now, 10)).Err(); err != nil {
+		return nil, p.db.storeError(ctx, "presence sessions", err)
+	}
+	ids, err := p.db.client.ZRange(ctx, p.indexKey(), 0, -1).Result()
+	if err != nil {
+		return nil, p.db.storeError(ctx, "presence sessions", err)
+	}
+	out := make(map[string]pentecost.PresenceCounts, len(ids))
+	for _, id := range ids {
+		c, err := p.Counts(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if c.Total > 0 {
+			out[id] = c
+		}
+	}
+	return out, nil
+}
+
+// Refresh implements pentecost.Presence: the entries of connIDs that are
+// still present live EntryTTL from now. Entries already gone (they expired
+// while this node could not reach Redis, or Redis lost them) are not
+// re-added: use RefreshEntries for that.
+func (p *Presence) Refresh(ctx context.Context, sessionID string, connIDs []string) error {
+	if sessionID == "" || len(connIDs) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 4+len(connIDs))
+	now, expiry := p.times()
+	args = append(args, now, expiry, presenceKeyTTL.Milliseconds(), "only")
+	for _, id := range connIDs {
+		args = append(args, id)
+	}
+	return p.refresh(ctx, sessionID, expiry, args)
+}
+
+// RefreshEntries is Refresh for a node that knows its listeners' languages:
+// present entries are extended (and their language corrected), missing
+// ones are added back, past the cap, as refresh joins would be. A hub that
+// calls it instead of Refresh recovers its counts by itself after Redis
+// lost its data or the node was cut off for longer than EntryTTL.
+// Errors: EUNAVAILABLE.
+func (p *Presence) RefreshEntries(ctx context.Context, sessionID string, entries []pentecost.PresenceEntry) error {
+	if sessionID == "" || len(entries) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 4+2*len(entries))
+	now, expiry := p.times()
+	args = append(args, now, expiry, presenceKeyTTL.Milliseconds(), "upsert")
+	for _, e := range entries {
+		if e.ConnID != "" {
+			args = append(args, e.ConnID, e.Language)
+		}
+	}
+	return p.refresh(ctx, sessionID, expiry, args)
+}
+
+func (p *Presence) refresh(ctx context.Context, sessionID string, expiry int64, args []any) error {
+	total, err := refreshScript.Run(ctx, p.db.client, p.keys(sessionID), args...).Int()
+	if err != nil {
+		return p.db.storeError(ctx, "presence refresh", err)
+	}
+	if total == 0 {
+		return nil
+	}
+	return p.index(ctx, sessionID, expiry)
+}
+
+// RemoveSession implements pentecost.Presence.
+func (p *Presence) RemoveSession(ctx context.Context, sessionID string) error {
+	if sessionID == "" {
+		return nil
+	}
+	keys := append(p.keys(sessionID), p.claimsKey(sessionID))
+	if err := p.db.client.Del(ctx, keys...).Err(); err != nil {
+		return p.db.storeError(ctx, "presence remove session", err)
+	}
+	return p.db.storeError(ctx, "presence remove session", p.db.client.ZRem(ctx, p.indexKey(), sessionID).Err())
+}
+
+// claimScript: ARGV now, member, expiry, key TTL, mode (claim, release
+// or list). Returns the members left after the change.
+var claimScript = goredis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if ARGV[5] == 'claim' then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+elseif ARGV[5] == 'release' then
+  redis.call('ZREM', KEYS[1], ARGV[2])
+end
+return redis.call('ZRANGE', KEYS[1], 0, -1)`)
+
+// claimSep separates a claim's language from its worker ID. Language codes
+// never contain it.
+const claimSep = "\n"
+
+// ClaimLanguage implements pentecost.Presence. A claim expires like a
+// listener entry: the node of a connected worker claims again at every
+// refresh.
+func (p *Presence) ClaimLanguage(ctx context.Context, sessionID, language, workerID string) (bool, error) {
+	_, err := p.claims(ctx, sessionID, language, workerID, "claim")
+	return err == nil, err
+}
+
+// ReleaseLanguage implements pentecost.Presence.
+func (p *Presence) ReleaseLanguage(ctx context.Context, sessionID, language, workerID string) (bool, error) {
+	langs, err := p.claims(ctx, sessionID, language, workerID, "release")
+	if err != nil {
+		return false, err
+	}
+	_, produced := langs[language]
+	return produced, nil
+}
+
+// ProducedLanguages implements pentecost.Presence.
+func (p *Presence) ProducedLanguages(ctx context.Context, sessionID string) ([]string, error) {
+	langs, err := p.claims(ctx, sessionID, "", "", "list")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(langs))
+	for l := range langs {
+		out = append(out, l)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// claims runs claimScript and returns the languages claimed afterwards.
+func (p *Presence) claims(ctx context.Context, sessionID, language, workerID, mode string) (map[string]struct{}, error) {
+	if sessionID == "" {
+		return nil, pentecost.Errorf(pentecost.EVALIDATIONFIELD, "A session is required.")
+	}
+	now, expiry := p.times()
+	members, err := claimScript.Run(ctx, p.db.client, []string{p.claimsKey(sessionID)},
+		now, language+claimSep+workerID, expiry, presenceKeyTTL.Milliseconds(), mode).StringSlice()
+	if err != nil {
+		return nil, p.db.storeError(ctx, "presence claims", err)
+	}
+	langs := make(map[string]struct{}, len(members))
+	for _, m := range members {
+		lang, _, _ := strings.Cut(m, claimSep)
+		langs[lang] = struct{}{}
+	}
+	return langs, nil
+}
+
+// times returns now and the expiry of an entry made now, in Unix ms.
+func (p *Presence) times() (now, expiry int64) {
+	t := p.db.Now()
+	ttl := p.EntryTTL
+	if ttl <= 0 {
+		ttl = DefaultEntryTTL
+	}
+	return t.UnixMilli(), t.Add(ttl).UnixMilli()
+}
+
+func full(res []any) bool { return len(res) == 1 && toInt(res[0]) == -1 }
+
+func emptyCounts() pentecost.PresenceCounts {
+	return pentecost.PresenceCounts{ByLanguage: map[string]int{}}
+}
+
+// parseCounts reads {total, language, count, …}.
+func parseCounts(res []any) (pentecost.PresenceCounts, error) {
+	if len(res) == 0 || len(res)%2 != 1 {
+		return pentecost.PresenceCounts{}, fmt.Errorf("redis: malformed presence reply of %d items", len(res))
+	}
+	c := pentecost.PresenceCounts{Total: toInt(res[0]), ByLanguage: make(map[string]int, len(res)/2)}
+	for i := 1; i+1 < len(res); i += 2 {
+		lang, _ := res[i].(string)
+		if n := toInt(res[i+1]); n > 0 {
+			c.ByLanguage[lang] = n
+		}
+	}
+	return c, nil
+}
+
+// toInt reads an integer reply, which Redis gives as an integer or, from a
+// hash, as a string.
+func toInt(v any) int {
+	switch v := v.(type) {
+	case int64:
+		return int(v)
+	case string:
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	return 0
+}
+
+var _ pentecost.Presence = (*Presence)(nil)

@@ -1,0 +1,189 @@
+package redis_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pentecost/pentecost"
+	"github.com/pentecost/pentecost/redis"
+	"github.com/pentecost/pentecost/redistest"
+	"github.com/pentecost/pentecost/storetest"
+)
+
+// twoPresences returns the presences of two nodes sharing one Redis, each
+// with its own clock handle on one shared clock.
+func twoPresences(t *testing.T, srv *redistest.Server, clock *storetest.Clock) (a, b *redis.Presence) {
+	prefix := newPrefix()
+	return redis.NewPresence(MustOpenDBPrefix(t, srv, clock, prefix)), redis.NewPresence(MustOpenDBPrefix(t, srv, clock, prefix))
+}
+
+func join(tb testing.TB, p *redis.Presence, session, conn, lang string) pentecost.PresenceCounts {
+	tb.Helper()
+	c, err := p.Join(context.Background(), pentecost.PresenceEntry{SessionID: session, ConnID: conn, Language: lang}, 0, false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func counts(tb testing.TB, p *redis.Presence, session string) pentecost.PresenceCounts {
+	tb.Helper()
+	c, err := p.Counts(context.Background(), session)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func TestPresence_CapAcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := twoPresences(t, srv, storetest.NewClock())
+	const perNode, max = 60, 50
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	joined := 0
+	for _, p := range []*redis.Presence{a, b} {
+		for i := range perNode {
+			wg.Go(func() {
+				_, err := p.Join(context.Background(), pentecost.PresenceEntry{SessionID: "s", ConnID: fmt.Sprintf("%p-%d", p, i), Language: "en"}, max, false)
+				switch pentecost.ErrorCode(err) {
+				case "":
+					mu.Lock()
+					joined++
+					mu.Unlock()
+				case pentecost.ESESSIONFULL:
+				default:
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if joined != max {
+		t.Fatalf("%d joined across two nodes, want exactly %d", joined, max)
+	}
+	if c := counts(t, b, "s"); c.Total != max || c.ByLanguage["en"] != max {
+		t.Fatalf("counts = %+v", c)
+	}
+}
+
+// TestPresence_DeadNodeExpires has node A stop refreshing, as a killed node
+// would: its listeners leave the counts once their entries expire, while
+// node B's, refreshed, stay.
+func TestPresence_DeadNodeExpires(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock()
+	a, b := twoPresences(t, srv, clock)
+	ctx := context.Background()
+	join(t, a, "s", "a1", "en")
+	join(t, a, "s", "a2", "es")
+	join(t, b, "s", "b1", "es")
+	if _, err := a.ClaimLanguage(ctx, "s", "fr", "worker-on-a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ClaimLanguage(ctx, "s", "de", "worker-on-b"); err != nil {
+		t.Fatal(err)
+	}
+
+	// B refreshes on its cadence; A has died.
+	for range 2 {
+		clock.Add(redis.DefaultRefreshInterval)
+		if err := b.Refresh(ctx, "s", []string{"b1"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.ClaimLanguage(ctx, "s", "de", "worker-on-b"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 30 s after A's last word its entries are gone; just before, not.
+	clock.Add(redis.DefaultEntryTTL - 2*redis.DefaultRefreshInterval - time.Millisecond)
+	if c := counts(t, b, "s"); c.Total != 3 {
+		t.Fatalf("counts just before expiry = %+v, want 3", c)
+	}
+	clock.Add(time.Millisecond)
+	c := counts(t, b, "s")
+	if c.Total != 1 || c.ByLanguage["es"] != 1 || len(c.ByLanguage) != 1 {
+		t.Fatalf("counts after A's entries expired = %+v, want b1 alone", c)
+	}
+	if langs, _ := b.ProducedLanguages(ctx, "s"); len(langs) != 1 || langs[0] != "de" {
+		t.Fatalf("produced = %v, want de only", langs)
+	}
+	// A's connections are gone for good: leaving them changes nothing.
+	if c, left, err := b.Leave(ctx, "s", "a1"); err != nil || left || c.Total != 1 {
+		t.Fatalf("leave of an expired entry = %+v, %v, %v", c, left, err)
+	}
+	// A late refresh from A does not bring them back.
+	if err := a.Refresh(ctx, "s", []string{"a1", "a2"}); err != nil {
+		t.Fatal(err)
+	}
+	if c := counts(t, a, "s"); c.Total != 1 {
+		t.Fatalf("counts = %+v after a refresh of expired entries", c)
+	}
+
+	// Once B's listener is gone too, the session leaves Sessions.
+	clock.Add(redis.DefaultEntryTTL)
+	all, err := a.Sessions(ctx)
+	if err != nil || len(all) != 0 {
+		t.Fatalf("Sessions = %v, %v; want none", all, err)
+	}
+}
+
+// TestPresence_RefreshEntriesRecovers loses every entry (Redis restarted
+// empty): a node that refreshes with its entries puts its listeners back,
+// past the cap, with their languages.
+func TestPresence_RefreshEntriesRecovers(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock()
+	db := MustOpenDB(t, srv, clock)
+	p := redis.NewPresence(db)
+	ctx := context.Background()
+	entries := []pentecost.PresenceEntry{{SessionID: "s", ConnID: "c1", Language: "en"}, {SessionID: "s", ConnID: "c2", Language: "es"}}
+	for _, e := range entries {
+		join(t, p, e.SessionID, e.ConnID, e.Language)
+	}
+	srv.Restart()
+	waitReachable(t, db)
+	if c := counts(t, p, "s"); c.Total != 0 {
+		t.Fatalf("counts after the restart = %+v", c)
+	}
+	if err := p.RefreshEntries(ctx, "s", entries); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.RefreshEntries(ctx, "s", entries); err != nil { // twice changes nothing
+		t.Fatal(err)
+	}
+	c := counts(t, p, "s")
+	if c.Total != 2 || c.ByLanguage["en"] != 1 || c.ByLanguage["es"] != 1 {
+		t.Fatalf("counts = %+v, want both back", c)
+	}
+	if all, _ := p.Sessions(ctx); all["s"].Total != 2 {
+		t.Fatalf("Sessions = %v", all)
+	}
+}
+
+func TestRateLimiter_AcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock()
+	prefix := newPrefix()
+	a := redis.NewRateLimiter(MustOpenDBPrefix(t, srv, clock, prefix))
+	b := redis.NewRateLimiter(MustOpenDBPrefix(t, srv, clock, prefix))
+	limit := pentecost.Limit{Events: 4, Per: time.Minute}
+	for i := range limit.Events {
+		node := a
+		if i%2 == 1 {
+			node = b
+		}
+		if err := node.Allow(context.Background(), "ip", limit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, node := range []*redis.RateLimiter{a, b} {
+		err := node.Allow(context.Background(), "ip", limit)
+		if pentecost.ErrorCode(err) != pentecost.ERATELIMIT || pentecost.ErrorRetryAfter(err) != time.Minute {
+			t.Fatalf("err = %v, want the shared quota used up", err)
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/pentecost/pentecost"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// userNameRe is what an embedded account name may look like, as in sqlite.
+// Names are case-sensitive.
+var userNameRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,64}$`)
+
+// UserStore keeps embedded speaker accounts in Redis, so that every node
+// knows every account. Password hashes are stored as given.
+type UserStore struct {
+	db *DB
+}
+
+// NewUserStore returns a UserStore on db.
+func NewUserStore(db *DB) *UserStore { return &UserStore{db: db} }
+
+func (s *UserStore) key(name string) string { return s.db.Prefix + "{users}:user:" + name }
+func (s *UserStore) namesKey() string       { return s.db.Prefix + "{users}:names" }
+
+// userRecord is an account as stored, times in Unix milliseconds.
+type userRecord struct {
+	Name              string `json:"name"`
+	PasswordHash      string `json:"passwordHash"`
+	CreatedAt         int64  `json:"createdAt"`
+	PasswordChangedAt int64  `json:"passwordChangedAt"`
+}
+
+func (r *userRecord) user() *pentecost.User {
+	return &pentecost.User{ID: r.Name, Name: r.Name, Issuer: pentecost.EmbeddedIssuer, PasswordHash: r.PasswordHash,
+		CreatedAt: fromMillis(r.CreatedAt), PasswordChangedAt: fromMillis(r.PasswordChangedAt)}
+}
+
+// createUserScript stores an account unless the name is taken; names sort
+// by byte value in a sorted set whose scores are all 0.
+var createUserScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+return 1`)
+
+// deleteUserScript removes an account and its name.
+var deleteUserScript = goredis.NewScript(`
+local n = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return n`)
+
+// CreateUser stores a new account named u.Name and fills in u.ID, u.Issuer,
+// u.CreatedAt and u.PasswordChangedAt (both now).
+// Errors: ECONFLICT, EVALIDATIONFIELD, EUNAVAILABLE.
+func (s *UserStore) CreateUser(ctx context.Context, u *pentecost.User) error {
+	if !userNameRe.MatchString(u.Name) {
+		return fieldError("name", "Name must be 1 to 64 letters, digits, dots, underscores or hyphens.")
+	}
+	if u.PasswordHash == "" {
+		return fieldError("password", "Password is required.")
+	}
+	now := s.db.nowMillis().UnixMilli()
+	rec := userRecord{Name: u.Name, PasswordHash: u.PasswordHash, CreatedAt: now, PasswordChangedAt: now}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	ok, err := createUserScript.Run(ctx, s.db.client, []string{s.key(u.Name), s.namesKey()}, data, u.Name).Int()
+	if err != nil {
+		return s.db.storeError(ctx, "create user", err)
+	}
+	if ok == 0 {
+		return pentecost.Errorf(pentecost.ECONFLICT, "A user with that name already exists.")
+	}
+	*u = *rec.user()
+	return nil
+}
+
+// FindUserByName returns the account with exactly this name.
+func (s *UserStore) FindUserByName(ctx context.Context, name string) (*pentecost.User, error) {
+	if !userNameRe.MatchString(name) {
+		return nil, userNotFound() // such a name cannot have been stored
+	}
+	rec, _, err := s.get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return rec.user(), nil
+}
+
+// get returns an account and its stored bytes.
+func (s *UserStore) get(ctx context.Context, name string) (*userRecord, []byte, error) {
+	data, err := s.db.client.Get(ctx, s.key(name)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return nil, nil, userNotFound()
+	} else if err != nil {
+		return nil, nil, s.db.storeError(ctx, "find user", err)
+	}
+	var rec userRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, nil, fmt.Errorf("redis: stored user is corrupt: %w", err)
+	}
+	return &rec, data, nil
+}
+
+// FindUsers returns every account, ordered by name.
+func (s *UserStore) FindUsers(ctx context.Context) ([]*pentecost.User, error) {
+	names, err := s.db.client.ZRange(ctx, s.namesKey(), 0, -1).Result()
+	if err != nil {
+		return nil, s.db.storeError(ctx, "find users", err)
+	}
+	users := []*pentecost.User{}
+	for _, name := range names {
+		rec, _, err := s.get(ctx, name)
+		if pentecost.ErrorCode(err) == pentecost.EUSERNOTFOUND {
+			continue // deleted meanwhile
+		} else if err != nil {
+			return nil, err
+		}
+		users = append(users, rec.user())
+	}
+	return users, nil
+}
+
+// UpdateUserPassword replaces an account's password hash and sets its
+// PasswordChangedAt to now. Errors: EUSERNOTFOUND, EVALIDATIONFIELD, EUNAVAILABLE.
+func (s *UserStore) UpdateUserPassword(ctx context.Context, name, passwordHash string) error {
+	if passwordHash == "" {
+		return fieldError("password", "Password is required.")
+	}
+	if !userNameRe.MatchString(name) {
+		return userNotFound()
+	}
+	for range maxTxAttempts {
+		rec, old, err := s.get(ctx, name)
+		if err != nil {
+			return err
+		}
+		rec.PasswordHash, rec.PasswordChangedAt = passwordHash, s.db.nowMillis().UnixMilli()
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		// Compare and set, so that a concurrent delete is not undone.
+		ok, err := casScript.Run(ctx, s.db.client, []string{s.key(name)}, old, data).Int()
+		if err != nil {
+			return s.db.storeError(ctx, "update user password", err)
+		}
+		switch ok {
+		case 1:
+			return nil
+		case -1:
+			return userNotFound()
+		}
+	}
+	return s.db.storeError(ctx, "update user password", errContention)
+}
+
+// casScript sets KEYS[1] to ARGV[2] if it still holds ARGV[1]: 1 if set,
+// 0 if it changed, -1 if it is gone.
+var casScript = goredis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return -1 end
+if v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1`)
+
+// DeleteUser removes an account. Errors: EUSERNOTFOUND, EUNAVAILABLE.
+func (s *UserStore) DeleteUser(ctx context.Context, name string) error {
+	if !userNameRe.MatchString(name) {
+		return userNotFound()
+	}
+	n, err := deleteUserScript.Run(ctx, s.db.client, []string{s.key(name), s.namesKey()}, name).Int()
+	if err != nil {
+		return s.db.storeError(ctx, "delete user", err)
+	}
+	if n == 0 {
+		return userNotFound()
+	}
+	return nil
+}
+
+func userNotFound() error {
+	return pentecost.Errorf(pentecost.EUSERNOTFOUND, "User not found.")
+}
+
+var _ pentecost.UserStore = (*UserStore)(nil)

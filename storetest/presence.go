@@ -1,0 +1,295 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+
+	"github.com/pentecost/pentecost"
+)
+
+// PresenceFactory returns a fresh, empty Presence.
+type PresenceFactory func(t *testing.T) pentecost.Presence
+
+func entry(session, conn, lang string) pentecost.PresenceEntry {
+	return pentecost.PresenceEntry{SessionID: session, ConnID: conn, Language: lang}
+}
+
+// wantCounts fails unless c has total and exactly the languages in by.
+func wantCounts(tb testing.TB, c pentecost.PresenceCounts, total int, by map[string]int) {
+	tb.Helper()
+	got := c.ByLanguage
+	if got == nil {
+		got = map[string]int{}
+	}
+	if by == nil {
+		by = map[string]int{}
+	}
+	if c.Total != total || !reflect.DeepEqual(got, by) {
+		tb.Fatalf("counts = %d %v, want %d %v", c.Total, got, total, by)
+	}
+}
+
+func mustJoin(tb testing.TB, p pentecost.Presence, e pentecost.PresenceEntry, max int) pentecost.PresenceCounts {
+	tb.Helper()
+	c, err := p.Join(context.Background(), e, max, false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// RunPresenceTests runs the Presence suite against fresh presences from newPresence.
+func RunPresenceTests(t *testing.T, newPresence PresenceFactory) {
+	ctx := context.Background()
+
+	t.Run("Join", func(t *testing.T) {
+		t.Run("OK", func(t *testing.T) {
+			p := newPresence(t)
+			wantCounts(t, mustJoin(t, p, entry("s", "a", "en"), 2), 1, map[string]int{"en": 1})
+			wantCounts(t, mustJoin(t, p, entry("s", "b", "es"), 2), 2, map[string]int{"en": 1, "es": 1})
+			c, err := p.Counts(ctx, "s")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantCounts(t, c, 2, map[string]int{"en": 1, "es": 1})
+		})
+		t.Run("SameConnUpdatesLanguage", func(t *testing.T) {
+			p := newPresence(t)
+			mustJoin(t, p, entry("s", "a", "en"), 1)
+			// The cap does not apply: the connection is already counted.
+			wantCounts(t, mustJoin(t, p, entry("s", "a", "es"), 1), 1, map[string]int{"es": 1})
+		})
+		t.Run("NoCap", func(t *testing.T) {
+			p := newPresence(t)
+			for i := range 20 {
+				mustJoin(t, p, entry("s", fmt.Sprint(i), "en"), 0)
+			}
+			c, _ := p.Counts(ctx, "s")
+			wantCounts(t, c, 20, map[string]int{"en": 20})
+		})
+		t.Run("ErrSessionFull", func(t *testing.T) {
+			p := newPresence(t)
+			mustJoin(t, p, entry("s", "a", "en"), 2)
+			mustJoin(t, p, entry("s", "b", "en"), 2)
+			_, err := p.Join(ctx, entry("s", "c", "en"), 2, false)
+			wantCode(t, err, pentecost.ESESSIONFULL)
+			c, _ := p.Counts(ctx, "s")
+			wantCounts(t, c, 2, map[string]int{"en": 2})
+			// A refresh may exceed the cap.
+			c, err = p.Join(ctx, entry("s", "c", "fr"), 2, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantCounts(t, c, 3, map[string]int{"en": 2, "fr": 1})
+		})
+		t.Run("ErrValidationField", func(t *testing.T) {
+			p := newPresence(t)
+			for _, e := range []pentecost.PresenceEntry{entry("", "a", "en"), entry("s", "", "en")} {
+				_, err := p.Join(ctx, e, 0, false)
+				wantCode(t, err, pentecost.EVALIDATIONFIELD)
+			}
+		})
+	})
+
+	t.Run("Leave", func(t *testing.T) {
+		t.Run("OK", func(t *testing.T) {
+			p := newPresence(t)
+			mustJoin(t, p, entry("s", "a", "en"), 0)
+			mustJoin(t, p, entry("s", "b", "es"), 0)
+			c, left, err := p.Leave(ctx, "s", "a")
+			if err != nil || !left {
+				t.Fatalf("leave = %v, %v", left, err)
+			}
+			wantCounts(t, c, 1, map[string]int{"es": 1})
+		})
+		t.Run("Idempotent", func(t *testing.T) {
+			p := newPresence(t)
+			mustJoin(t, p, entry("s", "a", "en"), 0)
+			if _, left, _ := p.Leave(ctx, "s", "a"); !left {
+				t.Fatal("first leave not reported")
+			}
+			c, left, err := p.Leave(ctx, "s", "a")
+			if err != nil || left {
+				t.Fatalf("second leave = %v, %v", left, err)
+			}
+			wantCounts(t, c, 0, nil)
+		})
+		t.Run("Unknown", func(t *testing.T) {
+			p := newPresence(t)
+			c, left, err := p.Leave(ctx, "nobody", "x")
+			if err != nil || left {
+				t.Fatalf("leave = %v, %v", left, err)
+			}
+			wantCounts(t, c, 0, nil)
+		})
+		t.Run("FreesCapacity", func(t *testing.T) {
+			p := newPresence(t)
+			mustJoin(t, p, entry("s", "a", "en"), 1)
+			_, _, _ = p.Leave(ctx, "s", "a")
+			mustJoin(t, p, entry("s", "b", "en"), 1)
+		})
+	})
+
+	t.Run("ChangeLanguage", func(t *testing.T) {
+		t.Run("OK", func(t *testing.T) {
+			p := newPresence(t)
+			mustJoin(t, p, entry("s", "a", "en"), 0)
+			mustJoin(t, p, entry("s", "b", "en"), 0)
+			c, err := p.ChangeLanguage(ctx, "s", "a", "es")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantCounts(t, c, 2, map[string]int{"en": 1, "es": 1})
+		})
+		t.Run("ErrNotFound", func(t *testing.T) {
+			p := newPresence(t)
+			_, err := p.ChangeLanguage(ctx, "s", "x", "en")
+			wantCode(t, err, pentecost.ENOTFOUND)
+			mustJoin(t, p, entry("s", "a", "en"), 0)
+			_, _, _ = p.Leave(ctx, "s", "a")
+			_, err = p.ChangeLanguage(ctx, "s", "a", "es")
+			wantCode(t, err, pentecost.ENOTFOUND)
+		})
+	})
+
+	t.Run("Counts", func(t *testing.T) {
+		p := newPresence(t)
+		c, err := p.Counts(ctx, "unknown")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCounts(t, c, 0, nil)
+	})
+
+	t.Run("Sessions", func(t *testing.T) {
+		p := newPresence(t)
+		if all, err := p.Sessions(ctx); err != nil || len(all) != 0 {
+			t.Fatalf("Sessions = %v, %v; want none", all, err)
+		}
+		mustJoin(t, p, entry("s1", "a", "en"), 0)
+		mustJoin(t, p, entry("s1", "b", "es"), 0)
+		mustJoin(t, p, entry("s2", "c", "fr"), 0)
+		mustJoin(t, p, entry("s3", "d", "fr"), 0)
+		_, _, _ = p.Leave(ctx, "s3", "d")
+		_, _ = p.ClaimLanguage(ctx, "s4", "de", "w1") // a claim is not a listener
+		all, err := p.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 2 {
+			t.Fatalf("Sessions = %v, want s1 and s2", all)
+		}
+		wantCounts(t, all["s1"], 2, map[string]int{"en": 1, "es": 1})
+		wantCounts(t, all["s2"], 1, map[string]int{"fr": 1})
+	})
+
+	t.Run("Refresh", func(t *testing.T) {
+		p := newPresence(t)
+		mustJoin(t, p, entry("s", "a", "en"), 0)
+		if err := p.Refresh(ctx, "s", []string{"a", "gone"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Refresh(ctx, "other", nil); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := p.Counts(ctx, "s")
+		wantCounts(t, c, 1, map[string]int{"en": 1}) // unknown connections are not added
+	})
+
+	t.Run("RemoveSession", func(t *testing.T) {
+		p := newPresence(t)
+		mustJoin(t, p, entry("s", "a", "en"), 0)
+		mustJoin(t, p, entry("t", "b", "en"), 0)
+		_, _ = p.ClaimLanguage(ctx, "s", "es", "w1")
+		if err := p.RemoveSession(ctx, "s"); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := p.Counts(ctx, "s")
+		wantCounts(t, c, 0, nil)
+		if langs, err := p.ProducedLanguages(ctx, "s"); err != nil || len(langs) != 0 {
+			t.Fatalf("ProducedLanguages = %v, %v; want none", langs, err)
+		}
+		all, _ := p.Sessions(ctx)
+		if _, ok := all["s"]; ok || len(all) != 1 {
+			t.Fatalf("Sessions = %v, want t only", all)
+		}
+		if err := p.RemoveSession(ctx, "never"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("ConcurrentCapIsAtomic", func(t *testing.T) {
+		p := newPresence(t)
+		const joiners, max = 100, 50
+		errs := make([]error, joiners)
+		var wg sync.WaitGroup
+		for i := range joiners {
+			wg.Go(func() { _, errs[i] = p.Join(ctx, entry("s", fmt.Sprint(i), "en"), max, false) })
+		}
+		wg.Wait()
+		joined := 0
+		for _, err := range errs {
+			switch pentecost.ErrorCode(err) {
+			case "":
+				joined++
+			case pentecost.ESESSIONFULL:
+			default:
+				t.Fatalf("join: %v", err)
+			}
+		}
+		if joined != max {
+			t.Fatalf("%d joined, want exactly %d", joined, max)
+		}
+		c, _ := p.Counts(ctx, "s")
+		wantCounts(t, c, max, map[string]int{"en": max})
+	})
+
+	t.Run("ConcurrentJoinLeaveExact", func(t *testing.T) {
+		p := newPresence(t)
+		var wg sync.WaitGroup
+		for i := range 100 {
+			wg.Go(func() {
+				id := fmt.Sprint(i)
+				_, _ = p.Join(ctx, entry("s", id, "en"), 0, false)
+				if i%2 == 0 {
+					_, _, _ = p.Leave(ctx, "s", id)
+					_, _, _ = p.Leave(ctx, "s", id)
+				}
+			})
+		}
+		wg.Wait()
+		c, _ := p.Counts(ctx, "s")
+		wantCounts(t, c, 50, map[string]int{"en": 50})
+	})
+
+	t.Run("Claims", func(t *testing.T) {
+		p := newPresence(t)
+		for _, w := range []string{"w1", "w2"} {
+			if produced, err := p.ClaimLanguage(ctx, "s", "es", w); err != nil || !produced {
+				t.Fatalf("claim = %v, %v", produced, err)
+			}
+		}
+		_, _ = p.ClaimLanguage(ctx, "s", "de", "w1")
+		if langs, err := p.ProducedLanguages(ctx, "s"); err != nil || !reflect.DeepEqual(langs, []string{"de", "es"}) {
+			t.Fatalf("produced = %v, %v", langs, err)
+		}
+		if produced, _ := p.ReleaseLanguage(ctx, "s", "es", "w1"); !produced {
+			t.Fatal("es released while w2 still produces it")
+		}
+		if produced, _ := p.ReleaseLanguage(ctx, "s", "es", "w2"); produced {
+			t.Fatal("es still produced")
+		}
+		if produced, err := p.ReleaseLanguage(ctx, "s", "es", "w2"); err != nil || produced {
+			t.Fatalf("second release = %v, %v", produced, err)
+		}
+		if langs, _ := p.ProducedLanguages(ctx, "s"); !reflect.DeepEqual(langs, []string{"de"}) {
+			t.Fatalf("produced = %v", langs)
+		}
+		if langs, err := p.ProducedLanguages(ctx, "unknown"); err != nil || len(langs) != 0 {
+			t.Fatalf("produced = %v, %v", langs, err)
+		}
+	})
+}
