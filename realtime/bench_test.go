@@ -5,12 +5,14 @@ import (
 	"context"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/pentecost/pentecost"
 	"github.com/pentecost/pentecost/inmem"
+	"github.com/pentecost/pentecost/sqlite"
 )
 
 // tcpConns returns n server-side loopback connections whose peers read and
@@ -99,9 +101,19 @@ func BenchmarkFanout500(b *testing.B) {
 func BenchmarkJoinLeave(b *testing.B) {
 	s := NewServer()
 	s.Presence, s.Broker = inmem.NewPresence(), inmem.NewBroker()
+	db := sqlite.NewDB(filepath.Join(b.TempDir(), "pentecost.db"))
+	if err := db.Open(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	s.Sessions = sqlite.NewSessionService(db) // the hub reads a session's state when it first sees it
 	s.hub = newHub(s)
 	ctx := context.Background()
-	sess := &pentecost.Session{ID: "golden-eagle-427", SourceLanguage: "en", Status: pentecost.SessionActive}
+	sess := &pentecost.Session{SourceLanguage: "en", QualityTier: pentecost.QualityStandard}
+	uctx := pentecost.NewContextWithUser(ctx, &pentecost.User{ID: "u1", Name: "u1", Issuer: pentecost.EmbeddedIssuer})
+	if err := s.Sessions.CreateSession(uctx, sess); err != nil {
+		b.Fatal(err)
+	}
 	hold, err := s.hub.acquire(ctx, sess) // keeps the session in the hub, as its speaker would
 	if err != nil {
 		b.Fatal(err)

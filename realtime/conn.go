@@ -70,6 +70,7 @@ type conn struct {
 	drops         int
 	flushed       chan struct{}
 	flushedClosed bool
+	wdeadline     time.Time // write deadline last set (writer goroutine only)
 
 	// Role state, guarded by the hub locks noted in hub.go.
 	session  *hubSession

@@ -19,6 +19,7 @@ Usage:
   pentecost token [flags]          print a speaker token signed by a data dir's issuer
   pentecost users add|list|passwd|remove [flags]
                                    manage embedded speaker accounts
+  pentecost bench [flags]          load generator: sessions, speakers, listeners (see pentecost bench --help)
 `
 
 func main() {
@@ -67,6 +68,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runToken(ctx, args[1:], getenv, stdout, stderr)
 	case "users":
 		return runUsers(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,235 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Report is the outcome of one run; it is written as JSON with --out.
+// Durations are in milliseconds or microseconds as their names say.
+type Report struct {
+	Label string `json:"label,omitempty"`
+
+	Sessions         int      `json:"sessions"`
+	ListenersPerSess int      `json:"listenersPerSession"`
+	Languages        []string `json:"languages"`
+	Mode             string   `json:"mode"` // binary or json
+	ChunkBytes       int      `json:"chunkBytes"`
+	ChunkMs          float64  `json:"chunkMs"`
+	Idle             bool     `json:"idle,omitempty"`
+	WindowSeconds    float64  `json:"windowSeconds"`
+
+	// Joins.
+	ListenersJoined int       `json:"listenersJoined"`
+	JoinFailures    int       `json:"joinFailures"`
+	JoinError       string    `json:"joinError,omitempty"`
+	JoinsPerSecond  float64   `json:"joinsPerSecond"`
+	JoinLatencyMs   Latencies `json:"joinLatencyMs"`
+
+	// Sending, over the measured window.
+	FramesSent       int64   `json:"framesSent"`
+	FramesLate       int64   `json:"framesLate"` // sent over one interval after their time
+	MaxSendLagMs     float64 `json:"maxSendLagMs"`
+	SendErrors       int64   `json:"sendErrors"`
+	AllSentOnTime    bool    `json:"allSentOnTime"`
+	ChunksPerSession float64 `json:"chunksPerSecondPerSession"`
+
+	// Receiving, for chunks sent in the window.
+	DeliveriesExpected  int64     `json:"deliveriesExpected"`
+	DeliveriesReceived  int64     `json:"deliveriesReceived"`
+	DeliveryRatio       float64   `json:"deliveryRatio"`
+	DeliveriesPerSecond float64   `json:"deliveriesPerSecond"`
+	LatencyMs           Latencies `json:"latencyMs"`
+	SequenceGaps        int64     `json:"sequenceGaps"`    // frames missing between consecutive sequence numbers
+	ConnectionsLost     int64     `json:"connectionsLost"` // listener connections dropped (the client reconnects)
+
+	// From the server's /metrics (nil when unreachable).
+	FramesDropped   *float64 `json:"framesDropped"`
+	SlowDisconnects *float64 `json:"slowDisconnects"`
+
+	// From /proc/<pid> of the server (zero when its pid is unknown).
+	Server ServerUsage `json:"server"`
+	// GeneratorCPUSeconds is this process's CPU time in the window.
+	GeneratorCPUSeconds float64 `json:"generatorCpuSeconds"`
+}
+
+// Latencies are quantiles in milliseconds.
+type Latencies struct {
+	P50 float64 `json:"p50"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// ServerUsage is the server's resource use.
+type ServerUsage struct {
+	PID       int  `json:"pid,omitempty"`
+	InProcess bool `json:"inProcess,omitempty"` // CPU includes the generator's
+	// CPUSeconds is CPU time (user+system) over the window; CPUCores the
+	// same per second of window.
+	CPUSeconds float64 `json:"cpuSeconds"`
+	CPUCores   float64 `json:"cpuCores"`
+	// CPUMicrosPerDelivery is CPUSeconds over the deliveries received.
+	CPUMicrosPerDelivery float64 `json:"cpuMicrosPerDelivery"`
+	RSSBytes             int64   `json:"rssBytes"`
+	// Idle runs: resident memory added per connected listener.
+	RSSPerListenerBytes int64 `json:"rssPerListenerBytes,omitempty"`
+}
+
+func newReport(c *Config) *Report {
+	mode := "binary"
+	if c.JSON {
+		mode = "json"
+	}
+	r := &Report{
+		Sessions: c.Sessions, ListenersPerSess: c.Listeners, Languages: c.Languages, Mode: mode,
+		ChunkBytes: c.ChunkBytes, ChunkMs: ms(c.ChunkInterval), Idle: c.Idle,
+	}
+	r.Server.PID, r.Server.InProcess = c.ServerPID, c.ServerInProcess
+	return r
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func latencies(h *Histogram) Latencies {
+	return Latencies{P50: ms(h.Quantile(0.50)), P95: ms(h.Quantile(0.95)), P99: ms(h.Quantile(0.99)), Max: ms(h.Max())}
+}
+
+func (r *Report) setJoins(h *Histogram, fails int, elapsed time.Duration, err error) {
+	r.ListenersJoined, r.JoinFailures = int(h.Count()), fails
+	if err != nil {
+		r.JoinError = err.Error()
+	}
+	if elapsed > 0 {
+		r.JoinsPerSecond = float64(h.Count()) / elapsed.Seconds()
+	}
+	r.JoinLatencyMs = latencies(h)
+}
+
+func (r *Report) setIdle(before, after *ProcSample, joined int) {
+	if after == nil {
+		return
+	}
+	r.Server.RSSBytes = after.RSS
+	if before != nil && joined > 0 {
+		r.Server.RSSPerListenerBytes = (after.RSS - before.RSS) / int64(joined)
+	}
+}
+
+type streamResult struct {
+	sent, late, sendErrors int64
+	maxLag                 time.Duration
+	expected, received     int64
+	latency                *Histogram
+	gaps, lost             int64
+	window                 time.Duration
+	cpu0, cpu1             *ProcSample
+	gen0, gen1             ProcSample
+	metrics0, metrics1     map[string]float64
+}
+
+func (r *Report) setStream(s streamResult) {
+	r.WindowSeconds = s.window.Seconds()
+	r.FramesSent, r.FramesLate, r.SendErrors = s.sent, s.late, s.sendErrors
+	r.MaxSendLagMs = ms(s.maxLag)
+	r.AllSentOnTime = s.late == 0 && s.sendErrors == 0
+	if r.Sessions > 0 && s.window > 0 {
+		r.ChunksPerSession = float64(s.sent) / float64(r.Sessions) / s.window.Seconds()
+	}
+	r.DeliveriesExpected, r.DeliveriesReceived = s.expected, s.received
+	if s.expected > 0 {
+		r.DeliveryRatio = float64(s.received) / float64(s.expected)
+	}
+	r.DeliveriesPerSecond = float64(s.received) / s.window.Seconds()
+	r.LatencyMs = latencies(s.latency)
+	r.SequenceGaps, r.ConnectionsLost = s.gaps, s.lost
+	if s.metrics0 != nil && s.metrics1 != nil {
+		d := s.metrics1[metricDropped] - s.metrics0[metricDropped]
+		sl := s.metrics1[metricSlow] - s.metrics0[metricSlow]
+		r.FramesDropped, r.SlowDisconnects = &d, &sl
+	}
+	if s.cpu0 != nil && s.cpu1 != nil {
+		cpu := s.cpu1.CPU - s.cpu0.CPU
+		r.Server.CPUSeconds = cpu.Seconds()
+		r.Server.CPUCores = cpu.Seconds() / s.window.Seconds()
+		r.Server.RSSBytes = s.cpu1.RSS
+		if s.received > 0 {
+			r.Server.CPUMicrosPerDelivery = float64(cpu/time.Microsecond) / float64(s.received)
+		}
+	}
+	r.GeneratorCPUSeconds = (s.gen1.CPU - s.gen0.CPU).Seconds()
+}
+
+// WriteJSON writes the report, indented.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// Summary writes the report for people.
+func (r *Report) Summary(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	title := fmt.Sprintf("%d session(s) × %d listener(s), %s, %d B every %g ms", r.Sessions, r.ListenersPerSess, r.Mode, r.ChunkBytes, r.ChunkMs)
+	if r.Label != "" {
+		title = r.Label + ": " + title
+	}
+	p("%s", title)
+	p("  joins:      %d joined, %d failed, %.0f joins/s, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+		r.ListenersJoined, r.JoinFailures, r.JoinsPerSecond, r.JoinLatencyMs.P50, r.JoinLatencyMs.P99, r.JoinLatencyMs.Max)
+	if r.JoinError != "" {
+		p("              first join error: %s", r.JoinError)
+	}
+	if r.Idle {
+		if r.Server.RSSBytes > 0 {
+			p("  server:     RSS %.1f MB, %.1f KB per idle listener", mb(r.Server.RSSBytes), float64(r.Server.RSSPerListenerBytes)/1024)
+		}
+		return
+	}
+	onTime := "all on time"
+	if !r.AllSentOnTime {
+		onTime = fmt.Sprintf("%d late, %d failed", r.FramesLate, r.SendErrors)
+	}
+	p("  sent:       %d chunks in %.0f s (%s; max lag %.1f ms)", r.FramesSent, r.WindowSeconds, onTime, r.MaxSendLagMs)
+	p("  delivered:  %d of %d (%.4f%%), %.0f/s", r.DeliveriesReceived, r.DeliveriesExpected, 100*r.DeliveryRatio, r.DeliveriesPerSecond)
+	p("  latency:    p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms", r.LatencyMs.P50, r.LatencyMs.P95, r.LatencyMs.P99, r.LatencyMs.Max)
+	p("  losses:     %d sequence gaps, %d connections lost, dropped by server %s, slow disconnects %s",
+		r.SequenceGaps, r.ConnectionsLost, optFloat(r.FramesDropped), optFloat(r.SlowDisconnects))
+	if r.Server.PID != 0 {
+		note := ""
+		if r.Server.InProcess {
+			note = " (server and generator share this process)"
+		}
+		p("  server:     %.2f CPU s (%.2f cores), %.2f µs CPU per delivery, RSS %.1f MB%s",
+			r.Server.CPUSeconds, r.Server.CPUCores, r.Server.CPUMicrosPerDelivery, mb(r.Server.RSSBytes), note)
+	}
+	p("  generator:  %.2f CPU s", r.GeneratorCPUSeconds)
+}
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+func optFloat(f *float64) string {
+	if f == nil {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.0f", *f)
+}
+
+// WriteTable writes reports as a Markdown table, one row each.
+func WriteTable(w io.Writer, reports []*Report) {
+	fmt.Fprintln(w, "| run | sessions × listeners | mode | chunk | deliveries/s | delivered | p50 ms | p95 ms | p99 ms | max ms | late sends | server CPU µs/delivery | server cores | RSS MB | joins/s |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range reports {
+		label := r.Label
+		if label == "" {
+			label = "-"
+		}
+		fmt.Fprintf(w, "| %s | %d × %d | %s | %d B / %g ms | %.0f | %.3f%% | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %.2f | %.1f | %.0f |\n",
+			strings.ReplaceAll(label, "|", "/"), r.Sessions, r.ListenersPerSess, r.Mode, r.ChunkBytes, r.ChunkMs,
+			r.DeliveriesPerSecond, 100*r.DeliveryRatio, r.LatencyMs.P50, r.LatencyMs.P95, r.LatencyMs.P99, r.LatencyMs.Max,
+			r.FramesLate, r.Server.CPUMicrosPerDelivery, r.Server.CPUCores, mb(r.Server.RSSBytes), r.JoinsPerSecond)
+	}
+}
