@@ -93,7 +93,7 @@ func (s *SessionService) CreateSession(ctx context.Context, sess *pentecost.Sess
 		return pentecost.Errorf(pentecost.EAUTHREQUIRED, "Sign in to create a session.")
 	}
 	now := s.db.nowMillis()
-	created, err := newSession(sess, user.ID, now, s.MaxIdle)
+	created, err := pentecost.NewSession(sess, user.ID, now, s.MaxIdle)
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func (s *SessionService) FindSessionByID(ctx context.Context, id string) (*pente
 	if err != nil {
 		return nil, err
 	}
-	return asOf(sess, s.db.nowMillis()), nil
+	return sess.AsOf(s.db.nowMillis()), nil
 }
 
 // FindSessions returns a page of sessions matching filter, newest first,
@@ -224,7 +224,7 @@ func (s *SessionService) load(ctx context.Context, ids []string, now time.Time) 
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, asOf(sess, now))
+		out = append(out, sess.AsOf(now))
 	}
 	return out, nil
 }
@@ -244,13 +244,13 @@ func (s *SessionService) UpdateSession(ctx context.Context, id string, upd pente
 		if err := ownedLive(sess, user, now); err != nil {
 			return false, err
 		}
-		end, err := applyUpdate(sess, upd, now)
+		end, err := sess.Apply(upd, now)
 		if err != nil {
 			return false, err
 		}
-		sess.LastActiveAt, sess.ExpiresAt = now, now.Add(s.MaxIdle)
+		sess.Touch(now, s.MaxIdle)
 		if end {
-			endSession(sess, now)
+			sess.End(now)
 		}
 		return true, nil
 	})
@@ -270,7 +270,7 @@ func (s *SessionService) EndSession(ctx context.Context, id string) (*pentecost.
 		if err := ownedLive(sess, user, now); err != nil {
 			return false, err
 		}
-		endSession(sess, now)
+		sess.End(now)
 		return true, nil
 	})
 }
@@ -280,7 +280,7 @@ func ownedLive(sess *pentecost.Session, user *pentecost.User, now time.Time) err
 	switch {
 	case sess.OwnerID != user.ID:
 		return pentecost.Errorf(pentecost.EFORBIDDEN, "Only the session's speaker may change it.")
-	case asOf(sess, now).Status == pentecost.SessionEnded:
+	case sess.AsOf(now).Status == pentecost.SessionEnded:
 		return ended()
 	}
 	return nil
@@ -294,10 +294,10 @@ func (s *SessionService) TouchSession(ctx context.Context, id string) error {
 		return notFound()
 	}
 	_, err = s.modify(ctx, "touch session", id, func(sess *pentecost.Session, now time.Time) (bool, error) {
-		if asOf(sess, now).Status == pentecost.SessionEnded {
+		if sess.AsOf(now).Status == pentecost.SessionEnded {
 			return false, ended()
 		}
-		sess.LastActiveAt, sess.ExpiresAt = now, now.Add(s.MaxIdle)
+		sess.Touch(now, s.MaxIdle)
 		return true, nil
 	})
 	return err
@@ -314,7 +314,7 @@ func (s *SessionService) SetListenerCount(ctx context.Context, id string, n int)
 		return notFound()
 	}
 	_, err = s.modify(ctx, "set listener count", id, func(sess *pentecost.Session, now time.Time) (bool, error) {
-		if asOf(sess, now).Status == pentecost.SessionEnded || sess.ListenerCount == n {
+		if sess.AsOf(now).Status == pentecost.SessionEnded || sess.ListenerCount == n {
 			return false, nil
 		}
 		sess.ListenerCount = n
@@ -336,7 +336,7 @@ func (s *SessionService) ExpireSessions(ctx context.Context) ([]*pentecost.Sessi
 		var swept bool
 		sess, err := s.modifyAt(ctx, "expire sessions", id, now, func(sess *pentecost.Session, now time.Time) (bool, error) {
 			swept = sess.Status != pentecost.SessionEnded && !now.Before(sess.ExpiresAt)
-			asOf(sess, now)
+			sess.AsOf(now)
 			return swept, nil
 		})
 		switch {
@@ -402,7 +402,7 @@ func (s *SessionService) purge(ctx context.Context, id string, cutoff time.Time)
 			} else if err != nil {
 				return err
 			}
-			asOf(sess, sess.ExpiresAt) // as ended, if it expired
+			sess.AsOf(sess.ExpiresAt) // as ended, if it expired
 			if sess.Status != pentecost.SessionEnded || sess.EndedAt.After(cutoff) {
 				return nil
 			}

@@ -5,10 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/pentecost/pentecost"
 	"github.com/pentecost/pentecost/sessionid"
@@ -28,7 +26,7 @@ const (
 )
 
 // MaxSpeakerStateLen bounds the free text of BroadcastState.SpeakerState, in bytes.
-const MaxSpeakerStateLen = 64
+const MaxSpeakerStateLen = pentecost.MaxSpeakerStateLen
 
 // SessionService keeps sessions in the database. A live session whose
 // ExpiresAt has passed is reported as ended, with EndedAt = ExpiresAt, even
@@ -79,42 +77,14 @@ func (s *SessionService) CreateSession(ctx context.Context, sess *pentecost.Sess
 	if user == nil || user.ID == "" {
 		return pentecost.Errorf(pentecost.EAUTHREQUIRED, "Sign in to create a session.")
 	}
-	lang, err := pentecost.ValidateLanguage(sess.SourceLanguage)
-	if err != nil {
-		return err
-	}
-	tier := sess.QualityTier
-	if tier == "" {
-		tier = pentecost.QualityStandard
-	} else if !tier.Valid() {
-		return fieldError("qualityTier", "Quality tier must be standard or premium.")
-	}
-	format := sess.AudioFormat
-	if format == "" {
-		format = pentecost.AudioPCM16
-	} else if format != pentecost.AudioPCM16 {
-		return fieldError("audioFormat", "Audio format is not supported.")
-	}
-
 	var created *pentecost.Session
-	err = s.db.update(ctx, "create session", func(tx *Tx) error {
-		id, err := s.allocateID(ctx, tx)
+	err := s.db.update(ctx, "create session", func(tx *Tx) error {
+		c, err := pentecost.NewSession(sess, user.ID, tx.now, s.MaxIdle)
 		if err != nil {
 			return err
 		}
-		state := pentecost.DefaultBroadcastState()
-		state.ChangedAt = tx.now
-		c := &pentecost.Session{
-			ID:             id,
-			OwnerID:        user.ID,
-			SourceLanguage: lang,
-			QualityTier:    tier,
-			AudioFormat:    format,
-			Status:         pentecost.SessionActive,
-			BroadcastState: state,
-			CreatedAt:      tx.now,
-			LastActiveAt:   tx.now,
-			ExpiresAt:      tx.now.Add(s.MaxIdle),
+		if c.ID, err = s.allocateID(ctx, tx); err != nil {
+			return err
 		}
 		if err := insertSession(ctx, tx, c); err != nil {
 			return err
@@ -236,13 +206,13 @@ func (s *SessionService) UpdateSession(ctx context.Context, id string, upd pente
 		if sess, err = findOwnedLiveSession(ctx, tx, id, user); err != nil {
 			return err
 		}
-		end, err := applyUpdate(sess, upd, tx.now)
+		end, err := sess.Apply(upd, tx.now)
 		if err != nil {
 			return err
 		}
-		sess.LastActiveAt, sess.ExpiresAt = tx.now, tx.now.Add(s.MaxIdle)
+		sess.Touch(tx.now, s.MaxIdle)
 		if end {
-			endSession(sess, tx.now)
+			sess.End(tx.now)
 		}
 		return writeSession(ctx, tx, sess)
 	})
@@ -250,75 +220,6 @@ func (s *SessionService) UpdateSession(ctx context.Context, id string, upd pente
 		return nil, err
 	}
 	return sess, nil
-}
-
-// applyUpdate validates upd and applies it to sess. It reports whether the
-// update asks for the session to end. Status and the broadcast state's
-// pause always agree afterwards.
-func applyUpdate(sess *pentecost.Session, upd pentecost.SessionUpdate, now time.Time) (end bool, err error) {
-	if upd.SourceLanguage != nil {
-		lang, err := pentecost.ValidateLanguage(*upd.SourceLanguage)
-		if err != nil {
-			return false, err
-		}
-		sess.SourceLanguage = lang
-	}
-	if upd.QualityTier != nil {
-		if !upd.QualityTier.Valid() {
-			return false, fieldError("qualityTier", "Quality tier must be standard or premium.")
-		}
-		sess.QualityTier = *upd.QualityTier
-	}
-
-	state := sess.BroadcastState
-	var pausedSet *bool
-	if b := upd.BroadcastState; b != nil {
-		pausedSet = b.Paused
-		if b.Paused != nil {
-			state.Paused = *b.Paused
-		}
-		if b.Muted != nil {
-			state.Muted = *b.Muted
-		}
-		if b.Volume != nil {
-			v := *b.Volume
-			if math.IsNaN(v) || v < 0 || v > 1 {
-				return false, fieldError("broadcastState.volume", "Volume must be between 0.0 and 1.0.")
-			}
-			state.Volume = v
-		}
-		if b.SpeakerState != nil {
-			if len(*b.SpeakerState) > MaxSpeakerStateLen || !utf8.ValidString(*b.SpeakerState) {
-				return false, fieldError("broadcastState.speakerState", fmt.Sprintf("Speaker state must be UTF-8 text of at most %d bytes.", MaxSpeakerStateLen))
-			}
-			state.SpeakerState = *b.SpeakerState
-		}
-	}
-	if upd.Status != nil {
-		switch st := *upd.Status; st {
-		case pentecost.SessionActive, pentecost.SessionPaused:
-			paused := st == pentecost.SessionPaused
-			if pausedSet != nil && *pausedSet != paused {
-				return false, fieldError("status", "Status and broadcastState.isPaused disagree.")
-			}
-			state.Paused = paused
-		case pentecost.SessionEnded:
-			end = true
-		default:
-			return false, fieldError("status", "Status must be active, paused or ended.")
-		}
-	}
-
-	sess.Status = pentecost.SessionActive
-	if state.Paused {
-		sess.Status = pentecost.SessionPaused
-	}
-	old := sess.BroadcastState
-	if state.Paused != old.Paused || state.Muted != old.Muted || state.Volume != old.Volume || state.SpeakerState != old.SpeakerState {
-		state.ChangedAt = now
-	}
-	sess.BroadcastState = state
-	return end, nil
 }
 
 // EndSession ends a session owned by the user in ctx at once.
@@ -336,7 +237,7 @@ func (s *SessionService) EndSession(ctx context.Context, id string) (*pentecost.
 		if sess, err = findOwnedLiveSession(ctx, tx, id, user); err != nil {
 			return err
 		}
-		endSession(sess, tx.now)
+		sess.End(tx.now)
 		return writeSession(ctx, tx, sess)
 	})
 	if err != nil {
@@ -466,13 +367,6 @@ func findOwnedLiveSession(ctx context.Context, tx *Tx, id string, user *pentecos
 	return sess, nil
 }
 
-// endSession marks sess ended at now; listeners are gone.
-func endSession(sess *pentecost.Session, now time.Time) {
-	sess.Status = pentecost.SessionEnded
-	sess.EndedAt = now
-	sess.ListenerCount = 0
-}
-
 func notFound() error {
 	return pentecost.Errorf(pentecost.ESESSIONNOTFOUND, "Session not found.")
 }
@@ -503,10 +397,7 @@ func scanSession(row rowScanner, now time.Time) (*pentecost.Session, error) {
 	if endedAt.Valid {
 		sess.EndedAt = fromMillis(endedAt.Int64)
 	}
-	if sess.Status != pentecost.SessionEnded && !now.Before(sess.ExpiresAt) {
-		endSession(&sess, sess.ExpiresAt)
-	}
-	return &sess, nil
+	return sess.AsOf(now), nil
 }
 
 func insertSession(ctx context.Context, tx *Tx, s *pentecost.Session) error {
