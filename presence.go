@@ -48,10 +48,14 @@ type Presence interface {
 	// Errors: EUNAVAILABLE.
 	Sessions(ctx context.Context) (map[string]PresenceCounts, error)
 
-	// Refresh tells a shared presence that these connections are still
-	// alive; entries not refreshed for its expiry disappear (a crashed node).
-	// The in-memory presence has nothing to expire. Errors: EUNAVAILABLE.
-	Refresh(ctx context.Context, sessionID string, connIDs []string) error
+	// Refresh tells a shared presence that these listeners of a session are
+	// still connected: their entries live on (with the language given), and
+	// entries it lost (its store restarted empty, or this node was cut off
+	// for longer than the expiry) are put back, past the cap, as refresh
+	// joins would be. Entries not refreshed for the expiry disappear (a
+	// crashed node). The in-memory presence has nothing to expire.
+	// Errors: EUNAVAILABLE.
+	Refresh(ctx context.Context, sessionID string, entries []PresenceEntry) error
 
 	// RemoveSession forgets every listener of a session (it ended).
 	// Errors: EUNAVAILABLE.

@@ -144,7 +144,7 @@ func (p *Presence) Sessions(ctx context.Context) (map[string]pentecost.PresenceC
 }
 
 // Refresh implements pentecost.Presence; one process has nothing to expire.
-func (p *Presence) Refresh(ctx context.Context, sessionID string, connIDs []string) error {
+func (p *Presence) Refresh(ctx context.Context, sessionID string, entries []pentecost.PresenceEntry) error {
 	return nil
 }
 

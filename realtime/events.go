@@ -99,9 +99,13 @@ func (hs *hubSession) onEvent(f *pentecost.Frame) {
 			s.workerUnsubscribe(c, hs.id)
 		}
 	case pentecost.EventSpeakerDisconnected:
+		s.cluster.speakerAway(hs.id)
 		hs.broadcastListeners(s.jsonMsg(obj{"type": "speakerDisconnected", "sessionId": hs.id, "gracePeriodSeconds": seconds(ev.Grace)}))
 	case pentecost.EventSpeakerReconnected:
+		s.cluster.speakerSeen(hs, false) // the message below tells them
 		hs.broadcastListeners(s.jsonMsg(obj{"type": "speakerReconnected", "sessionId": hs.id}))
+	case eventSpeakerPresent:
+		hs.onSpeakerPresent(ev)
 	case pentecost.EventTranslationAvailable, pentecost.EventTranslationUnavailable:
 		o := obj{"type": ev.Type, "sessionId": hs.id, "targetLanguage": ev.Language}
 		if ev.Type == pentecost.EventTranslationUnavailable {

@@ -41,6 +41,11 @@ type hubSession struct {
 	streams   map[string]*hubStream
 	unsubCtl  func()
 
+	// ready is closed once the control stream is subscribed (readyErr
+	// says whether that failed); see acquire and cluster.go.
+	ready    chan struct{}
+	readyErr error
+
 	// Speaker sequence dedup across refresh (sendAudio sequenceNumber).
 	haveSeq bool
 	lastSeq uint64
@@ -114,14 +119,21 @@ func (h *hub) connCount() int {
 
 // acquire returns the hub session for s, creating it (and subscribing to
 // its control stream) on first use. Each acquire is matched by a release.
+// The hub lock is not held while the broker subscribes, which on a shared
+// broker is a network round trip: others acquiring the same session wait
+// for that subscription, everyone else carries on.
 func (h *hub) acquire(ctx context.Context, s *pentecost.Session) (*hubSession, error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	hs := h.sessions[s.ID]
 	if hs != nil {
 		hs.mu.Lock()
 		hs.refs++
 		hs.mu.Unlock()
+		h.mu.Unlock()
+		if err := hs.waitReady(ctx); err != nil {
+			h.release(hs)
+			return nil, err
+		}
 		return hs, nil
 	}
 	hs = &hubSession{
@@ -133,13 +145,14 @@ func (h *hub) acquire(ctx context.Context, s *pentecost.Session) (*hubSession, e
 		listeners: make(map[*conn]struct{}),
 		workers:   make(map[*conn]struct{}),
 		streams:   make(map[string]*hubStream),
+		ready:     make(chan struct{}),
 	}
-	unsub, err := h.srv.Broker.Subscribe(ctx, pentecost.StreamKey{SessionID: s.ID, Language: pentecost.ControlLanguage}, hs.onEvent)
-	if err != nil {
+	h.sessions[s.ID] = hs
+	h.mu.Unlock()
+	if err := hs.subscribeControl(ctx); err != nil {
+		h.release(hs)
 		return nil, err
 	}
-	hs.unsubCtl = unsub
-	h.sessions[s.ID] = hs
 	return hs, nil
 }
 
@@ -331,7 +344,7 @@ func (st *hubStream) deliver(f *pentecost.Frame) {
 	for c, sub := range st.subs {
 		if sub.epoch != f.Epoch {
 			// The numbering restarted (a shared broker lost its history).
-			sub.epoch, sub.last = f.Epoch, 0
+			st.epochChanged(c, sub, f)
 		}
 		if f.Seq <= sub.last {
 			continue

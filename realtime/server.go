@@ -104,12 +104,19 @@ type Server struct {
 	CloseTimeout time.Duration // wait for the peer's close reply
 	DrainTimeout time.Duration // how long Shutdown waits for clients to move
 
+	// PresenceRefresh, when set (several nodes sharing Redis), is how often
+	// this node refreshes its listeners' presence and workers' claims, and
+	// tells other nodes its speakers are still here (cluster.go). It must be
+	// well under the shared presence's expiry; 0 (one node) disables it.
+	PresenceRefresh time.Duration
+
 	CountFlushInterval   time.Duration // batching of SetListenerCount
 	WorkerUpdateInterval time.Duration // how often workers learn of demand changes
 	TouchInterval        time.Duration // how often an active speaker touches its session
 
 	hub     *hub
 	metrics *metrics
+	cluster *cluster
 
 	mu      sync.Mutex
 	ctx     context.Context
@@ -187,6 +194,8 @@ func (s *Server) Open() error {
 	s.done = make(chan struct{})
 	s.opened = true
 	go s.tick()
+	s.cluster = newCluster(s)
+	go s.cluster.run(s.ctx)
 	return nil
 }
 
@@ -253,6 +262,7 @@ func (s *Server) finishClose() error {
 	s.hub.flushCounts(context.Background())
 	s.cancel()
 	<-s.done
+	<-s.cluster.done
 	return nil
 }
 

@@ -112,6 +112,7 @@ func (s *Server) attachSpeaker(ctx context.Context, c *conn, u *pentecost.User, 
 	if old != nil && old != c && !refresh {
 		old.closeWith(CloseReplaced, "replaced by a new speaker connection")
 	}
+	s.speakerAttached(ctx, hs)
 	s.touch(hs, true)
 	c.restored = refresh || inGrace
 	return hs, nil

@@ -64,7 +64,9 @@ func (s *services) calls(sessionID string) []struct {
 		}},
 		{"Counts", func(ctx context.Context) error { _, err := s.presence.Counts(ctx, sessionID); return err }},
 		{"Sessions", func(ctx context.Context) error { _, err := s.presence.Sessions(ctx); return err }},
-		{"Refresh", func(ctx context.Context) error { return s.presence.Refresh(ctx, sessionID, []string{"c1"}) }},
+		{"Refresh", func(ctx context.Context) error {
+			return s.presence.Refresh(ctx, sessionID, []pentecost.PresenceEntry{{SessionID: sessionID, ConnID: "c1", Language: "en"}})
+		}},
 		{"ClaimLanguage", func(ctx context.Context) error {
 			_, err := s.presence.ClaimLanguage(ctx, sessionID, "es", "w1")
 			return err

@@ -139,22 +139,18 @@ var countsScript = goredis.NewScript(presenceLib + `
 expire(tonumber(ARGV[1]))
 return counts({})`)
 
-// refreshScript: ARGV now, expiry, key TTL, mode, then connIDs ("only") or
-// connID, language pairs ("upsert"). "only" extends present entries; "upsert"
-// also adds missing ones, past the cap, as a refresh join would.
+// refreshScript: ARGV now, expiry, key TTL, then connID, language pairs.
+// Present entries are extended (their language corrected), missing ones
+// added, past the cap, as a refresh join would.
 var refreshScript = goredis.NewScript(presenceLib + `
 expire(tonumber(ARGV[1]))
-if ARGV[4] == 'only' then
-  for i = 5, #ARGV do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i]) end
-else
-  for i = 5, #ARGV, 2 do
-    local old = redis.call('HGET', KEYS[2], ARGV[i])
-    if old then
-      move(ARGV[i], old, ARGV[i+1])
-      redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
-    else
-      add(ARGV[i], ARGV[i+1], ARGV[2])
-    end
+for i = 4, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[2], ARGV[i])
+  if old then
+    move(ARGV[i], old, ARGV[i+1])
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+  else
+    add(ARGV[i], ARGV[i+1], ARGV[2])
   end
 end
 keep(ARGV[3])
@@ -259,36 +255,19 @@ func (p *Presence) Sessions(ctx context.Context) (map[string]pentecost.PresenceC
 	return out, nil
 }
 
-// Refresh implements pentecost.Presence: the entries of connIDs that are
-// still present live EntryTTL from now. Entries already gone (they expired
-// while this node could not reach Redis, or Redis lost them) are not
-// re-added: use RefreshEntries for that.
-func (p *Presence) Refresh(ctx context.Context, sessionID string, connIDs []string) error {
-	if sessionID == "" || len(connIDs) == 0 {
-		return nil
-	}
-	args := make([]any, 0, 4+len(connIDs))
-	now, expiry := p.times()
-	args = append(args, now, expiry, presenceKeyTTL.Milliseconds(), "only")
-	for _, id := range connIDs {
-		args = append(args, id)
-	}
-	return p.refresh(ctx, sessionID, expiry, args)
-}
-
-// RefreshEntries is Refresh for a node that knows its listeners' languages:
-// present entries are extended (and their language corrected), missing
-// ones are added back, past the cap, as refresh joins would be. A hub that
-// calls it instead of Refresh recovers its counts by itself after Redis
-// lost its data or the node was cut off for longer than EntryTTL.
+// Refresh implements pentecost.Presence: present entries live EntryTTL
+// from now (and their language is corrected), missing ones are added back,
+// past the cap, as refresh joins would be. A hub that calls it every
+// DefaultRefreshInterval recovers its counts by itself after Redis lost its
+// data or the node was cut off for longer than EntryTTL.
 // Errors: EUNAVAILABLE.
-func (p *Presence) RefreshEntries(ctx context.Context, sessionID string, entries []pentecost.PresenceEntry) error {
+func (p *Presence) Refresh(ctx context.Context, sessionID string, entries []pentecost.PresenceEntry) error {
 	if sessionID == "" || len(entries) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 4+2*len(entries))
+	args := make([]any, 0, 3+2*len(entries))
 	now, expiry := p.times()
-	args = append(args, now, expiry, presenceKeyTTL.Milliseconds(), "upsert")
+	args = append(args, now, expiry, presenceKeyTTL.Milliseconds())
 	for _, e := range entries {
 		if e.ConnID != "" {
 			args = append(args, e.ConnID, e.Language)

@@ -91,7 +91,7 @@ func TestPresence_DeadNodeExpires(t *testing.T) {
 	// B refreshes on its cadence; A has died.
 	for range 2 {
 		clock.Add(redis.DefaultRefreshInterval)
-		if err := b.Refresh(ctx, "s", []string{"b1"}); err != nil {
+		if err := b.Refresh(ctx, "s", []pentecost.PresenceEntry{{SessionID: "s", ConnID: "b1", Language: "es"}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.ClaimLanguage(ctx, "s", "de", "worker-on-b"); err != nil {
@@ -115,12 +115,12 @@ func TestPresence_DeadNodeExpires(t *testing.T) {
 	if c, left, err := b.Leave(ctx, "s", "a1"); err != nil || left || c.Total != 1 {
 		t.Fatalf("leave of an expired entry = %+v, %v, %v", c, left, err)
 	}
-	// A late refresh from A does not bring them back.
-	if err := a.Refresh(ctx, "s", []string{"a1", "a2"}); err != nil {
+	// A was cut off, not dead: its late refresh puts its listeners back.
+	if err := a.Refresh(ctx, "s", []pentecost.PresenceEntry{{SessionID: "s", ConnID: "a1", Language: "en"}, {SessionID: "s", ConnID: "a2", Language: "es"}}); err != nil {
 		t.Fatal(err)
 	}
-	if c := counts(t, a, "s"); c.Total != 1 {
-		t.Fatalf("counts = %+v after a refresh of expired entries", c)
+	if c := counts(t, a, "s"); c.Total != 3 || c.ByLanguage["en"] != 1 || c.ByLanguage["es"] != 2 {
+		t.Fatalf("counts = %+v after A refreshed its live listeners", c)
 	}
 
 	// Once B's listener is gone too, the session leaves Sessions.
@@ -131,10 +131,10 @@ func TestPresence_DeadNodeExpires(t *testing.T) {
 	}
 }
 
-// TestPresence_RefreshEntriesRecovers loses every entry (Redis restarted
+// TestPresence_RefreshRecovers loses every entry (Redis restarted
 // empty): a node that refreshes with its entries puts its listeners back,
 // past the cap, with their languages.
-func TestPresence_RefreshEntriesRecovers(t *testing.T) {
+func TestPresence_RefreshRecovers(t *testing.T) {
 	srv := redistest.Start(t)
 	clock := storetest.NewClock()
 	db := MustOpenDB(t, srv, clock)
@@ -149,10 +149,10 @@ func TestPresence_RefreshEntriesRecovers(t *testing.T) {
 	if c := counts(t, p, "s"); c.Total != 0 {
 		t.Fatalf("counts after the restart = %+v", c)
 	}
-	if err := p.RefreshEntries(ctx, "s", entries); err != nil {
+	if err := p.Refresh(ctx, "s", entries); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.RefreshEntries(ctx, "s", entries); err != nil { // twice changes nothing
+	if err := p.Refresh(ctx, "s", entries); err != nil { // twice changes nothing
 		t.Fatal(err)
 	}
 	c := counts(t, p, "s")

@@ -24,10 +24,11 @@ const startTimeout = 10 * time.Second
 
 // Server is a redis-server process owned by a test.
 type Server struct {
-	tb   testing.TB
-	bin  string
-	dir  string
-	port int
+	tb      testing.TB
+	bin     string
+	dir     string
+	port    int
+	persist bool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -40,11 +41,24 @@ type Server struct {
 // test fails: run ./scripts/test, which installs it.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return start(tb, false)
+}
+
+// StartPersistent is Start with an append-only file written at every
+// command, as production Redis should run: Restart then brings the data
+// back, as a restarted production Redis would.
+func StartPersistent(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, true)
+}
+
+func start(tb testing.TB, persist bool) *Server {
+	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		tb.Fatal("redis-server is not installed: run ./scripts/test (installs redis-server)")
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), persist: persist}
 	tb.Cleanup(func() { s.Stop() })
 	for attempt := 0; ; attempt++ {
 		s.port = freePort(tb)
@@ -73,11 +87,15 @@ func freePort(tb testing.TB) int {
 func (s *Server) launch() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cmd := exec.Command(s.bin,
+	aof := []string{"--appendonly", "no"}
+	if s.persist {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	cmd := exec.Command(s.bin, append([]string{
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir,
+		"--save", "", "--dir", s.dir,
 		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning",
-		"--logfile", filepath.Join(s.dir, "redis.log"))
+		"--logfile", filepath.Join(s.dir, "redis.log")}, aof...)...)
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
@@ -167,8 +185,9 @@ func (s *Server) signal(sig syscall.Signal) {
 	s.cmd = nil
 }
 
-// Restart stops the server if it runs and starts a fresh one on the same
-// port, empty, as a Redis restarted without persistence would be.
+// Restart stops the server if it runs and starts it again on the same
+// port: empty, as a Redis restarted without persistence would be, or with
+// its data for a server from StartPersistent.
 func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Stop()

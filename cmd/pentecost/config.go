@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pentecost/pentecost/redis"
 )
 
 // setting is one configuration value: a default, an optional file entry and
@@ -59,6 +61,10 @@ type Config struct {
 	SpeakerGrace      time.Duration
 	Retention         time.Duration
 	ShutdownTimeout   time.Duration
+
+	// RedisURL, when set, shares every node's state through Redis.
+	RedisURL    string
+	PresenceTTL time.Duration
 }
 
 // settings lists every setting once; --help, the README table and parsing
@@ -152,6 +158,8 @@ var settings = []setting{
 	{"speaker-grace", "SPEAKER_GRACE_SECONDS", "120", "how long a session waits for a disconnected speaker before it ends", seconds(func(c *Config) *time.Duration { return &c.SpeakerGrace })},
 	{"data-retention", "DATA_RETENTION_HOURS", "24", "ended sessions are deleted after this long", hours(func(c *Config) *time.Duration { return &c.Retention })},
 	{"shutdown-timeout", "SHUTDOWN_TIMEOUT_SECONDS", "15", "on SIGTERM, how long clients get to move before connections close", seconds(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{"redis", "REDIS_URL", "", "Redis or Valkey shared by several nodes (redis://host:6379/0, rediss://, redis-sentinel://, redis-cluster://; see docs/redis.md); empty: one node, embedded store", func(c *Config, v string) error { c.RedisURL = v; return nil }},
+	{"presence-ttl", "PRESENCE_TTL_SECONDS", "30", "with --redis: how long a node that stopped (crashed) still counts its listeners; nodes refresh every third of it", seconds(func(c *Config) *time.Duration { return &c.PresenceTTL })},
 }
 
 // LoadConfig builds the configuration: defaults, then the file named by
@@ -225,6 +233,14 @@ func (c *Config) validate() error {
 	}
 	if c.TokenTTL <= 0 || c.SessionMaxIdle <= 0 || c.Retention <= 0 {
 		return fmt.Errorf("TOKEN_TTL_HOURS, SESSION_MAX_DURATION_HOURS and DATA_RETENTION_HOURS must be greater than 0")
+	}
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			return fmt.Errorf("REDIS_URL: %v", err)
+		}
+	}
+	if c.PresenceTTL < 300*time.Millisecond {
+		return fmt.Errorf("PRESENCE_TTL_SECONDS must be at least 0.3")
 	}
 	if c.HeartbeatInterval <= 0 || c.HeartbeatTimeout <= c.HeartbeatInterval {
 		return fmt.Errorf("HEARTBEAT_TIMEOUT_SECONDS must be greater than HEARTBEAT_INTERVAL_SECONDS, both above 0")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,8 +20,8 @@ import (
 	"github.com/pentecost/pentecost"
 	"github.com/pentecost/pentecost/auth"
 	pentecosthttp "github.com/pentecost/pentecost/http"
-	"github.com/pentecost/pentecost/inmem"
 	"github.com/pentecost/pentecost/realtime"
+	"github.com/pentecost/pentecost/redis"
 	"github.com/pentecost/pentecost/sqlite"
 	"github.com/pentecost/pentecost/web"
 )
@@ -41,16 +42,20 @@ type Main struct {
 	// SweepInterval is how often idle sessions are ended and old ones purged.
 	SweepInterval time.Duration
 
+	// DB is the embedded store (one node); Redis the shared one (several
+	// nodes, --redis). Exactly one of them is set while running.
 	DB         *sqlite.DB
-	Sessions   *sqlite.SessionService
+	Redis      *redis.DB
+	Sessions   pentecost.SessionService
 	Accounts   *auth.Accounts
 	Embedded   *auth.Embedded
 	OIDC       []*auth.OIDC
 	HTTPServer *pentecosthttp.Server
 	Realtime   *realtime.Server
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
+	draining atomic.Bool
 }
 
 // NewMain returns a Main for cfg that logs to stderr and prints to stdout.
@@ -77,32 +82,17 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 // server is listening; Close stops it.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	shared, err := m.openStores(ctx)
+	if err != nil {
+		return err
 	}
-
-	m.DB = sqlite.NewDB(filepath.Join(cfg.DataDir, dbFile))
-	m.DB.Logger = m.Logger.With("component", "sqlite")
-	if err := m.DB.Open(); err != nil {
-		return fmt.Errorf("open database: %w", err)
-	}
-	m.Sessions = sqlite.NewSessionService(m.DB)
-	m.Sessions.MaxIdle = cfg.SessionMaxIdle
-	m.Sessions.Retention = cfg.Retention
-
-	users := sqlite.NewUserStore(m.DB)
-	m.Accounts = auth.NewAccounts(users)
+	m.Accounts = auth.NewAccounts(shared.users)
 	if err := m.ensureAdmin(ctx); err != nil {
 		return err
 	}
-
-	key, err := auth.LoadOrCreateKey(filepath.Join(cfg.DataDir, signingKeyFile))
-	if err != nil {
-		return fmt.Errorf("signing key: %w", err)
-	}
-	m.Embedded = auth.NewEmbedded(key)
+	m.Embedded = auth.NewEmbedded(shared.key)
 	// Tokens of removed accounts stop working at once.
-	m.Embedded.Users = users
+	m.Embedded.Users = shared.users
 
 	oidcConfigs, err := oidcConfigs(cfg)
 	if err != nil {
@@ -120,22 +110,21 @@ func (m *Main) Run(ctx context.Context) error {
 	verifier := auth.NewVerifier(m.Embedded, m.OIDC...)
 	verifier.Logger = m.Logger.With("component", "auth")
 
-	workerSecrets, err := m.workerSecrets()
+	workerSecrets, err := m.workerSecrets(ctx)
 	if err != nil {
 		return err
 	}
 
 	registry := prometheus.NewRegistry()
-	limiter := inmem.NewRateLimiter()
+	limiter := shared.limiter
 
-	// One node: presence and broker live in this process. Several nodes
-	// would share them (and the store) through Redis instead.
 	rt := realtime.NewServer()
 	rt.Logger = m.Logger.With("component", "realtime")
 	rt.Sessions = m.Sessions // unwrapped: realtime announces its own changes
 	rt.Verifier = verifier
-	rt.Presence = inmem.NewPresence()
-	rt.Broker = inmem.NewBroker()
+	rt.Presence = shared.presence
+	rt.Broker = shared.broker
+	rt.PresenceRefresh = shared.refresh
 	rt.WorkerVerifier = auth.NewWorkerSecrets(workerSecrets)
 	rt.RateLimiter = limiter
 	rt.Registerer = registry
@@ -149,8 +138,12 @@ func (m *Main) Run(ctx context.Context) error {
 	rt.ConnectionLimit = pentecost.Limit{Events: cfg.ConnAttemptsPerMin, Per: time.Minute}
 	rt.JoinLimit = pentecost.Limit{Events: cfg.ListenerJoinsPerMin, Per: time.Minute}
 	rt.HeartbeatLimit = pentecost.Limit{Events: cfg.HeartbeatsPerMin, Per: time.Minute}
-	if err := m.resetListenerCounts(ctx); err != nil {
-		return err
+	if m.Redis == nil {
+		// One node: no listener survived its restart. With Redis, other
+		// nodes' listeners are live and presence expires a dead node's.
+		if err := m.resetListenerCounts(ctx); err != nil {
+			return err
+		}
 	}
 	if err := rt.Open(); err != nil {
 		return fmt.Errorf("realtime: %w", err)
@@ -158,6 +151,9 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Realtime = rt
 
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if m.Redis != nil {
+		registry.MustRegister(redisUpGauge(m.Redis))
+	}
 
 	s := pentecosthttp.NewServer()
 	s.Addr = cfg.Addr
@@ -173,7 +169,14 @@ func (m *Main) Run(ctx context.Context) error {
 	s.Limits.LoginAttemptsPerMinute = pentecost.Limit{Events: cfg.LoginAttemptsPerMin, Per: time.Minute}
 	s.TrustedProxies = cfg.TrustedProxies
 	s.Registerer, s.Gatherer = registry, registry
-	s.Ready = m.DB.Ping
+	s.Ready = func(ctx context.Context) error {
+		if m.draining.Load() {
+			// Balancers' health checks take a draining node out, so that
+			// its clients' refresh connections go to the other nodes.
+			return pentecost.Errorf(pentecost.EUNAVAILABLE, "Draining.")
+		}
+		return shared.ping(ctx)
+	}
 	s.Handle("GET /ws", rt)
 	pages := web.NewHandler()
 	pages.PublicURL = cfg.PublicURL
@@ -195,7 +198,11 @@ func (m *Main) Run(ctx context.Context) error {
 	m.cancel, m.done = cancel, make(chan struct{})
 	go m.sweep(sweepCtx)
 
-	m.Logger.Info("pentecost serving", "url", s.URL(), "data_dir", cfg.DataDir)
+	if m.Redis != nil {
+		m.Logger.Info("pentecost serving", "url", s.URL(), "redis", redactedRedisURL(cfg.RedisURL))
+	} else {
+		m.Logger.Info("pentecost serving", "url", s.URL(), "data_dir", cfg.DataDir)
+	}
 	return nil
 }
 
@@ -213,6 +220,7 @@ func (m *Main) Close() error {
 	}
 	// Drain first: clients are asked to refresh (to another node, or to
 	// this one once it is back) while the HTTP server still answers.
+	m.draining.Store(true)
 	if m.Realtime != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout+5*time.Second)
 		keep(m.Realtime.Shutdown(ctx))
@@ -233,6 +241,9 @@ func (m *Main) Close() error {
 	if m.DB != nil {
 		keep(m.DB.Close())
 	}
+	if m.Redis != nil {
+		keep(m.Redis.Close())
+	}
 	return first
 }
 
@@ -247,11 +258,17 @@ func (m *Main) ensureAdmin(ctx context.Context) error {
 		return nil
 	}
 	password := auth.GeneratePassword()
-	if _, err := m.Accounts.Add(ctx, "admin", password); err != nil {
+	if _, err := m.Accounts.Add(ctx, "admin", password); pentecost.ErrorCode(err) == pentecost.ECONFLICT {
+		return nil // another node, starting at the same time, created it
+	} else if err != nil {
 		return fmt.Errorf("create admin account: %w", err)
 	}
+	where := "--data-dir " + m.Config.DataDir
+	if m.Redis != nil {
+		where = "--redis URL" // the URL may hold a password: not printed
+	}
 	// Printed, never logged: logs must not hold passwords.
-	fmt.Fprintf(m.Stdout, "\nCreated speaker account \"admin\" with password: %s\nIt is shown only this once; change it with: pentecost users passwd --data-dir %s admin\n\n", password, m.Config.DataDir)
+	fmt.Fprintf(m.Stdout, "\nCreated speaker account \"admin\" with password: %s\nIt is shown only this once; change it with: pentecost users passwd %s admin\n\n", password, where)
 	return nil
 }
 
@@ -343,9 +360,17 @@ func (m *Main) resetListenerCounts(ctx context.Context) error {
 
 // workerSecrets returns the configured worker credentials or, when none
 // are configured, the data dir's own, created (and printed) on first use.
-func (m *Main) workerSecrets() ([]string, error) {
+func (m *Main) workerSecrets(ctx context.Context) ([]string, error) {
 	if len(m.Config.WorkerSecrets) > 0 {
 		return m.Config.WorkerSecrets, nil
+	}
+	if m.Redis != nil {
+		// Every node must accept the same workers: the credential is shared.
+		secret, err := m.Redis.LoadOrCreateWorkerCredential(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("worker credential: %w", err)
+		}
+		return []string{secret}, nil
 	}
 	path := filepath.Join(m.Config.DataDir, workerCredentialFile)
 	if b, err := os.ReadFile(path); err == nil {

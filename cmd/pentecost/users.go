@@ -15,16 +15,18 @@ import (
 
 	"github.com/pentecost/pentecost"
 	"github.com/pentecost/pentecost/auth"
+	"github.com/pentecost/pentecost/redis"
 	"github.com/pentecost/pentecost/sqlite"
 )
 
 const usersUsage = `Usage:
-  pentecost users list   [--data-dir DIR]
-  pentecost users add    [--data-dir DIR] [--password-stdin] NAME
-  pentecost users passwd [--data-dir DIR] [--password-stdin] NAME
-  pentecost users remove [--data-dir DIR] NAME
+  pentecost users list   [--data-dir DIR | --redis URL]
+  pentecost users add    [--data-dir DIR | --redis URL] [--password-stdin] NAME
+  pentecost users passwd [--data-dir DIR | --redis URL] [--password-stdin] NAME
+  pentecost users remove [--data-dir DIR | --redis URL] NAME
 
 Without --password-stdin a random password is generated and printed once.
+--redis (env REDIS_URL) manages the accounts shared by several nodes.
 `
 
 // runUsers manages the embedded speaker accounts of a data dir.
@@ -38,6 +40,7 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usersUsage) }
 	dataDir := fs.String("data-dir", envOr(getenv, "PENTECOST_DATA_DIR", "./pentecost-data"), "")
+	redisURL := fs.String("redis", getenv("REDIS_URL"), "")
 	passwordStdin := fs.Bool("password-stdin", false, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -52,23 +55,12 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprint(stderr, usersUsage)
 		return usageError{fmt.Sprintf("unknown users subcommand %q", sub)}
 	}
-	var db *sqlite.DB
-	var err error
-	if sub == "add" {
-		// Adding may come before the first serve; the data dir is created then.
-		if err := os.MkdirAll(*dataDir, 0o700); err != nil {
-			return err
-		}
-		db = sqlite.NewDB(dataDirDB(*dataDir))
-		err = db.Open()
-	} else {
-		db, err = openDataDir(*dataDir)
-	}
+	store, closeStore, err := openUserStore(sub == "add", *dataDir, *redisURL)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	accounts := auth.NewAccounts(sqlite.NewUserStore(db))
+	defer closeStore()
+	accounts := auth.NewAccounts(store)
 
 	switch sub {
 	case "list":
@@ -108,6 +100,33 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintf(stdout, "Removed %s.\n", name)
 		return nil
 	}
+}
+
+// openUserStore opens the accounts of a data dir (created when create is
+// set: adding may come before the first serve) or of a Redis.
+func openUserStore(create bool, dataDir, redisURL string) (pentecost.UserStore, func(), error) {
+	if redisURL != "" {
+		db, err := openRedis(redisURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		return redis.NewUserStore(db), func() { db.Close() }, nil
+	}
+	var db *sqlite.DB
+	var err error
+	if create {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return nil, nil, err
+		}
+		db = sqlite.NewDB(dataDirDB(dataDir))
+		err = db.Open()
+	} else {
+		db, err = openDataDir(dataDir)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return sqlite.NewUserStore(db), func() { db.Close() }, nil
 }
 
 // readPassword takes the first line of stdin, or generates a password.
