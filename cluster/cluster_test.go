@@ -385,3 +385,67 @@ func metric(t *testing.T, n *node, name string) string {
 	}
 	return "(missing)"
 }
+
+// TestCluster_SpeakerNodeDies kills the speaker's node without warning: the
+// other node notices the missing speaker, tells its listeners, and ends the
+// session once the grace period has passed with no speaker anywhere.
+func TestCluster_SpeakerNodeDies(t *testing.T) {
+	srv := redistest.Start(t)
+	token := mintToken(t, srv.URL(), "speaker")
+	const grace = 2 * time.Second
+	a := startNode(t, "A", srv.URL(), "SPEAKER_GRACE_SECONDS=2")
+	b := startNode(t, "B", srv.URL(), "SPEAKER_GRACE_SECONDS=2")
+
+	sp := speak(t, a.url, token)
+	id := sp.Session()
+	var mu sync.Mutex
+	var events []string
+	_, h := listen(t, b.url, id)
+	send(t, sp, 0, 20)
+	waitFor(t, 10*time.Second, "the first frames on B", func() bool { return h.count() == 20 })
+
+	lb := client.NewListener(b.url, id, "en")
+	lb.Binary = true
+	lb.OnEvent = func(e client.Event) {
+		mu.Lock()
+		events = append(events, e.Type)
+		mu.Unlock()
+	}
+	if err := lb.Open(ctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lb.Close() })
+	has := func(typ string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range events {
+			if e == typ {
+				return true
+			}
+		}
+		return false
+	}
+
+	a.kill()
+	killed := time.Now()
+	// Three missed speaker heartbeats (one per presence refresh), then the grace.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("node B log:\n%s\nnode A log:\n%s", b.out.String(), a.out.String())
+		}
+	})
+	waitFor(t, 15*time.Second, "speakerDisconnected on B", func() bool { return has(client.EventSpeakerDisconnected) })
+	noticed := time.Since(killed)
+	select {
+	case <-lb.Done():
+	case <-time.After(3*presenceRefresh + grace + 5*time.Second):
+		t.Fatalf("session not ended %v after the speaker's node died; events %v", time.Since(killed), events)
+	}
+	if !errors.Is(lb.Err(), client.ErrSessionEnded) || !has(client.EventSessionEnded) {
+		t.Fatalf("listener stopped with %v, events %v; want the session ended", lb.Err(), events)
+	}
+	if s := getSession(t, b, id); s.Status != "ended" {
+		t.Fatalf("session on B = %+v, want ended", s)
+	}
+	t.Logf("speaker loss noticed %v and session ended %v after kill -9 (grace %v)", noticed.Round(10*time.Millisecond), time.Since(killed).Round(10*time.Millisecond), grace)
+}

@@ -62,12 +62,13 @@ var baseEnv = map[string]string{
 	"LOG_FORMAT":                             "text",
 }
 
-// startNode starts a node on a free port and waits until /readyz answers.
+// startNode starts a node on a free port and waits until /readyz answers;
+// extraEnv ("KEY=value") adds to or overrides baseEnv.
 // It is killed when the test ends.
-func startNode(t *testing.T, name, redisURL string) *node {
+func startNode(t *testing.T, name, redisURL string, extraEnv ...string) *node {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		n, err := launchNode(t, name, redisURL)
+		n, err := launchNode(t, name, redisURL, extraEnv)
 		if err == nil {
 			t.Cleanup(n.kill)
 			return n
@@ -79,7 +80,7 @@ func startNode(t *testing.T, name, redisURL string) *node {
 	}
 }
 
-func launchNode(t *testing.T, name, redisURL string) (*node, error) {
+func launchNode(t *testing.T, name, redisURL string, extraEnv []string) (*node, error) {
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cmd := exec.Command(binPath, "serve", "--redis", redisURL, "--addr", addr, "--data-dir", t.TempDir())
@@ -87,6 +88,7 @@ func launchNode(t *testing.T, name, redisURL string) (*node, error) {
 	for k, v := range baseEnv {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	cmd.Env = append(cmd.Env, extraEnv...) // later entries win
 	n := &node{name: name, url: "http://" + addr, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = n.out, n.out
 	if err := cmd.Start(); err != nil {

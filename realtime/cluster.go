@@ -33,6 +33,12 @@ import (
 // nodes. It is internal: clients never see it.
 const eventSpeakerPresent = "speakerPresent"
 
+// eventSpeakerQuery asks the node holding a session's speaker, if any, to
+// announce it at once: a node that subscribes after the speaker attached
+// would otherwise know of no speaker until the next heartbeat, and could
+// not tell its listeners if the speaker's node died before that.
+const eventSpeakerQuery = "speakerQuery"
+
 // speakerLostRefreshes is how many heartbeat periods without one mean the
 // speaker's node is gone (one late heartbeat is not a death).
 const speakerLostRefreshes = 3
@@ -303,7 +309,26 @@ func (hs *hubSession) subscribeControl(ctx context.Context) error {
 	}
 	hs.mu.Unlock()
 	close(hs.ready)
+	if err == nil && s.PresenceRefresh > 0 {
+		s.publishEvent(ctx, hs.id, &pentecost.SessionEvent{Type: eventSpeakerQuery, Reason: s.cluster.node})
+	}
 	return err
+}
+
+// onSpeakerQuery answers another node's question: is the speaker here?
+func (hs *hubSession) onSpeakerQuery(ev *pentecost.SessionEvent) {
+	s := hs.hub.srv
+	if ev.Reason == s.cluster.node {
+		return
+	}
+	hs.mu.Lock()
+	here := hs.speaker != nil
+	hs.mu.Unlock()
+	if here {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		defer cancel()
+		s.speakerAttached(ctx, hs)
+	}
 }
 
 // waitReady waits for another caller's subscribeControl of hs.

@@ -106,6 +106,10 @@ func (hs *hubSession) onEvent(f *pentecost.Frame) {
 		hs.broadcastListeners(s.jsonMsg(obj{"type": "speakerReconnected", "sessionId": hs.id}))
 	case eventSpeakerPresent:
 		hs.onSpeakerPresent(ev)
+	case eventSpeakerQuery:
+		// Publishing from the broker's delivery goroutine would wait on
+		// the broker itself; answer on another.
+		go hs.onSpeakerQuery(ev)
 	case pentecost.EventTranslationAvailable, pentecost.EventTranslationUnavailable:
 		o := obj{"type": ev.Type, "sessionId": hs.id, "targetLanguage": ev.Language}
 		if ev.Type == pentecost.EventTranslationUnavailable {
