@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"sync"
 
 	"github.com/pentecost/pentecost"
 )
@@ -50,8 +51,58 @@ func (s *Server) publishEvent(ctx context.Context, id string, ev *pentecost.Sess
 	}
 }
 
-// onEvent is the broker handler of a session's control stream.
+// eventQueue holds a session's control events in order until a goroutine
+// handles them.
+type eventQueue struct {
+	mu      sync.Mutex
+	pending []*pentecost.Frame
+	running bool
+}
+
+// onEvent is the broker handler of a session's control stream. With a
+// shared broker it only queues the event: handlers take hs.mu, which a join
+// holds while it waits for the broker to confirm a subscription, and the
+// broker confirms on the same goroutine that delivers events — handling
+// them there deadlocked joins (seen as 1011 in the cluster tests). The
+// in-memory broker never waits like that and its callers rely on events
+// being handled when Publish returns, so they stay synchronous.
 func (hs *hubSession) onEvent(f *pentecost.Frame) {
+	if hs.hub.srv.PresenceRefresh <= 0 {
+		hs.handleEvent(f)
+		return
+	}
+	q := &hs.events
+	q.mu.Lock()
+	q.pending = append(q.pending, f)
+	start := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if start {
+		go hs.drainEvents()
+	}
+}
+
+// drainEvents handles queued events in order until none is left.
+func (hs *hubSession) drainEvents() {
+	q := &hs.events
+	for {
+		q.mu.Lock()
+		if len(q.pending) == 0 {
+			q.running = false
+			q.pending = nil
+			q.mu.Unlock()
+			return
+		}
+		f := q.pending[0]
+		q.pending[0] = nil
+		q.pending = q.pending[1:]
+		q.mu.Unlock()
+		hs.handleEvent(f)
+	}
+}
+
+// handleEvent turns one control event into messages for local connections.
+func (hs *hubSession) handleEvent(f *pentecost.Frame) {
 	ev := f.Event
 	if ev == nil {
 		return
@@ -107,9 +158,7 @@ func (hs *hubSession) onEvent(f *pentecost.Frame) {
 	case eventSpeakerPresent:
 		hs.onSpeakerPresent(ev)
 	case eventSpeakerQuery:
-		// Publishing from the broker's delivery goroutine would wait on
-		// the broker itself; answer on another.
-		go hs.onSpeakerQuery(ev)
+		hs.onSpeakerQuery(ev)
 	case pentecost.EventTranslationAvailable, pentecost.EventTranslationUnavailable:
 		o := obj{"type": ev.Type, "sessionId": hs.id, "targetLanguage": ev.Language}
 		if ev.Type == pentecost.EventTranslationUnavailable {

@@ -27,8 +27,9 @@ type hub struct {
 // hubSession is a session with at least one local connection (or a
 // speaker grace period running).
 type hubSession struct {
-	id  string
-	hub *hub
+	events eventQueue // control events waiting for their handler (events.go)
+	id     string
+	hub    *hub
 
 	mu        sync.Mutex
 	info      pentecost.Session // cached; state kept current by events
