@@ -19,6 +19,8 @@ Usage:
   pentecost token [flags]          print a speaker token signed by a data dir's issuer
   pentecost users add|list|passwd|remove [flags]
                                    manage embedded speaker accounts
+  pentecost worker [flags]         translation worker: speech to speech, offline engines by default
+                                   (see pentecost worker --help)
   pentecost bench [flags]          load generator: sessions, speakers, listeners (see pentecost bench --help)
 `
 
@@ -68,6 +70,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runToken(ctx, args[1:], getenv, stdout, stderr)
 	case "users":
 		return runUsers(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case "worker":
+		return runWorker(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -1,0 +1,333 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+)
+
+// frameDuration is the length of one published audio frame.
+const frameDuration = 20 * time.Millisecond
+
+// session is the pipeline of one live session: source audio → segmenter →
+// recogniser → one stream per target language.
+type session struct {
+	w      *Worker
+	id     string
+	source string
+	rec    Recognizer
+	log    *slog.Logger
+
+	in   chan []int16
+	utts chan utterance
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	streams map[string]*stream // guarded by mu
+}
+
+// utterance is a segment to recognise and when its speech ended.
+type utterance struct {
+	pcm []int16
+	end time.Time
+}
+
+func newSession(w *Worker, id, source string) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{w: w, id: id, source: source, rec: w.Engines.Recognizers[source],
+		log: w.Logger.With(logSession, id), in: make(chan []int16, 1024), utts: make(chan utterance, 8),
+		ctx: ctx, cancel: cancel, streams: make(map[string]*stream)}
+	s.wg.Add(2)
+	go s.segment()
+	go s.recognize()
+	return s
+}
+
+// push hands source audio to the pipeline; it never blocks the
+// connection's reader: audio that does not fit is dropped and counted.
+func (s *session) push(pcm []int16) {
+	select {
+	case s.in <- pcm:
+	default:
+		s.w.m.dropped.WithLabelValues(s.source).Inc()
+	}
+}
+
+// stop ends the pipeline and waits for it.
+func (s *session) stop() {
+	s.cancel()
+	s.wg.Wait()
+	s.mu.Lock()
+	streams := s.streams
+	s.streams = map[string]*stream{}
+	s.mu.Unlock()
+	for _, st := range streams {
+		st.stop()
+	}
+}
+
+// segment cuts the source audio into utterances. A pause in the audio
+// itself (the speaker paused or left) ends the utterance in progress.
+func (s *session) segment() {
+	defer s.wg.Done()
+	seg := s.w.newSegmenter()
+	emit := func(u Utterance) {
+		s.w.m.segments.WithLabelValues(s.source).Inc()
+		select {
+		case s.utts <- utterance{pcm: u.PCM, end: s.w.Now().Add(-u.Trailing)}:
+		default:
+			s.w.m.dropped.WithLabelValues(s.source).Inc()
+			s.log.Warn("recogniser behind: utterance dropped")
+		}
+	}
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case pcm := <-s.in:
+			seg.Write(pcm, emit)
+			idle.Reset(seg.Hangover + 100*time.Millisecond)
+		case <-idle.C:
+			seg.Flush(emit)
+		}
+	}
+}
+
+// recognize turns utterances into transcripts, publishes them as source
+// captions and hands them to every target language's stream.
+func (s *session) recognize() {
+	defer s.wg.Done()
+	for {
+		var u utterance
+		select {
+		case <-s.ctx.Done():
+			return
+		case u = <-s.utts:
+		}
+		start := time.Now()
+		text, err := s.rec.Recognize(s.ctx, u.pcm, s.source)
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.w.m.observe("recognize", s.rec.Name(), s.source, start)
+		if err != nil {
+			s.w.m.errors.WithLabelValues("recognize", s.source).Inc()
+			s.log.Warn("recognition failed", logEngine, s.rec.Name(), logError, err)
+			continue
+		}
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+		s.w.m.utterances.WithLabelValues(s.id, s.source).Inc()
+		s.log.Debug("utterance recognised", logDuration, time.Since(start), logSamples, len(u.pcm))
+		if err := s.w.client.PublishCaption(s.ctx, s.id, s.source, text, true); err != nil {
+			s.log.Warn("publishing transcript", logError, err)
+		}
+		s.mu.Lock()
+		for _, st := range s.streams {
+			st.push(job{text: text, end: u.end})
+		}
+		s.mu.Unlock()
+	}
+}
+
+// addStream starts producing lang.
+func (s *session) addStream(lang string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streams[lang] == nil {
+		s.streams[lang] = newStream(s, lang)
+	}
+}
+
+// removeStream stops producing lang.
+func (s *session) removeStream(lang string) {
+	s.mu.Lock()
+	st := s.streams[lang]
+	delete(s.streams, lang)
+	s.mu.Unlock()
+	if st != nil {
+		st.stop()
+	}
+}
+
+// languages returns the languages being produced.
+func (s *session) languages() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]bool, len(s.streams))
+	for l := range s.streams {
+		out[l] = true
+	}
+	return out
+}
+
+// stream produces one target language of a session: it translates and
+// synthesises transcripts in order, and plays the speech out in real time,
+// one utterance after another.
+type stream struct {
+	s    *session
+	lang string
+	tr   Translator
+	syn  Synthesizer
+	log  *slog.Logger
+
+	jobs   chan job
+	speech chan speech
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	next time.Time // when the next frame may leave; owned by play
+}
+
+type job struct {
+	text string
+	end  time.Time
+}
+
+type speech struct {
+	text string
+	pcm  []int16
+	end  time.Time
+}
+
+func newStream(s *session, lang string) *stream {
+	ctx, cancel := context.WithCancel(s.ctx)
+	st := &stream{s: s, lang: lang, tr: s.w.Engines.Translators[Pair{s.source, lang}], syn: s.w.Engines.Synthesizers[lang],
+		log: s.log.With(logLanguage, lang), jobs: make(chan job, 8), speech: make(chan speech, 4), ctx: ctx, cancel: cancel}
+	st.wg.Add(2)
+	go st.produce()
+	go st.play()
+	return st
+}
+
+func (st *stream) stop() {
+	st.cancel()
+	st.wg.Wait()
+}
+
+// push queues a transcript; a stream too far behind drops it.
+func (st *stream) push(j job) {
+	select {
+	case st.jobs <- j:
+	default:
+		st.s.w.m.dropped.WithLabelValues(st.lang).Inc()
+		st.log.Warn("stream behind: utterance dropped")
+	}
+}
+
+// produce translates and synthesises; an engine failure skips the
+// utterance for this language only.
+func (st *stream) produce() {
+	defer st.wg.Done()
+	w, pair := st.s.w, Pair{st.s.source, st.lang}
+	for {
+		var j job
+		select {
+		case <-st.ctx.Done():
+			return
+		case j = <-st.jobs:
+		}
+		text, ok := w.Cache.Get(pair, j.text)
+		if ok {
+			w.m.cacheHits.Inc()
+		} else {
+			start := time.Now()
+			var err error
+			text, err = st.tr.Translate(st.ctx, j.text, pair.From, pair.To)
+			if st.ctx.Err() != nil {
+				return
+			}
+			w.m.observe("translate", st.tr.Name(), st.lang, start)
+			if err == nil && strings.TrimSpace(text) == "" {
+				err = errEmpty
+			}
+			if err != nil {
+				w.m.errors.WithLabelValues("translate", st.lang).Inc()
+				st.log.Warn("translation failed: utterance skipped", logEngine, st.tr.Name(), logError, err)
+				continue
+			}
+			text = strings.TrimSpace(text)
+			w.Cache.Put(pair, j.text, text)
+		}
+		start := time.Now()
+		pcm, err := st.syn.Synthesize(st.ctx, text, st.lang)
+		if st.ctx.Err() != nil {
+			return
+		}
+		w.m.observe("synthesize", st.syn.Name(), st.lang, start)
+		if err == nil && len(pcm) == 0 {
+			err = errEmpty
+		}
+		if err != nil {
+			w.m.errors.WithLabelValues("synthesize", st.lang).Inc()
+			st.log.Warn("synthesis failed: utterance skipped", logEngine, st.syn.Name(), logError, err)
+			continue
+		}
+		select {
+		case st.speech <- speech{text: text, pcm: pcm, end: j.end}:
+		case <-st.ctx.Done():
+			return
+		}
+	}
+}
+
+// play publishes each utterance's caption and then its audio in 20 ms
+// frames, paced by the clock: a frame never leaves before its time, frames
+// of one utterance follow the previous one's, and a late frame moves the
+// schedule instead of being followed by a catching-up burst.
+func (st *stream) play() {
+	defer st.wg.Done()
+	w := st.s.w
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	buf := make([]byte, 2*FrameSamples)
+	for {
+		var sp speech
+		select {
+		case <-st.ctx.Done():
+			return
+		case sp = <-st.speech:
+		}
+		if err := w.client.PublishCaption(st.ctx, st.s.id, st.lang, sp.text, true); err != nil && st.ctx.Err() == nil {
+			st.log.Warn("publishing caption", logError, err)
+		}
+		if now := time.Now(); st.next.Before(now) {
+			st.next = now
+		}
+		for off := 0; off < len(sp.pcm); off += FrameSamples {
+			if d := time.Until(st.next); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-st.ctx.Done():
+					return
+				case <-timer.C:
+				}
+			}
+			clear(buf)
+			PutPCM(buf, sp.pcm[off:min(off+FrameSamples, len(sp.pcm))])
+			if err := w.client.PublishAudio(st.ctx, st.s.id, st.lang, buf); err != nil && st.ctx.Err() == nil {
+				st.log.Warn("publishing audio", logError, err)
+			}
+			w.m.audio.WithLabelValues(st.lang).Add(frameDuration.Seconds())
+			if off == 0 {
+				w.m.delay.WithLabelValues(st.s.id, st.lang).Observe(w.Now().Sub(sp.end).Seconds())
+			}
+			st.next = st.next.Add(frameDuration)
+			if now := time.Now(); now.After(st.next.Add(frameDuration)) {
+				st.next = now
+			}
+		}
+		w.m.utterances.WithLabelValues(st.s.id, st.lang).Inc()
+	}
+}

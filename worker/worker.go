@@ -1,0 +1,292 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pentecost/pentecost/client"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Log keys. Transcripts and translations are never logged.
+const (
+	logSession  = "session"
+	logLanguage = "language"
+	logEngine   = "engine"
+	logError    = "error"
+	logDuration = "duration"
+	logSamples  = "samples"
+)
+
+// Worker follows a Pentecost server's live sessions and produces, for each,
+// the target languages that have listeners and that its Engines cover.
+//
+// A language of a session is produced by one worker at a time: a Worker
+// claims a language only when the server's session list shows no worker
+// producing it, and keeps producing the languages it claimed. Another
+// worker's claim becomes visible in the next session list (about a second
+// later), so two workers that see a new language in the same instant can
+// both claim it; see docs/translation.md.
+//
+// Create it with NewWorker, set Engines, then Open it.
+type Worker struct {
+	// URL is the server's address, e.g. http://localhost:8080.
+	URL string
+	// Credential is a worker credential the server accepts.
+	Credential string
+	// Engines are the recognisers, translators and synthesisers to use.
+	Engines *Engines
+	// Cache holds translations of repeated phrases; default 1024 entries.
+	Cache *Cache
+	// VAD is the template of every session's Segmenter.
+	VAD Segmenter
+	// Logger receives the worker's logs; never transcripts.
+	Logger *slog.Logger
+	// Registerer receives the worker's metrics; nil: none.
+	Registerer prometheus.Registerer
+	// Now is the clock of the delay metric.
+	Now func() time.Time
+	// MinBackoff is the client's first reconnection delay (0: its default).
+	MinBackoff time.Duration
+
+	client *client.Worker
+	m      *metrics
+	kick   chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	latest   []client.WorkerSession // guarded by mu
+	sessions map[string]*session    // guarded by mu
+}
+
+// NewWorker returns a Worker of the server at url.
+func NewWorker(url, credential string) *Worker {
+	return &Worker{URL: url, Credential: credential, Cache: NewCache(1024), VAD: *NewSegmenter(),
+		Logger: slog.New(slog.DiscardHandler), Now: time.Now}
+}
+
+// Open connects to the server and starts following its sessions.
+func (w *Worker) Open(ctx context.Context) error {
+	if w.Engines == nil {
+		return errors.New("worker: no engines configured")
+	}
+	w.m = newMetrics(w.Registerer)
+	w.kick = make(chan struct{}, 1)
+	w.done = make(chan struct{})
+	w.sessions = make(map[string]*session)
+	c := client.NewWorker(w.URL, w.Credential)
+	if w.MinBackoff > 0 {
+		c.MinBackoff = w.MinBackoff
+	}
+	c.OnSessions = func(list []client.WorkerSession) {
+		w.mu.Lock()
+		w.latest = list
+		w.mu.Unlock()
+		w.poke()
+	}
+	c.OnAudio = func(f client.Frame) {
+		w.mu.Lock()
+		s := w.sessions[f.SessionID]
+		w.mu.Unlock()
+		if s != nil {
+			s.push(PCM(f.Data))
+		}
+	}
+	c.OnEvent = func(e client.Event) {
+		if e.Type == client.EventSessionEnded {
+			w.Logger.Info("session ended", logSession, e.SessionID)
+			w.poke()
+		}
+	}
+	c.OnError = func(err error) { w.Logger.Warn("server connection", logError, err) }
+	w.client = c
+	if err := c.Open(ctx); err != nil {
+		return fmt.Errorf("worker: connecting to %s: %w", w.URL, err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	go w.run(runCtx)
+	return nil
+}
+
+// Close stops every session and disconnects; the server then releases the
+// worker's claims, and another worker can take its languages.
+func (w *Worker) Close() error {
+	if w.cancel == nil {
+		return nil
+	}
+	w.cancel()
+	<-w.done
+	w.mu.Lock()
+	sessions := w.sessions
+	w.sessions = map[string]*session{}
+	w.mu.Unlock()
+	for id, s := range sessions {
+		s.stop()
+		w.m.forget(id)
+	}
+	return w.client.Close()
+}
+
+// Done is closed when the connection to the server stopped for good (e.g.
+// the credential was refused).
+func (w *Worker) Done() <-chan struct{} { return w.client.Done() }
+
+// Err returns why the connection stopped, once Done is closed.
+func (w *Worker) Err() error { return w.client.Err() }
+
+func (w *Worker) poke() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run reconciles what the worker produces with what the sessions need, on
+// every session list and every second (to retry what failed).
+func (w *Worker) run(ctx context.Context) {
+	defer close(w.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kick:
+		case <-tick.C:
+		}
+		w.reconcile(ctx)
+	}
+}
+
+// wanted returns the languages the worker should produce for a session:
+// those with listeners that its engines cover, and that no other worker
+// produces.
+func (w *Worker) wanted(ws client.WorkerSession, mine map[string]bool) []string {
+	var out []string
+	for lang, n := range ws.TargetLanguages {
+		if n <= 0 || !w.Engines.CanProduce(ws.SourceLanguage, lang) {
+			continue
+		}
+		if mine[lang] || !slices.Contains(ws.ProducedLanguages, lang) {
+			out = append(out, lang)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (w *Worker) reconcile(ctx context.Context) {
+	w.mu.Lock()
+	list := w.latest
+	w.mu.Unlock()
+	live := make(map[string]bool, len(list))
+	for _, ws := range list {
+		live[ws.SessionID] = true
+		w.mu.Lock()
+		s := w.sessions[ws.SessionID]
+		w.mu.Unlock()
+		var mine map[string]bool
+		if s != nil {
+			mine = s.languages()
+		}
+		want := w.wanted(ws, mine)
+		if s == nil {
+			if len(want) == 0 {
+				continue
+			}
+			if err := w.client.Subscribe(ctx, ws.SessionID, client.Live); err != nil {
+				if ctx.Err() == nil {
+					w.Logger.Warn("subscribing", logSession, ws.SessionID, logError, err)
+				}
+				continue
+			}
+			s = newSession(w, ws.SessionID, ws.SourceLanguage)
+			w.mu.Lock()
+			w.sessions[ws.SessionID] = s
+			w.mu.Unlock()
+			w.m.sessions.Inc()
+			w.Logger.Info("session started", logSession, ws.SessionID, "source", ws.SourceLanguage)
+		}
+		for _, lang := range want {
+			if mine[lang] {
+				continue
+			}
+			if err := w.client.Claim(ctx, ws.SessionID, lang); err != nil {
+				if ctx.Err() == nil {
+					w.Logger.Warn("claiming", logSession, ws.SessionID, logLanguage, lang, logError, err)
+				}
+				continue
+			}
+			s.addStream(lang)
+			w.m.langs.Inc()
+			w.Logger.Info("language started", logSession, ws.SessionID, logLanguage, lang,
+				"recognizer", s.rec.Name(), "translator", w.Engines.Translators[Pair{ws.SourceLanguage, lang}].Name(),
+				"synthesizer", w.Engines.Synthesizers[lang].Name())
+		}
+		for lang := range mine {
+			if slices.Contains(want, lang) {
+				continue
+			}
+			w.stopLanguage(ctx, s, lang)
+		}
+		if len(s.languages()) == 0 {
+			w.stopSession(ctx, s)
+		}
+	}
+	w.mu.Lock()
+	var gone []*session
+	for id, s := range w.sessions {
+		if !live[id] {
+			gone = append(gone, s)
+		}
+	}
+	w.mu.Unlock()
+	for _, s := range gone {
+		for lang := range s.languages() {
+			w.stopLanguage(ctx, s, lang)
+		}
+		w.stopSession(ctx, s)
+	}
+}
+
+func (w *Worker) stopLanguage(ctx context.Context, s *session, lang string) {
+	s.removeStream(lang)
+	w.m.langs.Dec()
+	// A session that ended is gone from the server; there is nothing to release.
+	if err := w.client.Release(ctx, s.id, lang); err != nil && ctx.Err() == nil && !ended(err) {
+		w.Logger.Warn("releasing", logSession, s.id, logLanguage, lang, logError, err)
+	}
+	w.Logger.Info("language stopped", logSession, s.id, logLanguage, lang)
+}
+
+func (w *Worker) stopSession(ctx context.Context, s *session) {
+	w.mu.Lock()
+	delete(w.sessions, s.id)
+	w.mu.Unlock()
+	s.stop()
+	w.m.sessions.Dec()
+	w.m.forget(s.id)
+	if err := w.client.Unsubscribe(ctx, s.id); err != nil && ctx.Err() == nil && !ended(err) {
+		w.Logger.Warn("unsubscribing", logSession, s.id, logError, err)
+	}
+	w.Logger.Info("session stopped", logSession, s.id)
+}
+
+// ended reports an error saying the session is gone.
+func ended(err error) bool {
+	var e *client.Error
+	return errors.As(err, &e) && (e.Code == "SESSION_NOT_FOUND" || e.Code == "SESSION_ENDED" || e.Code == "NOT_FOUND")
+}
+
+// newSegmenter returns a fresh Segmenter configured like VAD.
+func (w *Worker) newSegmenter() *Segmenter {
+	return &Segmenter{Threshold: w.VAD.Threshold, Hangover: w.VAD.Hangover, PreRoll: w.VAD.PreRoll,
+		MinSpeech: w.VAD.MinSpeech, MaxUtterance: w.VAD.MaxUtterance}
+}
