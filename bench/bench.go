@@ -63,6 +63,10 @@ type Config struct {
 	JSON bool
 	// Idle connects everyone but sends no audio (memory per idle listener).
 	Idle bool
+	// ClientListeners makes listeners use the Go client package (with its
+	// reconnection and resume) instead of the benchmark's lean connection,
+	// which costs the generator several times less CPU per delivery.
+	ClientListeners bool
 
 	// ConnectRate limits listener connections per second (0: as fast as
 	// Concurrency allows); Concurrency bounds handshakes in flight.
@@ -81,6 +85,13 @@ type Config struct {
 	// MetricsURL is the server's Prometheus endpoint; default URL/metrics.
 	// Unreachable metrics are reported as unknown.
 	MetricsURL string
+
+	// Nodes are the servers listeners are spread over, in turn, when
+	// several nodes share a Redis; the first is URL's (speakers connect
+	// there). Default: URL alone, with ServerPID. RedisPID, when set, is
+	// the redis-server sampled for Redis's cost per delivery.
+	Nodes    []Node
+	RedisPID int
 
 	// Progress receives a progress line while the run connects and runs.
 	Progress io.Writer
@@ -131,6 +142,9 @@ func (c *Config) setDefaults() error {
 	if c.MetricsURL == "" {
 		c.MetricsURL = c.URL + "/metrics"
 	}
+	if len(c.Nodes) == 0 {
+		c.Nodes = []Node{{URL: c.URL, PID: c.ServerPID}}
+	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -138,6 +152,12 @@ func (c *Config) setDefaults() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
+}
+
+// Node is one server of several sharing a Redis.
+type Node struct {
+	URL string
+	PID int // for /proc sampling; 0: unknown
 }
 
 // session is one speaker and its listeners.
@@ -158,7 +178,7 @@ type session struct {
 // so the histogram and sequence tracking need no lock.
 type listener struct {
 	sess   *session
-	l      *client.Listener
+	l      listenerConn
 	hears  bool // the source language
 	joined bool
 
@@ -169,17 +189,28 @@ type listener struct {
 	lost     atomic.Int64
 }
 
+// listenerConn is a listener's connection: the lean one or the client's.
+type listenerConn interface {
+	Open(ctx context.Context) error
+	Close() error
+}
+
 func (l *listener) onAudio(f client.Frame) {
 	if len(f.Data) < 16 {
 		return
 	}
-	now := time.Now().UnixNano()
-	sent := int64(binary.LittleEndian.Uint64(f.Data))
-	idx := binary.LittleEndian.Uint64(f.Data[8:])
-	if l.lastSeq != 0 && f.Seq > l.lastSeq+1 {
-		l.gaps.Add(int64(f.Seq - l.lastSeq - 1))
+	l.audio(f.Seq, f.Data[:16], time.Now().UnixNano())
+}
+
+// audio records a chunk received at now (Unix ns); timing is the chunk's
+// first 16 bytes.
+func (l *listener) audio(seq uint64, timing []byte, now int64) {
+	sent := int64(binary.LittleEndian.Uint64(timing))
+	idx := binary.LittleEndian.Uint64(timing[8:])
+	if l.lastSeq != 0 && seq > l.lastSeq+1 {
+		l.gaps.Add(int64(seq - l.lastSeq - 1))
 	}
-	l.lastSeq = f.Seq
+	l.lastSeq = seq
 	if idx >= l.sess.winStart.Load() && idx < l.sess.winEnd.Load() {
 		l.hist.Record(time.Duration(now - sent))
 		l.received.Add(1)
@@ -256,14 +287,23 @@ func (r *run) connect(ctx context.Context, rep *Report) error {
 	total := cfg.Sessions * cfg.Listeners
 	for j := range cfg.Listeners {
 		for _, s := range r.sessions {
+			node := cfg.Nodes[len(r.listeners)%len(cfg.Nodes)].URL
 			lang := cfg.Languages[j%len(cfg.Languages)]
 			lst := &listener{sess: s, hears: lang == cfg.SourceLanguage}
-			cl := client.NewListener(cfg.URL, s.id, lang)
-			cl.Options = r.options()
-			cl.Binary = !cfg.JSON
-			cl.OnAudio = lst.onAudio
-			cl.OnError = lst.onError
-			lst.l = cl
+			if cfg.ClientListeners {
+				cl := client.NewListener(node, s.id, lang)
+				cl.Options = r.options()
+				cl.Binary = !cfg.JSON
+				cl.OnAudio = lst.onAudio
+				cl.OnError = lst.onError
+				lst.l = cl
+			} else {
+				lc, err := newLeanConn(node, s.id, lang, cfg.JSON, lst)
+				if err != nil {
+					return err
+				}
+				lst.l = lc
+			}
 			r.listeners = append(r.listeners, lst)
 		}
 	}
@@ -401,11 +441,13 @@ func (r *run) stream(ctx context.Context, rep *Report) (*Report, error) {
 		return nil, ctx.Err()
 	}
 	cpu0, metrics0 := r.sampleServer(), r.scrape(ctx)
+	nodes0, redis0 := r.sampleNodes(), r.sampleRedis()
 	gen0, _ := ReadProc(os.Getpid())
 	if !sleepUntil(ctx, winEnd) {
 		return nil, ctx.Err()
 	}
 	cpu1 := r.sampleServer()
+	nodes1, redis1 := r.sampleNodes(), r.sampleRedis()
 	gen1, _ := ReadProc(os.Getpid())
 	wg.Wait()
 
@@ -441,6 +483,8 @@ func (r *run) stream(ctx context.Context, rep *Report) (*Report, error) {
 		expected: expected, received: r.received(), latency: &lat, gaps: gaps, lost: lost,
 		window: cfg.Duration,
 		cpu0:   cpu0, cpu1: cpu1, gen0: gen0, gen1: gen1,
+		nodes0: nodes0, nodes1: nodes1, redis0: redis0, redis1: redis1,
+		nodeURLs: cfg.Nodes, redisPID: cfg.RedisPID,
 		metrics0: metrics0, metrics1: metrics1,
 	})
 	return rep, nil
@@ -504,23 +548,64 @@ func (r *run) received() int64 {
 	return n
 }
 
+// sampleServer returns the CPU time and memory of every node, summed.
 func (r *run) sampleServer() *ProcSample {
-	if r.cfg.ServerPID == 0 {
+	var sum *ProcSample
+	for _, p := range r.sampleNodes() {
+		if p == nil {
+			return nil
+		}
+		if sum == nil {
+			sum = &ProcSample{}
+		}
+		sum.CPU += p.CPU
+		sum.RSS += p.RSS
+	}
+	return sum
+}
+
+// sampleNodes samples each node (nil where its pid is unknown).
+func (r *run) sampleNodes() []*ProcSample {
+	out := make([]*ProcSample, len(r.cfg.Nodes))
+	for i, n := range r.cfg.Nodes {
+		if n.PID == 0 {
+			continue
+		}
+		if s, err := ReadProc(n.PID); err == nil {
+			out[i] = &s
+		}
+	}
+	return out
+}
+
+func (r *run) sampleRedis() *ProcSample {
+	if r.cfg.RedisPID == 0 {
 		return nil
 	}
-	s, err := ReadProc(r.cfg.ServerPID)
+	s, err := ReadProc(r.cfg.RedisPID)
 	if err != nil {
 		return nil
 	}
 	return &s
 }
 
+// scrape sums the counters of every node's /metrics; nil if one fails.
 func (r *run) scrape(ctx context.Context) map[string]float64 {
-	m, err := scrapeMetrics(ctx, r.cfg.MetricsURL, metricDropped, metricSlow)
-	if err != nil {
-		return nil
+	sum := map[string]float64{}
+	for i, n := range r.cfg.Nodes {
+		u := n.URL + "/metrics"
+		if i == 0 {
+			u = r.cfg.MetricsURL
+		}
+		m, err := scrapeMetrics(ctx, u, metricDropped, metricSlow)
+		if err != nil {
+			return nil
+		}
+		for k, v := range m {
+			sum[k] += v
+		}
 	}
-	return m
+	return sum
 }
 
 // endSessions ends every session, so that a server used for several runs

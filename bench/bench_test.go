@@ -112,6 +112,27 @@ func TestRun(t *testing.T) {
 		}
 	})
 
+	// Every listener implementation and protocol hears every chunk once.
+	for _, c := range []struct {
+		name         string
+		json, client bool
+	}{{"JSON", true, false}, {"ClientListeners", false, true}, {"ClientListenersJSON", true, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := bench.Run(ctx, bench.Config{
+				URL: url, Token: token, Sessions: 2, Listeners: 3, JSON: c.json, ClientListeners: c.client,
+				Warmup: 200 * time.Millisecond, Duration: 400 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 400 ms of 20 ms chunks is 20 per session, 6 listeners in all.
+			if r.FramesSent != 40 || r.DeliveriesExpected != 120 || r.DeliveriesReceived != 120 || r.SequenceGaps != 0 || r.ConnectionsLost != 0 {
+				t.Fatalf("sent %d, delivered %d of %d, %d gaps, %d lost; want 40, 120 of 120, 0, 0",
+					r.FramesSent, r.DeliveriesReceived, r.DeliveriesExpected, r.SequenceGaps, r.ConnectionsLost)
+			}
+		})
+	}
+
 	t.Run("ErrNoToken", func(t *testing.T) {
 		if _, err := bench.Run(ctx, bench.Config{URL: url}); err == nil {
 			t.Fatal("want an error without a token")

@@ -50,10 +50,16 @@ type Report struct {
 	FramesDropped   *float64 `json:"framesDropped"`
 	SlowDisconnects *float64 `json:"slowDisconnects"`
 
-	// From /proc/<pid> of the server (zero when its pid is unknown).
-	Server ServerUsage `json:"server"`
+	// From /proc/<pid> of the server (zero when its pid is unknown); with
+	// several nodes, their sum, and each node in Nodes.
+	Server ServerUsage   `json:"server"`
+	Nodes  []ServerUsage `json:"nodes,omitempty"`
+	// Redis is the shared redis-server's usage, when its pid is known.
+	Redis *RedisUsage `json:"redis,omitempty"`
 	// GeneratorCPUSeconds is this process's CPU time in the window.
 	GeneratorCPUSeconds float64 `json:"generatorCpuSeconds"`
+	// GeneratorCPUMicrosPerDelivery is the same over the deliveries received.
+	GeneratorCPUMicrosPerDelivery float64 `json:"generatorCpuMicrosPerDelivery"`
 }
 
 // Latencies are quantiles in milliseconds.
@@ -77,6 +83,16 @@ type ServerUsage struct {
 	RSSBytes             int64   `json:"rssBytes"`
 	// Idle runs: resident memory added per connected listener.
 	RSSPerListenerBytes int64 `json:"rssPerListenerBytes,omitempty"`
+}
+
+// RedisUsage is what the shared Redis cost over the window.
+type RedisUsage struct {
+	PID        int     `json:"pid"`
+	CPUSeconds float64 `json:"cpuSeconds"`
+	CPUCores   float64 `json:"cpuCores"`
+	// Per delivery received, and per chunk the speakers sent.
+	CPUMicrosPerDelivery float64 `json:"cpuMicrosPerDelivery"`
+	CPUMicrosPerChunk    float64 `json:"cpuMicrosPerChunk"`
 }
 
 func newReport(c *Config) *Report {
@@ -127,6 +143,10 @@ type streamResult struct {
 	gaps, lost             int64
 	window                 time.Duration
 	cpu0, cpu1             *ProcSample
+	nodes0, nodes1         []*ProcSample
+	redis0, redis1         *ProcSample
+	nodeURLs               []Node
+	redisPID               int
 	gen0, gen1             ProcSample
 	metrics0, metrics1     map[string]float64
 }
@@ -160,7 +180,35 @@ func (r *Report) setStream(s streamResult) {
 			r.Server.CPUMicrosPerDelivery = float64(cpu/time.Microsecond) / float64(s.received)
 		}
 	}
+	if len(s.nodes0) > 1 {
+		for i := range s.nodes0 {
+			u := ServerUsage{PID: s.nodeURLs[i].PID}
+			if a, b := s.nodes0[i], s.nodes1[i]; a != nil && b != nil {
+				u.CPUSeconds = (b.CPU - a.CPU).Seconds()
+				u.CPUCores = u.CPUSeconds / s.window.Seconds()
+				u.RSSBytes = b.RSS
+				if s.received > 0 {
+					u.CPUMicrosPerDelivery = u.CPUSeconds * 1e6 / float64(s.received)
+				}
+			}
+			r.Nodes = append(r.Nodes, u)
+		}
+	}
+	if s.redis0 != nil && s.redis1 != nil {
+		cpu := (s.redis1.CPU - s.redis0.CPU).Seconds()
+		ru := &RedisUsage{PID: s.redisPID, CPUSeconds: cpu, CPUCores: cpu / s.window.Seconds()}
+		if s.received > 0 {
+			ru.CPUMicrosPerDelivery = cpu * 1e6 / float64(s.received)
+		}
+		if s.sent > 0 {
+			ru.CPUMicrosPerChunk = cpu * 1e6 / float64(s.sent)
+		}
+		r.Redis = ru
+	}
 	r.GeneratorCPUSeconds = (s.gen1.CPU - s.gen0.CPU).Seconds()
+	if s.received > 0 {
+		r.GeneratorCPUMicrosPerDelivery = r.GeneratorCPUSeconds * 1e6 / float64(s.received)
+	}
 }
 
 // WriteJSON writes the report, indented.
@@ -206,7 +254,13 @@ func (r *Report) Summary(w io.Writer) {
 		p("  server:     %.2f CPU s (%.2f cores), %.2f µs CPU per delivery, RSS %.1f MB%s",
 			r.Server.CPUSeconds, r.Server.CPUCores, r.Server.CPUMicrosPerDelivery, mb(r.Server.RSSBytes), note)
 	}
-	p("  generator:  %.2f CPU s", r.GeneratorCPUSeconds)
+	for i, n := range r.Nodes {
+		p("  node %d:     %.2f CPU s (%.2f cores), %.2f µs CPU per delivery, RSS %.1f MB", i+1, n.CPUSeconds, n.CPUCores, n.CPUMicrosPerDelivery, mb(n.RSSBytes))
+	}
+	if r.Redis != nil {
+		p("  redis:      %.2f CPU s (%.2f cores), %.2f µs CPU per delivery, %.1f µs per chunk", r.Redis.CPUSeconds, r.Redis.CPUCores, r.Redis.CPUMicrosPerDelivery, r.Redis.CPUMicrosPerChunk)
+	}
+	p("  generator:  %.2f CPU s, %.2f µs per delivery", r.GeneratorCPUSeconds, r.GeneratorCPUMicrosPerDelivery)
 }
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }

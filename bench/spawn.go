@@ -24,6 +24,10 @@ type Target struct {
 	InProcess bool
 	// Close stops the server if the benchmark started it; may be nil.
 	Close func() error
+	// Nodes, when several servers share a Redis, are all of them, the
+	// first being URL's; RedisPID is the redis-server's pid (0: unknown).
+	Nodes    []Node
+	RedisPID int
 }
 
 // Starter provides a fresh Target for each run (a new child process, or an
@@ -53,6 +57,8 @@ type SpawnConfig struct {
 	// Env is added to the child's environment (KEY=VALUE), after the
 	// benchmark's own settings, so it may override them.
 	Env []string
+	// RedisURL, when set, makes the server a node sharing that Redis.
+	RedisURL string
 	// Stdout and Stderr receive the server's output; default: discarded.
 	Stdout, Stderr io.Writer
 }
@@ -85,6 +91,9 @@ func Spawn(ctx context.Context, sc SpawnConfig) (*Process, error) {
 		"RATE_LIMIT_LOGIN_ATTEMPTS_PER_MIN=0",
 		"SHUTDOWN_TIMEOUT_SECONDS=1",
 	)
+	if sc.RedisURL != "" {
+		cmd.Env = append(cmd.Env, "REDIS_URL="+sc.RedisURL)
+	}
 	cmd.Env = append(cmd.Env, sc.Env...)
 	cmd.Stdout, cmd.Stderr = sc.Stdout, sc.Stderr
 	if err := cmd.Start(); err != nil {
@@ -147,4 +156,82 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// RedisProcess is a redis-server child on a free loopback port, with no
+// persistence, for a multi-node run.
+type RedisProcess struct {
+	URL string
+	PID int
+
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// SpawnRedis starts bin (redis-server) and waits until it answers PING.
+func SpawnRedis(ctx context.Context, bin string) (*RedisProcess, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pentecost-bench-redis-")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning")
+	if err := cmd.Start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &RedisProcess{URL: "redis://127.0.0.1:" + strconv.Itoa(port) + "/0", PID: cmd.Process.Pid, dir: dir, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if pingRedis(addr) {
+			return p, nil
+		}
+		select {
+		case <-p.done:
+			_ = os.RemoveAll(dir)
+			return nil, errors.New("redis-server exited at start")
+		case <-ctx.Done():
+			_ = p.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = p.Close()
+			return nil, errors.New("redis-server did not answer PING within 10s")
+		}
+	}
+}
+
+func pingRedis(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	buf := make([]byte, 7)
+	n, _ := io.ReadFull(c, buf)
+	return string(buf[:n]) == "+PONG\r\n"
+}
+
+// Close stops redis-server and removes its directory.
+func (p *RedisProcess) Close() error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	return os.RemoveAll(p.dir)
 }

@@ -18,6 +18,7 @@ func RunOn(ctx context.Context, cfg Config, start Starter) (*Report, error) {
 	}
 	cfg.URL, cfg.Token, cfg.ServerPID, cfg.ServerInProcess = t.URL, t.Token, t.PID, t.InProcess
 	cfg.MetricsURL = ""
+	cfg.Nodes, cfg.RedisPID = t.Nodes, t.RedisPID
 	return Run(ctx, cfg)
 }
 

@@ -64,6 +64,7 @@ type conn struct {
 	wmu           sync.Mutex
 	queue, spare  []*wsMsg
 	writing       bool
+	holding       bool // the queue ends with held audio (hubStream.deliver)
 	closing, dead bool
 	closeWritten  bool
 	closeCode     int

@@ -182,3 +182,37 @@ func TestStalledListener(t *testing.T) {
 			len(lat), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
 	}
 }
+
+// TestWriteCoalesce: with coalescing always on, frames held for a later
+// write still reach every listener, in order, including the last ones
+// that no frame follows.
+func TestWriteCoalesce(t *testing.T) {
+	e := newEnv(t, func(s *realtime.Server) {
+		s.WriteCoalesce = 200 * time.Millisecond
+		s.CoalesceAbove = 0
+	})
+	sess := e.createSession("alice")
+	ls := make([]*client, 3)
+	for i := range ls {
+		ls[i] = e.dial("sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary")
+		ls[i].expect("sessionJoined")
+	}
+	sp := e.dial("sessionId=" + sess.ID + "&token=" + e.token("alice"))
+	sp.expect("speakerConnected")
+
+	const n = 7
+	for i := 1; i <= n; i++ {
+		sp.sendBinary(audio(i, 640))
+	}
+	for _, l := range ls {
+		for i := 1; i <= n; i++ {
+			var bm msg
+			for bm = l.next(); bm.op != ws.OpBinary; bm = l.next() {
+			}
+			_, seq, _, data, err := realtime.DecodeBinaryAudio(bm.data)
+			if err != nil || seq != uint64(i) || !bytes.Equal(data, audio(i, 640)) {
+				t.Fatalf("frame %d: seq %d err %v", i, seq, err)
+			}
+		}
+	}
+}

@@ -30,6 +30,8 @@ const (
 	DefaultReadLimit            = 1 << 20
 	DefaultQueueFrames          = 500 // 10 s of 20 ms audio
 	DefaultWriteTimeout         = 10 * time.Second
+	DefaultWriteCoalesce        = 45 * time.Millisecond
+	DefaultCoalesceAbove        = 60000
 	DefaultCloseTimeout         = time.Second
 	DefaultDrainTimeout         = 10 * time.Second
 	DefaultCountFlushInterval   = 250 * time.Millisecond
@@ -101,8 +103,15 @@ type Server struct {
 	ReadLimit    int64         // largest client message; larger closes with 1009
 	QueueFrames  int           // outgoing queue bound per connection
 	WriteTimeout time.Duration // a write blocked this long drops the connection
-	CloseTimeout time.Duration // wait for the peer's close reply
-	DrainTimeout time.Duration // how long Shutdown waits for clients to move
+	// WriteCoalesce is how long a connection's writer, woken for one audio
+	// frame while the server is busy, waits for more before writing them
+	// all at once (0: never waits). Busy means more than CoalesceAbove
+	// audio deliveries per second over the last quarter second (writer.go);
+	// 0 means always.
+	WriteCoalesce time.Duration
+	CoalesceAbove int
+	CloseTimeout  time.Duration // wait for the peer's close reply
+	DrainTimeout  time.Duration // how long Shutdown waits for clients to move
 
 	// PresenceRefresh, when set (several nodes sharing Redis), is how often
 	// this node refreshes its listeners' presence and workers' claims, and
@@ -116,6 +125,7 @@ type Server struct {
 
 	hub     *hub
 	metrics *metrics
+	load    loadMeter
 	cluster *cluster
 
 	mu      sync.Mutex
@@ -145,6 +155,8 @@ func NewServer() *Server {
 		ReadLimit:            DefaultReadLimit,
 		QueueFrames:          DefaultQueueFrames,
 		WriteTimeout:         DefaultWriteTimeout,
+		WriteCoalesce:        DefaultWriteCoalesce,
+		CoalesceAbove:        DefaultCoalesceAbove,
 		CloseTimeout:         DefaultCloseTimeout,
 		DrainTimeout:         DefaultDrainTimeout,
 		CountFlushInterval:   DefaultCountFlushInterval,

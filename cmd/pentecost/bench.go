@@ -37,6 +37,8 @@ Examples:
   pentecost bench --idle --sessions 20 --listeners 500
   pentecost bench --compare-bin ./pentecost-old --rounds 3 --sessions 4 --listeners 500
   pentecost bench --url http://127.0.0.1:8080 --token JWT --server-pid 1234
+  pentecost bench --nodes 2 --sessions 4 --listeners 500
+  pentecost bench --url http://127.0.0.1:8080,http://127.0.0.1:8081 --token JWT --server-pid 1234,1235
 
 Flags:
 `
@@ -50,9 +52,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.PrintDefaults()
 	}
 	var (
-		url        = fs.String("url", "", "benchmark the server at this URL instead of starting one (loopback only)")
+		url        = fs.String("url", "", "benchmark the server at this URL instead of starting one (loopback only); comma-separated URLs of nodes sharing a Redis spread listeners over them in turn, speakers on the first")
 		token      = fs.String("token", "", "speaker token for --url (see pentecost token)")
-		serverPID  = fs.Int("server-pid", 0, "pid of the --url server, to read its CPU time and memory from /proc")
+		serverPID  = fs.String("server-pid", "", "pid of the --url server (comma-separated, one per URL), to read CPU time and memory from /proc")
+		nodes      = fs.Int("nodes", 1, "start this many server nodes sharing a Redis (--redis, or a redis-server the benchmark starts); listeners are spread over them, speakers on the first")
+		redisURL   = fs.String("redis", "", "with --nodes: the Redis the nodes share (default: start redis-server on a free loopback port)")
+		redisPID   = fs.Int("redis-pid", 0, "pid of the Redis, to report its CPU per delivery (known when the benchmark starts it)")
+		redisBin   = fs.String("redis-server", "redis-server", "with --nodes and no --redis: the redis-server binary to start")
 		bin        = fs.String("bin", "", "pentecost binary to start as the server (default: this one)")
 		inProcess  = fs.Bool("in-process", false, "run the server inside this process (its CPU then includes the generator's)")
 		withPprof  = fs.Bool("pprof", false, "start the server with /debug/pprof/ enabled")
@@ -63,6 +69,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		chunkMs    = fs.Float64("chunk-ms", 20, "milliseconds of audio per chunk: one chunk is sent every chunk-ms")
 		chunkBytes = fs.Int("chunk-bytes", 0, "bytes per chunk (default: 16 kHz PCM16 for chunk-ms, 640 B per 20 ms)")
 		jsonMode   = fs.Bool("json", false, "JSON (original) protocol: sendAudio and base64 audioData; default binary frames")
+		clientL    = fs.Bool("client-listeners", false, "listeners use the Go client package (reconnects, resumes) instead of the lean benchmark connection; costs the generator more CPU")
 		idle       = fs.Bool("idle", false, "connect everyone, send nothing, and report server memory per idle listener")
 		rate       = fs.Float64("connect-rate", 0, "listener connections per second (0: as fast as --concurrency allows)")
 		conc       = fs.Int("concurrency", bench.DefaultConcurrency, "listener handshakes in flight")
@@ -92,7 +99,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg := bench.Config{
 		Sessions: *sessions, Listeners: *listeners, SourceLanguage: *source,
-		ChunkBytes: *chunkBytes, ChunkInterval: interval, JSON: *jsonMode, Idle: *idle,
+		ChunkBytes: *chunkBytes, ChunkInterval: interval, JSON: *jsonMode, Idle: *idle, ClientListeners: *clientL,
 		ConnectRate: *rate, Concurrency: *conc, Warmup: *warmup, Duration: *duration, Drain: *drain,
 		Progress: stderr,
 	}
@@ -130,11 +137,33 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *token == "" {
 			return usageError{"--url needs --token (see pentecost token)"}
 		}
-		if !isLoopback(*url) {
-			return usageError{"--url must be a loopback address: the benchmark floods its target"}
+		urls := strings.Split(*url, ",")
+		pids, err := intList("--server-pid", *serverPID)
+		if err != nil {
+			return err
 		}
-		t := &bench.Target{URL: strings.TrimRight(*url, "/"), Token: *token, PID: *serverPID}
+		if len(pids) > 0 && len(pids) != len(urls) {
+			return usageError{"--server-pid needs one pid per --url"}
+		}
+		t := &bench.Target{Token: *token, RedisPID: *redisPID}
+		for i, u := range urls {
+			u = strings.TrimRight(strings.TrimSpace(u), "/")
+			if !isLoopback(u) {
+				return usageError{"--url must be a loopback address: the benchmark floods its target"}
+			}
+			n := bench.Node{URL: u}
+			if len(pids) > 0 {
+				n.PID = pids[i]
+			}
+			t.Nodes = append(t.Nodes, n)
+		}
+		t.URL, t.PID = t.Nodes[0].URL, t.Nodes[0].PID
 		start = func(context.Context) (*bench.Target, error) { return t, nil }
+	case *nodes > 1:
+		if *inProcess {
+			return usageError{"--nodes starts child processes: drop --in-process"}
+		}
+		start = nodesStarter(*bin, *nodes, *redisURL, *redisPID, *redisBin, maxListeners, *withPprof, stderr)
 	case *inProcess:
 		start = inProcessStarter(maxListeners, *withPprof)
 	default:
@@ -157,8 +186,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var reports []*bench.Report
 	switch {
 	case *compareBin != "":
-		if *url != "" || *inProcess {
-			return usageError{"--compare-bin starts both servers itself: drop --url and --in-process"}
+		if *url != "" || *inProcess || *nodes > 1 {
+			return usageError{"--compare-bin starts one server of each build itself: drop --url, --in-process and --nodes"}
 		}
 		a := spawnStarter(*compareBin, maxListeners, *withPprof, stderr)
 		cmp, err := bench.Compare(ctx, cfg, a, start, *rounds, print)
@@ -276,6 +305,60 @@ func spawnStarter(bin string, maxListeners int, withPprof bool, stderr io.Writer
 			return nil, err
 		}
 		return &bench.Target{URL: p.URL, Token: tok, PID: p.PID, Close: p.Close}, nil
+	}
+}
+
+// nodesStarter starts n nodes of bin sharing a Redis (redisURL, or a
+// redis-server it starts) for each run, and mints a token from that Redis.
+func nodesStarter(bin string, n int, redisURL string, redisPID int, redisBin string, maxListeners int, withPprof bool, stderr io.Writer) bench.Starter {
+	return func(ctx context.Context) (t *bench.Target, err error) {
+		var closers []func() error
+		closeAll := func() error {
+			var first error
+			for i := len(closers) - 1; i >= 0; i-- {
+				if err := closers[i](); err != nil && first == nil {
+					first = err
+				}
+			}
+			return first
+		}
+		defer func() {
+			if err != nil {
+				_ = closeAll()
+			}
+		}()
+		if redisURL == "" {
+			rp, err := bench.SpawnRedis(ctx, redisBin)
+			if err != nil {
+				return nil, err
+			}
+			closers = append(closers, rp.Close)
+			redisURL, redisPID = rp.URL, rp.PID
+		}
+		t = &bench.Target{RedisPID: redisPID}
+		// One at a time: the first creates the shared admin account.
+		for range n {
+			p, err := bench.Spawn(ctx, bench.SpawnConfig{Bin: bin, MaxListeners: maxListeners, Pprof: withPprof, RedisURL: redisURL, Stderr: stderr})
+			if err != nil {
+				return nil, err
+			}
+			closers = append(closers, p.Close)
+			t.Nodes = append(t.Nodes, bench.Node{URL: p.URL, PID: p.PID})
+		}
+		users, key, closeStore, err := openIssuer(ctx, "", redisURL)
+		if err != nil {
+			return nil, err
+		}
+		defer closeStore()
+		u, err := users.FindUserByName(ctx, "admin")
+		if err != nil {
+			return nil, fmt.Errorf("admin account: %w", err)
+		}
+		if t.Token, err = auth.NewEmbedded(key).IssueToken(ctx, u, 12*time.Hour); err != nil {
+			return nil, err
+		}
+		t.URL, t.PID, t.Close = t.Nodes[0].URL, t.Nodes[0].PID, closeAll
+		return t, nil
 	}
 }
 

@@ -61,6 +61,8 @@ type Config struct {
 	SpeakerGrace      time.Duration
 	Retention         time.Duration
 	ShutdownTimeout   time.Duration
+	WriteCoalesce     time.Duration
+	CoalesceAbove     int
 
 	// RedisURL, when set, shares every node's state through Redis.
 	RedisURL    string
@@ -158,6 +160,8 @@ var settings = []setting{
 	{"speaker-grace", "SPEAKER_GRACE_SECONDS", "120", "how long a session waits for a disconnected speaker before it ends", seconds(func(c *Config) *time.Duration { return &c.SpeakerGrace })},
 	{"data-retention", "DATA_RETENTION_HOURS", "24", "ended sessions are deleted after this long", hours(func(c *Config) *time.Duration { return &c.Retention })},
 	{"shutdown-timeout", "SHUTDOWN_TIMEOUT_SECONDS", "15", "on SIGTERM, how long clients get to move before connections close", seconds(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{"write-coalesce", "WRITE_COALESCE_MS", "45", "when busy, how long a listener's writer holds a lone audio frame for more to write with it (0: never)", unit(time.Millisecond, func(c *Config) *time.Duration { return &c.WriteCoalesce })},
+	{"write-coalesce-above", "WRITE_COALESCE_ABOVE", "60000", "audio deliveries per second above which the server counts as busy for --write-coalesce (0: always busy)", count(func(c *Config) *int { return &c.CoalesceAbove })},
 	{"redis", "REDIS_URL", "", "Redis or Valkey shared by several nodes (redis://host:6379/0, rediss://, redis-sentinel://, redis-cluster://; see docs/redis.md); empty: one node, embedded store", func(c *Config, v string) error { c.RedisURL = v; return nil }},
 	{"presence-ttl", "PRESENCE_TTL_SECONDS", "30", "with --redis: how long a node that stopped (crashed) still counts its listeners; nodes refresh every third of it", seconds(func(c *Config) *time.Duration { return &c.PresenceTTL })},
 }

@@ -134,6 +134,7 @@ func (m *Main) Run(ctx context.Context) error {
 	rt.HeartbeatInterval, rt.HeartbeatTimeout = cfg.HeartbeatInterval, cfg.HeartbeatTimeout
 	rt.RefreshAfter, rt.WarningAfter, rt.MaxConnDuration = cfg.RefreshAfter, cfg.WarningAfter, cfg.MaxConnDuration
 	rt.SpeakerGrace = cfg.SpeakerGrace
+	rt.WriteCoalesce, rt.CoalesceAbove = cfg.WriteCoalesce, cfg.CoalesceAbove
 	rt.DrainTimeout = cfg.ShutdownTimeout
 	rt.ConnectionLimit = pentecost.Limit{Events: cfg.ConnAttemptsPerMin, Per: time.Minute}
 	rt.JoinLimit = pentecost.Limit{Events: cfg.ListenerJoinsPerMin, Per: time.Minute}
