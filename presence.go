@@ -68,6 +68,14 @@ type Presence interface {
 	ClaimLanguage(ctx context.Context, sessionID, language, workerID string) (produced bool, err error)
 	ReleaseLanguage(ctx context.Context, sessionID, language, workerID string) (produced bool, err error)
 
+	// ClaimLanguageExclusive claims a language like ClaimLanguage, unless a
+	// worker other than workerID and replaces already produces it; then it
+	// changes nothing. replaces names an earlier connection of the same
+	// worker whose claim may still be present ("" for none). The check and
+	// the claim are one atomic step (across nodes, for a shared presence).
+	// Errors: ECONFLICT (another worker produces the language), EUNAVAILABLE.
+	ClaimLanguageExclusive(ctx context.Context, sessionID, language, workerID, replaces string) error
+
 	// ProducedLanguages returns the languages some worker produces for a session.
 	// Errors: EUNAVAILABLE.
 	ProducedLanguages(ctx context.Context, sessionID string) ([]string, error)

@@ -139,6 +139,10 @@ type Error struct {
 	RetryAfter time.Duration
 	// SessionID is the session the error is about, if any.
 	SessionID string
+	// TargetLanguage and Action name the worker request the error answers
+	// (e.g. "es" and "claimLanguage"), when the server says.
+	TargetLanguage string
+	Action         string
 }
 
 // Error implements error.

@@ -42,6 +42,9 @@ type conn struct {
 	done       chan struct{} // closed when the reader ended
 	refreshing atomic.Bool   // a refresh of this connection was started
 	lastRead   atomic.Int64  // Unix nanoseconds
+	// serverID is the server's connection ID (Worker; set by its reader
+	// before the connection is installed).
+	serverID string
 
 	// Reader state.
 	buf []byte
@@ -130,10 +133,12 @@ func (c *conn) handleText(p []byte) {
 		c.mu.Lock()
 		c.lastErr = e
 		var w *waiter
-		if len(c.waiters) > 0 {
-			// The protocol has no request ids: an error answers the oldest
-			// request still waiting.
-			w, c.waiters = c.waiters[0], c.waiters[1:]
+		for i, x := range c.waiters {
+			if x.key.answeredBy(m) {
+				w = x
+				c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+				break
+			}
 		}
 		c.mu.Unlock()
 		if !c.isReady() {
@@ -217,8 +222,22 @@ func (c *conn) closeNormally() (clean bool) {
 
 // waiter is a request waiting for its reply on one connection.
 type waiter struct {
+	key   reqKey
 	match func(m *wireMsg) bool
 	ch    chan error
+}
+
+// reqKey names a request as the server's error replies to workers do.
+type reqKey struct{ action, session, lang string }
+
+// answeredBy reports whether the error message m answers the request k. The
+// server names the action, session and language; an older one names
+// nothing, and then an error answers the oldest request still waiting.
+func (k reqKey) answeredBy(m *wireMsg) bool {
+	if m.Action == "" {
+		return true
+	}
+	return m.Action == k.action && m.SessionID == k.session && m.TargetLanguage == k.lang
 }
 
 func (w *waiter) finish(err error) {
@@ -228,10 +247,11 @@ func (w *waiter) finish(err error) {
 	}
 }
 
-// request writes p on c and waits until a message for which match is true
-// arrives (nil), an error message answers it (*Error), or c ends.
-func (c *conn) request(ctx context.Context, p []byte, match func(m *wireMsg) bool) error {
-	w := &waiter{match: match, ch: make(chan error, 1)}
+// request writes p, the request k, on c and waits until a message for which
+// match is true arrives (nil), an error message answers it (*Error), or c
+// ends.
+func (c *conn) request(ctx context.Context, k reqKey, p []byte, match func(m *wireMsg) bool) error {
+	w := &waiter{key: k, match: match, ch: make(chan error, 1)}
 	c.mu.Lock()
 	if c.endErr != nil {
 		c.mu.Unlock()

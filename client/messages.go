@@ -162,6 +162,9 @@ type wireMsg struct {
 	FirstSequenceNumber uint64  `json:"firstSequenceNumber"`
 	RemainingMinutes    int     `json:"remainingMinutes"`
 
+	// Action is the request a worker's error answers.
+	Action string `json:"action"`
+
 	WorkerID string          `json:"workerId"`
 	Sessions []WorkerSession `json:"sessions"`
 }
@@ -171,7 +174,8 @@ func (m *wireMsg) reset() { *m = wireMsg{AudioData: m.AudioData[:0]} }
 
 func (m *wireMsg) error() *Error {
 	return &Error{Code: m.Code, Message: m.Message, HTTPStatus: m.HTTPStatus,
-		RetryAfter: time.Duration(m.RetryAfter * float64(time.Second)), SessionID: m.SessionID}
+		RetryAfter: time.Duration(m.RetryAfter * float64(time.Second)), SessionID: m.SessionID,
+		TargetLanguage: m.TargetLanguage, Action: m.Action}
 }
 
 func (m *wireMsg) event() Event {

@@ -64,12 +64,21 @@ type Worker struct {
 	// OnError receives reply errors not answering a waiting request and
 	// connection losses the Worker recovers from.
 	OnError func(error)
+	// OnClaimLost is told when an exclusive claim could not be restored on
+	// a new connection because another worker took the language meanwhile
+	// (err is a CONFLICT *Error): stop publishing to it. It runs on the
+	// Worker's reconnecting goroutine and must not call methods that wait
+	// for a reply.
+	OnClaimLost func(sessionID, lang string, err error)
 
 	b base
 
 	mu     sync.Mutex
 	subs   map[string]*workerSub // guarded by mu; positions by b.cbMu
-	claims map[claimKey]struct{}
+	claims map[claimKey]bool     // guarded by mu; true: exclusive
+	// connID is the server's ID of the installed connection, which the
+	// next one names when it restores exclusive claims.
+	connID string // guarded by mu
 
 	pubMu sync.Mutex
 	buf   []byte
@@ -96,7 +105,7 @@ func (w *Worker) Open(ctx context.Context) error {
 		return err
 	}
 	w.subs = make(map[string]*workerSub)
-	w.claims = make(map[claimKey]struct{})
+	w.claims = make(map[claimKey]bool)
 	w.b.onError = w.OnError
 	return w.b.open(ctx, "worker")
 }
@@ -126,7 +135,7 @@ func (w *Worker) Subscribe(ctx context.Context, sessionID string, lastSeq uint64
 	}
 	w.subs[sessionID] = sub
 	w.mu.Unlock()
-	err := w.request(ctx, w.subscribeMsg(sessionID, sub), func(m *wireMsg) bool {
+	err := w.request(ctx, reqKey{"subscribeSession", sessionID, ""}, w.subscribeMsg(sessionID, sub), func(m *wireMsg) bool {
 		return m.Type == "subscribed" && m.SessionID == sessionID
 	})
 	var e *Error
@@ -157,18 +166,37 @@ func (w *Worker) Unsubscribe(ctx context.Context, sessionID string) error {
 	delete(w.subs, sessionID)
 	w.mu.Unlock()
 	p, _ := json.Marshal(map[string]any{"action": "unsubscribeSession", "sessionId": sessionID})
-	return w.request(ctx, p, func(m *wireMsg) bool { return m.Type == "unsubscribed" && m.SessionID == sessionID })
+	return w.request(ctx, reqKey{"unsubscribeSession", sessionID, ""}, p, func(m *wireMsg) bool {
+		return m.Type == "unsubscribed" && m.SessionID == sessionID
+	})
 }
 
 // Claim declares that this worker produces lang for a session, and waits for
 // the confirmation: the language's listeners then get translationAvailable.
-// A claim is needed before publishing to a language.
+// A claim is needed before publishing to a language. Other workers may
+// claim the language too; see ClaimExclusive.
 func (w *Worker) Claim(ctx context.Context, sessionID, lang string) error {
+	return w.claim(ctx, sessionID, lang, false)
+}
+
+// ClaimExclusive is Claim unless another worker produces the language
+// already: then it fails with an *Error whose Code is "CONFLICT" (the
+// check and the claim are atomic on the server), and the worker should
+// stand by until the language is no longer produced. Like Claim it returns
+// nil when the connection was lost before the answer: the claim is then
+// made on the next connection, naming the previous one (whose claim the
+// server may still hold), and if another worker took the language
+// meanwhile, OnClaimLost is told.
+func (w *Worker) ClaimExclusive(ctx context.Context, sessionID, lang string) error {
+	return w.claim(ctx, sessionID, lang, true)
+}
+
+func (w *Worker) claim(ctx context.Context, sessionID, lang string, exclusive bool) error {
 	k := claimKey{sessionID, lang}
 	w.mu.Lock()
-	w.claims[k] = struct{}{}
+	w.claims[k] = exclusive
 	w.mu.Unlock()
-	err := w.request(ctx, claimMsg("claimLanguage", sessionID, lang), func(m *wireMsg) bool {
+	err := w.request(ctx, reqKey{"claimLanguage", sessionID, lang}, claimMsg(sessionID, lang, exclusive, ""), func(m *wireMsg) bool {
 		return m.Type == "languageClaimed" && m.SessionID == sessionID && m.TargetLanguage == lang
 	})
 	var e *Error
@@ -186,13 +214,23 @@ func (w *Worker) Release(ctx context.Context, sessionID, lang string) error {
 	w.mu.Lock()
 	delete(w.claims, claimKey{sessionID, lang})
 	w.mu.Unlock()
-	return w.request(ctx, claimMsg("releaseLanguage", sessionID, lang), func(m *wireMsg) bool {
+	p, _ := json.Marshal(map[string]string{"action": "releaseLanguage", "sessionId": sessionID, "targetLanguage": lang})
+	return w.request(ctx, reqKey{"releaseLanguage", sessionID, lang}, p, func(m *wireMsg) bool {
 		return m.Type == "languageReleased" && m.SessionID == sessionID && m.TargetLanguage == lang
 	})
 }
 
-func claimMsg(action, id, lang string) []byte {
-	p, _ := json.Marshal(map[string]string{"action": action, "sessionId": id, "targetLanguage": lang})
+// claimMsg builds a claimLanguage; previous is the connection an exclusive
+// claim takes over from ("" for none).
+func claimMsg(id, lang string, exclusive bool, previous string) []byte {
+	m := map[string]any{"action": "claimLanguage", "sessionId": id, "targetLanguage": lang}
+	if exclusive {
+		m["exclusive"] = true
+		if previous != "" {
+			m["previousConnectionId"] = previous
+		}
+	}
+	p, _ := json.Marshal(m)
 	return p
 }
 
@@ -224,7 +262,7 @@ func (w *Worker) PublishCaption(ctx context.Context, sessionID, lang, text strin
 // request sends p on the current connection and waits for its reply. A
 // connection lost meanwhile is not an error: the Worker subscribes and
 // claims again on the next one.
-func (w *Worker) request(ctx context.Context, p []byte, match func(*wireMsg) bool) error {
+func (w *Worker) request(ctx context.Context, k reqKey, p []byte, match func(*wireMsg) bool) error {
 	for {
 		w.b.mu.Lock()
 		c, changed, stopped := w.b.cur, w.b.changed, w.b.stopped
@@ -240,7 +278,7 @@ func (w *Worker) request(ctx context.Context, p []byte, match func(*wireMsg) boo
 				return ctx.Err()
 			}
 		}
-		err := c.request(ctx, p, match)
+		err := c.request(ctx, k, p, match)
 		var ce *CloseError
 		if errors.As(err, &ce) || (err != nil && ctx.Err() == nil && c.isDone()) {
 			return nil // restored by prepare on the next connection
@@ -265,9 +303,12 @@ func (w *Worker) prepare(ctx context.Context, c *conn) error {
 	for k := range w.claims {
 		claims = append(claims, k)
 	}
+	// The connection being replaced may still hold the claims (a refresh,
+	// or a loss the server has not noticed yet): exclusive claims name it.
+	previous := w.connID
 	w.mu.Unlock()
 	for i, id := range ids {
-		err := c.request(ctx, w.subscribeMsg(id, subs[i]), func(m *wireMsg) bool {
+		err := c.request(ctx, reqKey{"subscribeSession", id, ""}, w.subscribeMsg(id, subs[i]), func(m *wireMsg) bool {
 			return m.Type == "subscribed" && m.SessionID == id
 		})
 		if err != nil && !w.gone(err, id, "") {
@@ -275,14 +316,37 @@ func (w *Worker) prepare(ctx context.Context, c *conn) error {
 		}
 	}
 	for _, k := range claims {
-		err := c.request(ctx, claimMsg("claimLanguage", k.session, k.lang), func(m *wireMsg) bool {
+		w.mu.Lock()
+		exclusive, ok := w.claims[k]
+		w.mu.Unlock()
+		if !ok {
+			continue // released meanwhile
+		}
+		err := c.request(ctx, reqKey{"claimLanguage", k.session, k.lang}, claimMsg(k.session, k.lang, exclusive, previous), func(m *wireMsg) bool {
 			return m.Type == "languageClaimed" && m.SessionID == k.session && m.TargetLanguage == k.lang
 		})
-		if err != nil && !w.gone(err, k.session, k.lang) {
+		if err != nil && !w.gone(err, k.session, k.lang) && !w.lost(err, k) {
 			return err
 		}
 	}
 	return nil
+}
+
+// lost handles an exclusive claim that another worker took while this one
+// was away: it is forgotten and OnClaimLost told. It reports whether err
+// was that.
+func (w *Worker) lost(err error, k claimKey) bool {
+	var e *Error
+	if !errors.As(err, &e) || e.Code != "CONFLICT" {
+		return false
+	}
+	w.mu.Lock()
+	delete(w.claims, k)
+	w.mu.Unlock()
+	if w.OnClaimLost != nil {
+		w.OnClaimLost(k.session, k.lang, err)
+	}
+	return true
 }
 
 // gone handles a session that ended while the worker was away: it is
@@ -302,7 +366,12 @@ func (w *Worker) gone(err error, id, lang string) bool {
 	return true
 }
 
-func (w *Worker) installed(*conn, bool) {}
+// installed implements role.
+func (w *Worker) installed(c *conn, _ bool) {
+	w.mu.Lock()
+	w.connID = c.serverID
+	w.mu.Unlock()
+}
 
 // dialURL implements role.
 func (w *Worker) dialURL(dialKind) (string, error) {
@@ -326,6 +395,9 @@ func (w *Worker) sub(id string) *workerSub {
 func (w *Worker) handle(c *conn, m *wireMsg) {
 	switch m.Type {
 	case "workerConnected", "sessionsUpdated":
+		if m.Type == "workerConnected" {
+			c.serverID = m.ConnectionID
+		}
 		if w.OnSessions != nil {
 			w.OnSessions(m.Sessions)
 		}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -28,11 +30,14 @@ type relayWorker struct {
 	errs     []error
 }
 
-func newRelayWorker(t *testing.T, e *env, sessionID, lang string) *relayWorker {
+func newRelayWorker(t *testing.T, e *env, sessionID, lang string, configure ...func(*client.Worker)) *relayWorker {
 	t.Helper()
 	r := &relayWorker{Worker: client.NewWorker(e.URL, workerSecret), sessionID: sessionID, lang: lang,
 		in: make(chan []byte, 1024), done: make(chan struct{})}
 	r.MinBackoff = 20 * time.Millisecond
+	for _, f := range configure {
+		f(r.Worker)
+	}
 	r.OnSessions = func(s []client.WorkerSession) {
 		r.mu.Lock()
 		r.sessions = s
@@ -183,4 +188,133 @@ func TestWorker_Refused(t *testing.T) {
 	if d := client.Classify(err); d.Retry {
 		t.Fatalf("Classify(%v) = %+v, want stop", err, d)
 	}
+}
+
+// conflict reports whether err is a CONFLICT naming the claim of lang in
+// session id.
+func conflict(err error, id, lang string) bool {
+	var e *client.Error
+	return errors.As(err, &e) && e.Code == "CONFLICT" && e.HTTPStatus == 409 &&
+		e.SessionID == id && e.TargetLanguage == lang && e.Action == "claimLanguage"
+}
+
+// TestWorker_ClaimExclusive: two workers race for Spanish; one wins, the
+// other gets CONFLICT, and the Spanish listener hears every chunk once.
+func TestWorker_ClaimExclusive(t *testing.T) {
+	e := newEnv(t)
+	id := e.createSession("alice")
+	sp := openSpeaker(t, e, "alice", id, true)
+	_, es := openListener(t, e, id, "es", false)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+
+	workers := []*relayWorker{newRelayWorker(t, e, id, "es"), newRelayWorker(t, e, id, "es")}
+	errs := make([]error, len(workers))
+	var wg sync.WaitGroup
+	for i, w := range workers {
+		if err := w.Subscribe(ctx, id, client.Live); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { errs[i] = w.ClaimExclusive(ctx, id, "es") })
+	}
+	wg.Wait()
+	winner, loser := workers[0], workers[1]
+	switch {
+	case errs[0] == nil && conflict(errs[1], id, "es"):
+	case errs[1] == nil && conflict(errs[0], id, "es"):
+		winner, loser = loser, winner
+	default:
+		t.Fatalf("claims = %v, %v; want one nil and one CONFLICT", errs[0], errs[1])
+	}
+
+	// Both relay every chunk; only the winner's reach listeners.
+	send(t, sp, 0, 20)
+	poll(t, "loser's refused publishes", func() bool { return loser.errorCount("ACTION_NOT_ALLOWED") == 20 })
+	poll(t, "spanish frames", func() bool { return es.frameCount() == 20 })
+	es.checkFrames(t, "es", 0, 20)
+	if n := winner.errorCount("ACTION_NOT_ALLOWED"); n != 0 {
+		t.Fatalf("winner refused %d times", n)
+	}
+
+	t.Run("RestoredAfterCut", func(t *testing.T) {
+		// The winner reclaims on its new connection, naming the old one,
+		// even if the server has not yet noticed the old one is gone.
+		e.cutAll()
+		send(t, sp, 20, 30)
+		poll(t, "spanish frames after the cut", func() bool { return es.frameCount() == 30 })
+		es.checkFrames(t, "es", 0, 30)
+		late := newRelayWorker(t, e, id, "es")
+		if err := late.ClaimExclusive(ctx, id, "es"); !conflict(err, id, "es") {
+			t.Fatalf("another worker's claim after the cut = %v, want CONFLICT", err)
+		}
+	})
+}
+
+// TestWorker_ClaimLost: a worker whose connection was lost finds its
+// exclusive language taken by another worker when it comes back; it is
+// told through OnClaimLost and no longer publishes.
+func TestWorker_ClaimLost(t *testing.T) {
+	e := newEnv(t)
+	id := e.createSession("alice")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+
+	// a's reconnection waits at the dialer until gate opens: the test, not
+	// the clock, decides when it comes back.
+	gate := make(chan struct{})
+	var dials sync.Mutex
+	dialed := 0
+	lost := make(chan error, 1)
+	a := newRelayWorker(t, e, id, "es", func(w *client.Worker) {
+		var d net.Dialer
+		w.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Lock()
+			dialed++
+			first := dialed == 1
+			dials.Unlock()
+			if !first {
+				select {
+				case <-gate:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			return d.DialContext(ctx, network, addr)
+		}}}
+		w.OnClaimLost = func(sessionID, lang string, err error) {
+			if sessionID == id && lang == "es" {
+				lost <- err
+			}
+		}
+	})
+	if err := a.ClaimExclusive(ctx, id, "es"); err != nil {
+		t.Fatal(err)
+	}
+	e.cutAll()
+	// b connects after the cut, so its answers come from a live connection
+	// (a request on a connection being lost returns nil and is retried on
+	// the next one). Once the server has noticed a is gone, b takes the
+	// language.
+	b := newRelayWorker(t, e, id, "es")
+	poll(t, "b's claim", func() bool {
+		err := b.ClaimExclusive(ctx, id, "es")
+		if err != nil && !conflict(err, id, "es") {
+			t.Fatalf("b's claim = %v", err)
+		}
+		return err == nil
+	})
+	close(gate)
+	select {
+	case err := <-lost:
+		if !conflict(err, id, "es") {
+			t.Fatalf("OnClaimLost err = %v, want CONFLICT", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("OnClaimLost not called")
+	}
+	// a forgot the claim: its publishes are refused.
+	if err := a.PublishAudio(ctx, id, "es", chunk(1, 640)); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "a's refused publish", func() bool { return a.errorCount("ACTION_NOT_ALLOWED") == 1 })
 }

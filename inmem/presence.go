@@ -160,6 +160,11 @@ func (p *Presence) RemoveSession(ctx context.Context, sessionID string) error {
 func (p *Presence) ClaimLanguage(ctx context.Context, sessionID, language, workerID string) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.claimLocked(sessionID, language, workerID)
+	return true, nil
+}
+
+func (p *Presence) claimLocked(sessionID, language, workerID string) {
 	s := p.session(sessionID, true)
 	if s.claims == nil {
 		s.claims = make(map[string]map[string]struct{})
@@ -168,7 +173,21 @@ func (p *Presence) ClaimLanguage(ctx context.Context, sessionID, language, worke
 		s.claims[language] = make(map[string]struct{})
 	}
 	s.claims[language][workerID] = struct{}{}
-	return true, nil
+}
+
+// ClaimLanguageExclusive implements pentecost.Presence.
+func (p *Presence) ClaimLanguageExclusive(ctx context.Context, sessionID, language, workerID, replaces string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s := p.session(sessionID, false); s != nil {
+		for id := range s.claims[language] {
+			if id != workerID && id != replaces {
+				return pentecost.Errorf(pentecost.ECONFLICT, "Another worker already produces this language.")
+			}
+		}
+	}
+	p.claimLocked(sessionID, language, workerID)
+	return nil
 }
 
 // ReleaseLanguage implements pentecost.Presence.

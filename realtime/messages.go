@@ -26,6 +26,9 @@ type Message struct {
 	LastSequenceNumber *uint64 `json:"lastSequenceNumber,omitempty"`
 	Text               string  `json:"text,omitempty"`
 	Final              bool    `json:"final,omitempty"`
+	// Exclusive and PreviousConnectionID are used by workers' claimLanguage.
+	Exclusive            bool   `json:"exclusive,omitempty"`
+	PreviousConnectionID string `json:"previousConnectionId,omitempty"`
 }
 
 // DecodeMessage parses a client's text message. It never panics on any

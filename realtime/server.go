@@ -125,6 +125,11 @@ type Server struct {
 
 	hub     *hub
 	metrics *metrics
+
+	// claimMu serialises the language claims and releases of every worker
+	// connection on this server; they are rare, and a claim's check and its
+	// event must not interleave with another's.
+	claimMu sync.Mutex
 	load    loadMeter
 	cluster *cluster
 

@@ -15,6 +15,24 @@ import (
 // MaxCaptionBytes bounds a caption's text.
 const MaxCaptionBytes = 4 << 10
 
+// maxConnIDBytes bounds a previousConnectionId; ours are much shorter.
+const maxConnIDBytes = 64
+
+// replyWorkerError answers a worker's action with an error that names the
+// action, session and language it answers: a worker has several requests
+// in flight and could not tell otherwise.
+func (c *conn) replyWorkerError(m *Message, err error) {
+	if pentecost.ErrorCode(err) == pentecost.EINTERNAL {
+		c.log.Error("internal error", logError, err)
+	}
+	o := errorObj(err, m.SessionID)
+	o["action"] = m.Action
+	if m.TargetLanguage != "" {
+		o["targetLanguage"] = m.TargetLanguage
+	}
+	c.send(o)
+}
+
 // workerState is what a worker connection has subscribed to and claimed.
 type workerState struct {
 	mu         sync.Mutex
@@ -135,19 +153,19 @@ func (s *Server) handleWorker(ctx context.Context, c *conn, m *Message) {
 	case "subscribeSession":
 		sess, err := s.findLive(ctx, m.SessionID)
 		if err != nil {
-			c.replyError(err)
+			c.replyWorkerError(m, err)
 			return
 		}
 		ws.mu.Lock()
 		_, dup := ws.subs[sess.ID]
 		ws.mu.Unlock()
 		if dup {
-			c.replyError(pentecost.Errorf(pentecost.ECONFLICT, "Already subscribed to this session."))
+			c.replyWorkerError(m, pentecost.Errorf(pentecost.ECONFLICT, "Already subscribed to this session."))
 			return
 		}
 		hs, err := s.hub.acquire(ctx, sess)
 		if err != nil {
-			c.replyError(err)
+			c.replyWorkerError(m, err)
 			return
 		}
 		hs.mu.Lock()
@@ -165,11 +183,11 @@ func (s *Server) handleWorker(ctx context.Context, c *conn, m *Message) {
 		})
 		if err != nil {
 			s.workerUnsubscribe(c, sess.ID)
-			c.replyError(err)
+			c.replyWorkerError(m, err)
 		}
 	case "unsubscribeSession":
 		if !s.workerUnsubscribe(c, m.SessionID) {
-			c.replyError(pentecost.Errorf(pentecost.ENOTFOUND, "Not subscribed to this session."))
+			c.replyWorkerError(m, pentecost.Errorf(pentecost.ENOTFOUND, "Not subscribed to this session."))
 			return
 		}
 		c.send(obj{"type": "unsubscribed", "sessionId": m.SessionID})
@@ -178,7 +196,7 @@ func (s *Server) handleWorker(ctx context.Context, c *conn, m *Message) {
 	case "publishAudio", "publishCaption":
 		s.workerPublish(ctx, c, m)
 	default:
-		c.replyError(pentecost.Errorf(pentecost.EUNKNOWNACTION, "Unknown action."))
+		c.replyWorkerError(m, pentecost.Errorf(pentecost.EUNKNOWNACTION, "Unknown action."))
 	}
 }
 
@@ -203,19 +221,29 @@ func (s *Server) workerUnsubscribe(c *conn, id string) bool {
 func (s *Server) workerClaim(ctx context.Context, c *conn, m *Message) {
 	sess, err := s.findLive(ctx, m.SessionID)
 	if err != nil {
-		c.replyError(err)
+		c.replyWorkerError(m, err)
 		return
 	}
 	lang, err := pentecost.ValidateLanguage(m.TargetLanguage)
 	if err != nil {
-		c.replyError(err)
+		c.replyWorkerError(m, err)
 		return
 	}
 	if lang == sess.SourceLanguage {
-		c.replyError(fieldError("targetLanguage", "targetLanguage must differ from the source language."))
+		c.replyWorkerError(m, fieldError("targetLanguage", "targetLanguage must differ from the source language."))
 		return
 	}
 	ws := c.wstate
+	if len(m.PreviousConnectionID) > maxConnIDBytes {
+		c.replyWorkerError(m, fieldError("previousConnectionId", "previousConnectionId is not a connection ID."))
+		return
+	}
+	// Claims and releases of this node run one at a time, so that an
+	// exclusive claim's check and the translationAvailable event see no
+	// other claim in between. Across nodes, the presence's
+	// ClaimLanguageExclusive is atomic by itself.
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
 	if m.Action == "releaseLanguage" {
 		s.workerRelease(ctx, c, sess.ID, lang)
 		c.send(obj{"type": "languageReleased", "sessionId": sess.ID, "targetLanguage": lang})
@@ -223,11 +251,16 @@ func (s *Server) workerClaim(ctx context.Context, c *conn, m *Message) {
 	}
 	before, err := s.Presence.ProducedLanguages(ctx, sess.ID)
 	if err != nil {
-		c.replyError(err)
+		c.replyWorkerError(m, err)
 		return
 	}
-	if _, err := s.Presence.ClaimLanguage(ctx, sess.ID, lang, c.id); err != nil {
-		c.replyError(err)
+	if m.Exclusive {
+		err = s.Presence.ClaimLanguageExclusive(ctx, sess.ID, lang, c.id, m.PreviousConnectionID)
+	} else {
+		_, err = s.Presence.ClaimLanguage(ctx, sess.ID, lang, c.id)
+	}
+	if err != nil {
+		c.replyWorkerError(m, err)
 		return
 	}
 	ws.mu.Lock()
@@ -236,7 +269,7 @@ func (s *Server) workerClaim(ctx context.Context, c *conn, m *Message) {
 	}
 	ws.claims[sess.ID][lang] = struct{}{}
 	ws.mu.Unlock()
-	c.send(obj{"type": "languageClaimed", "sessionId": sess.ID, "targetLanguage": lang})
+	c.send(obj{"type": "languageClaimed", "sessionId": sess.ID, "targetLanguage": lang, "exclusive": m.Exclusive})
 	if !contains(before, lang) {
 		s.publishEvent(ctx, sess.ID, &pentecost.SessionEvent{Type: pentecost.EventTranslationAvailable, Language: lang})
 	}
@@ -259,7 +292,7 @@ func (s *Server) workerRelease(ctx context.Context, c *conn, id, lang string) {
 func (s *Server) workerPublish(ctx context.Context, c *conn, m *Message) {
 	lang, err := pentecost.ValidateLanguage(m.TargetLanguage)
 	if err != nil {
-		c.replyError(err)
+		c.replyWorkerError(m, err)
 		return
 	}
 	ws := c.wstate
@@ -270,16 +303,16 @@ func (s *Server) workerPublish(ctx context.Context, c *conn, m *Message) {
 	f := &pentecost.Frame{Language: lang, Time: s.Now()}
 	if m.Action == "publishAudio" {
 		if !claimed {
-			c.replyError(pentecost.Errorf(pentecost.EACTIONNOTALLOWED, "Claim the language before publishing to it."))
+			c.replyWorkerError(m, pentecost.Errorf(pentecost.EACTIONNOTALLOWED, "Claim the language before publishing to it."))
 			return
 		}
 		data, err := base64.StdEncoding.DecodeString(m.AudioData)
 		if err != nil {
-			c.replyError(pentecost.Errorf(pentecost.EINVALIDAUDIO, "audioData is not valid base64."))
+			c.replyWorkerError(m, pentecost.Errorf(pentecost.EINVALIDAUDIO, "audioData is not valid base64."))
 			return
 		}
 		if len(data) < pentecost.MinAudioChunk || len(data) > pentecost.MaxAudioChunk {
-			c.replyError(pentecost.Errorf(pentecost.EINVALIDAUDIO, "Audio chunks must be between %d bytes and %d KB.", pentecost.MinAudioChunk, pentecost.MaxAudioChunk>>10))
+			c.replyWorkerError(m, pentecost.Errorf(pentecost.EINVALIDAUDIO, "Audio chunks must be between %d bytes and %d KB.", pentecost.MinAudioChunk, pentecost.MaxAudioChunk>>10))
 			return
 		}
 		f.Kind, f.Data = pentecost.FrameAudio, data
@@ -291,18 +324,18 @@ func (s *Server) workerPublish(ctx context.Context, c *conn, m *Message) {
 			hs.mu.Unlock()
 		}
 		if !claimed && !source {
-			c.replyError(pentecost.Errorf(pentecost.EACTIONNOTALLOWED, "Claim the language (or subscribe, for source captions) before publishing to it."))
+			c.replyWorkerError(m, pentecost.Errorf(pentecost.EACTIONNOTALLOWED, "Claim the language (or subscribe, for source captions) before publishing to it."))
 			return
 		}
 		if len(m.Text) > MaxCaptionBytes {
-			c.replyError(fieldError("text", "Caption text is limited to 4 KB."))
+			c.replyWorkerError(m, fieldError("text", "Caption text is limited to 4 KB."))
 			return
 		}
 		f.Kind, f.Text, f.Final = pentecost.FrameCaption, m.Text, m.Final
 	}
 	s.metrics.framesIn.Inc()
 	if err := s.Broker.Publish(ctx, pentecost.StreamKey{SessionID: m.SessionID, Language: lang}, f); err != nil {
-		c.replyError(err)
+		c.replyWorkerError(m, err)
 	}
 }
 
@@ -327,9 +360,11 @@ func (s *Server) leaveWorker(c *conn) {
 		ids = append(ids, id)
 	}
 	ws.mu.Unlock()
+	s.claimMu.Lock()
 	for _, cl := range claims {
 		s.workerRelease(ctx, c, cl.id, cl.lang)
 	}
+	s.claimMu.Unlock()
 	for _, id := range ids {
 		s.workerUnsubscribe(c, id)
 	}

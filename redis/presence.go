@@ -311,6 +311,19 @@ elseif ARGV[5] == 'release' then
 end
 return redis.call('ZRANGE', KEYS[1], 0, -1)`)
 
+// exclusiveScript: ARGV now, member, expiry, key TTL, language prefix
+// ("language\n"), replaced member. It claims like claimScript and returns
+// 1, unless a member of the language other than ARGV[2] and ARGV[6] is
+// present: then it returns 0 and changes nothing.
+var exclusiveScript = goredis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(m, 1, #ARGV[5]) == ARGV[5] and m ~= ARGV[2] and m ~= ARGV[6] then return 0 end
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1`)
+
 // claimSep separates a claim's language from its worker ID. Language codes
 // never contain it.
 const claimSep = "\n"
@@ -321,6 +334,28 @@ const claimSep = "\n"
 func (p *Presence) ClaimLanguage(ctx context.Context, sessionID, language, workerID string) (bool, error) {
 	_, err := p.claims(ctx, sessionID, language, workerID, "claim")
 	return err == nil, err
+}
+
+// ClaimLanguageExclusive implements pentecost.Presence. One script checks
+// and claims, so two nodes cannot both win.
+func (p *Presence) ClaimLanguageExclusive(ctx context.Context, sessionID, language, workerID, replaces string) error {
+	if sessionID == "" {
+		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "A session is required.")
+	}
+	now, expiry := p.times()
+	replaced := ""
+	if replaces != "" {
+		replaced = language + claimSep + replaces
+	}
+	ok, err := exclusiveScript.Run(ctx, p.db.client, []string{p.claimsKey(sessionID)},
+		now, language+claimSep+workerID, expiry, presenceKeyTTL.Milliseconds(), language+claimSep, replaced).Int()
+	if err != nil {
+		return p.db.storeError(ctx, "presence claims", err)
+	}
+	if ok == 0 {
+		return pentecost.Errorf(pentecost.ECONFLICT, "Another worker already produces this language.")
+	}
+	return nil
 }
 
 // ReleaseLanguage implements pentecost.Presence.

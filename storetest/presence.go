@@ -292,4 +292,66 @@ func RunPresenceTests(t *testing.T, newPresence PresenceFactory) {
 			t.Fatalf("produced = %v, %v", langs, err)
 		}
 	})
+
+	t.Run("ClaimExclusive", func(t *testing.T) {
+		p := newPresence(t)
+		if err := p.ClaimLanguageExclusive(ctx, "s", "es", "w1", ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.ClaimLanguageExclusive(ctx, "s", "es", "w1", ""); err != nil {
+			t.Fatalf("claiming again: %v", err) // a worker's own claim is no conflict
+		}
+		if err := p.ClaimLanguageExclusive(ctx, "s", "es", "w2", ""); pentecost.ErrorCode(err) != pentecost.ECONFLICT {
+			t.Fatalf("second worker: %v, want %s", err, pentecost.ECONFLICT)
+		}
+		if err := p.ClaimLanguageExclusive(ctx, "s", "fr", "w2", ""); err != nil {
+			t.Fatalf("other language: %v", err)
+		}
+		if err := p.ClaimLanguageExclusive(ctx, "t", "es", "w2", ""); err != nil {
+			t.Fatalf("other session: %v", err)
+		}
+		// w3 replaces w1 (its earlier connection): no conflict, both present
+		// until w1 releases.
+		if err := p.ClaimLanguageExclusive(ctx, "s", "es", "w3", "w1"); err != nil {
+			t.Fatalf("replacing: %v", err)
+		}
+		if produced, _ := p.ReleaseLanguage(ctx, "s", "es", "w1"); !produced {
+			t.Fatal("es unproduced while w3 claims it")
+		}
+		if err := p.ClaimLanguageExclusive(ctx, "s", "es", "w2", ""); pentecost.ErrorCode(err) != pentecost.ECONFLICT {
+			t.Fatalf("w2 after the replacement: %v, want %s", err, pentecost.ECONFLICT)
+		}
+		_, _ = p.ReleaseLanguage(ctx, "s", "es", "w3")
+		if err := p.ClaimLanguageExclusive(ctx, "s", "es", "w2", ""); err != nil {
+			t.Fatalf("after release: %v", err)
+		}
+		// A non-exclusive claim still joins an exclusive one (compatibility).
+		if produced, err := p.ClaimLanguage(ctx, "s", "es", "w4"); err != nil || !produced {
+			t.Fatalf("plain claim = %v, %v", produced, err)
+		}
+	})
+
+	t.Run("ConcurrentExclusiveClaims", func(t *testing.T) {
+		p := newPresence(t)
+		const workers = 20
+		errs := make([]error, workers)
+		var wg sync.WaitGroup
+		for i := range workers {
+			wg.Go(func() { errs[i] = p.ClaimLanguageExclusive(ctx, "s", "es", fmt.Sprint("w", i), "") })
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch pentecost.ErrorCode(err) {
+			case "":
+				won++
+			case pentecost.ECONFLICT:
+			default:
+				t.Fatalf("claim: %v", err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%d workers won, want exactly 1", won)
+		}
+	})
 }

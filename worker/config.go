@@ -10,18 +10,21 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 // Config is the engine configuration: KEY=VALUE settings, read from a file
 // of such lines over the defaults. Keys:
 //
-//	recognize.LANG=pocketsphinx | openai                 (a source language)
+//	recognize.LANG=pocketsphinx | openai | transcribe[:CODE] (a source language)
 //	translate.FROM-TO=apertium[:MODE] | libretranslate | aws
 //	synthesize.LANG=espeak[:VOICE] | openai[:VOICE] | polly[:VOICE]
 //	pocketsphinx.corpus | .lm | .dict | .hmm = FILE
 //	openai.url, openai.api_key, openai.transcription_model, openai.speech_model
 //	libretranslate.url, libretranslate.api_key
 //	aws.region, aws.endpoint, polly.engine
+//	transcribe.bucket, transcribe.prefix, transcribe.poll_ms, transcribe.timeout_seconds
 //	vad.threshold, vad.hangover_ms, vad.max_utterance_seconds, cache.size
 //
 // An empty value switches an engine off (e.g. "translate.en-gl=").
@@ -48,6 +51,7 @@ var plainKeys = map[string]bool{
 	"openai.url": true, "openai.api_key": true, "openai.transcription_model": true, "openai.speech_model": true,
 	"libretranslate.url": true, "libretranslate.api_key": true,
 	"aws.region": true, "aws.endpoint": true, "polly.engine": true,
+	"transcribe.bucket": true, "transcribe.prefix": true, "transcribe.poll_ms": true, "transcribe.timeout_seconds": true,
 	"vad.threshold": true, "vad.hangover_ms": true, "vad.max_utterance_seconds": true, "cache.size": true,
 }
 
@@ -150,6 +154,8 @@ func (c Config) Engines(ctx context.Context, getenv func(string) string) (*Engin
 		libre  *LibreTranslate
 		awsT   *AWSTranslate
 		awsP   *AWSPolly
+		awsTr  *AWSTranscribe
+		awsC   aws.Config
 	)
 	openai := func() (*OpenAI, error) {
 		if oai == nil {
@@ -178,7 +184,7 @@ func (c Config) Engines(ctx context.Context, getenv func(string) string) (*Engin
 		if err != nil {
 			return err
 		}
-		awsT, awsP = NewAWSTranslate(cfg), NewAWSPolly(cfg)
+		awsC, awsT, awsP = cfg, NewAWSTranslate(cfg), NewAWSPolly(cfg)
 		if v := c["polly.engine"]; v != "" {
 			awsP.Engine = v
 		}
@@ -223,6 +229,39 @@ func (c Config) Engines(ctx context.Context, getenv func(string) string) (*Engin
 					return nil, err
 				}
 				e.Recognizers[target] = o
+			case "transcribe":
+				if awsTr == nil {
+					if c["transcribe.bucket"] == "" {
+						return nil, fmt.Errorf("engine configuration: transcribe.bucket is required for the transcribe engine")
+					}
+					if err := awsCfg(); err != nil {
+						return nil, err
+					}
+					awsTr = NewAWSTranscribe(awsC, c["transcribe.bucket"])
+					if v, ok := c["transcribe.prefix"]; ok {
+						awsTr.Prefix = v
+					}
+					for key, d := range map[string]*time.Duration{"transcribe.poll_ms": &awsTr.PollInterval, "transcribe.timeout_seconds": &awsTr.Timeout} {
+						if c[key] == "" {
+							continue
+						}
+						n, err := strconv.Atoi(c[key])
+						if err != nil || n <= 0 {
+							return nil, fmt.Errorf("engine configuration: %s must be a positive whole number", key)
+						}
+						*d = time.Duration(n) * time.Millisecond
+						if key == "transcribe.timeout_seconds" {
+							*d = time.Duration(n) * time.Second
+						}
+					}
+				}
+				if arg != "" {
+					awsTr.LanguageCodes = cloneWith(awsTr.LanguageCodes, target, arg)
+				}
+				if awsTr.LanguageCodes[target] == "" {
+					return nil, fmt.Errorf("engine configuration: %s: give the Transcribe language code, e.g. transcribe:en-GB", k)
+				}
+				e.Recognizers[target] = awsTr
 			default:
 				return nil, bad
 			}

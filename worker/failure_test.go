@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pentecost/pentecost/worker"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // fastEngines are HTTP engines served on loopback: a recogniser that hears
@@ -151,5 +152,56 @@ func TestWorkersTakeOver(t *testing.T) {
 	stream(t, spk, bursts(1))
 	poll(t, 10*time.Second, "the restarted worker's utterance", func() bool {
 		return metric(t, regC, "pentecost_worker_utterances_total", map[string]string{"language": "es"}) == 1 && es.samples() >= before+8000
+	})
+}
+
+// TestWorkersRaceForLanguage: two workers see a new Spanish listener in the
+// same session list and both try to claim Spanish. The exclusive claim lets
+// exactly one win; the other stands by (no duplicated audio) and takes the
+// language over when the winner goes.
+func TestWorkersRaceForLanguage(t *testing.T) {
+	e := newEnv(t)
+	id := e.createSession()
+	spk := e.speaker(id)
+	enginesA, _ := fastEngines(t)
+	enginesB, _ := fastEngines(t)
+	a, regA := e.startWorker(enginesA)
+	b, regB := e.startWorker(enginesB)
+	langs := func(reg *prometheus.Registry) float64 { return metric(t, reg, "pentecost_worker_languages", nil) }
+
+	// Both workers are connected before the listener arrives: the list that
+	// asks for Spanish reaches them together.
+	es := e.listen(id, "es")
+	poll(t, 5*time.Second, "one worker to claim Spanish", func() bool {
+		return es.isAvailable() && langs(regA)+langs(regB) == 1
+	})
+	winner, winReg, loseReg := a, regA, regB
+	if langs(regB) == 1 {
+		winner, winReg, loseReg = b, regB, regA
+	}
+	published := func() int {
+		return int((metric(t, regA, "pentecost_worker_audio_seconds_total", nil) + metric(t, regB, "pentecost_worker_audio_seconds_total", nil)) * worker.SampleRate)
+	}
+
+	stream(t, spk, bursts(2))
+	poll(t, 10*time.Second, "the winner's two utterances to reach the listener", func() bool {
+		return metric(t, winReg, "pentecost_worker_utterances_total", map[string]string{"language": "es"}) == 2 && es.samples() >= 2*8000
+	})
+	if n := langs(loseReg); n != 0 {
+		t.Fatalf("the losing worker produces %v languages", n)
+	}
+	if n := metric(t, loseReg, "pentecost_worker_audio_seconds_total", nil); n != 0 {
+		t.Fatalf("the losing worker published %v s of audio", n)
+	}
+	if got, want := es.samples(), published(); got != want || got != 2*8000 {
+		t.Fatalf("listener got %d samples, the workers published %d, want %d once", got, want, 2*8000)
+	}
+
+	// The winner goes: the other stops standing by and takes Spanish.
+	if err := winner.Close(); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "the standby worker to take Spanish over", func() bool {
+		return es.isAvailable() && langs(loseReg) == 1
 	})
 }

@@ -100,43 +100,102 @@ func (s *session) segment() {
 	}
 }
 
+// ConcurrentRecognizer is a Recognizer that may recognise several
+// utterances of one session at once (a remote batch engine whose latency
+// is longer than an utterance). Its transcripts are still used in order.
+type ConcurrentRecognizer interface {
+	Recognizer
+	// Concurrency is how many utterances of a session may be in flight.
+	Concurrency() int
+}
+
+// recognition is one utterance's recognition, in flight or done.
+type recognition struct {
+	u     utterance
+	start time.Time
+	text  string
+	err   error
+	done  chan struct{}
+}
+
 // recognize turns utterances into transcripts, publishes them as source
-// captions and hands them to every target language's stream.
+// captions and hands them to every target language's stream, in the order
+// they were spoken. Most engines take one utterance at a time; a
+// ConcurrentRecognizer takes up to its Concurrency.
 func (s *session) recognize() {
 	defer s.wg.Done()
+	n := 1
+	if c, ok := s.rec.(ConcurrentRecognizer); ok {
+		n = max(c.Concurrency(), 1)
+	}
+	// slots bounds the recognitions started and not yet delivered.
+	slots := make(chan struct{}, n)
+	inflight := make(chan *recognition, n)
+	s.wg.Add(1)
+	go s.deliver(inflight, slots)
+	defer close(inflight)
 	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case slots <- struct{}{}:
+		}
 		var u utterance
 		select {
 		case <-s.ctx.Done():
 			return
 		case u = <-s.utts:
 		}
-		start := time.Now()
-		text, err := s.rec.Recognize(s.ctx, u.pcm, s.source)
+		r := &recognition{u: u, start: time.Now(), done: make(chan struct{})}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer close(r.done)
+			r.text, r.err = s.rec.Recognize(s.ctx, u.pcm, s.source)
+		}()
+		inflight <- r // never blocks: a slot was taken
+	}
+}
+
+// deliver takes recognitions in order as they finish.
+func (s *session) deliver(inflight <-chan *recognition, slots <-chan struct{}) {
+	defer s.wg.Done()
+	for r := range inflight {
+		select {
+		case <-r.done:
+		case <-s.ctx.Done():
+			return
+		}
 		if s.ctx.Err() != nil {
 			return
 		}
-		s.w.m.observe("recognize", s.rec.Name(), s.source, start)
-		if err != nil {
-			s.w.m.errors.WithLabelValues("recognize", s.source).Inc()
-			s.log.Warn("recognition failed", logEngine, s.rec.Name(), logError, err)
-			continue
-		}
-		text = strings.TrimSpace(text)
-		if text == "" {
-			continue
-		}
-		s.w.m.utterances.WithLabelValues(s.id, s.source).Inc()
-		s.log.Debug("utterance recognised", logDuration, time.Since(start), logSamples, len(u.pcm))
-		if err := s.w.client.PublishCaption(s.ctx, s.id, s.source, text, true); err != nil {
-			s.log.Warn("publishing transcript", logError, err)
-		}
-		s.mu.Lock()
-		for _, st := range s.streams {
-			st.push(job{text: text, end: u.end})
-		}
-		s.mu.Unlock()
+		s.transcribed(r)
+		<-slots
 	}
+}
+
+// transcribed publishes one recognition's result.
+func (s *session) transcribed(r *recognition) {
+	s.w.m.observe("recognize", s.rec.Name(), s.source, r.start)
+	if r.err != nil {
+		s.w.m.errors.WithLabelValues("recognize", s.source).Inc()
+		s.log.Warn("recognition failed", logEngine, s.rec.Name(), logError, r.err)
+		return
+	}
+	text := strings.TrimSpace(r.text)
+	if text == "" {
+		return
+	}
+	s.w.m.utterances.WithLabelValues(s.id, s.source).Inc()
+	s.log.Debug("utterance recognised", logDuration, time.Since(r.start), logSamples, len(r.u.pcm))
+	if err := s.w.client.PublishCaption(s.ctx, s.id, s.source, text, true); err != nil {
+		s.log.Warn("publishing transcript", logError, err)
+	}
+	s.mu.Lock()
+	for _, st := range s.streams {
+		st.push(job{text: text, end: r.u.end})
+	}
+	s.mu.Unlock()
 }
 
 // addStream starts producing lang.

@@ -190,8 +190,12 @@ func TestConfig(t *testing.T) {
 		{"ErrOpenAIWithoutURL", "recognize.en=openai\n"},
 		{"ErrLibreTranslateWithoutURL", "translate.en-es=libretranslate\n"},
 		{"ErrBadNumber", "vad.threshold=loud\n"},
+		{"ErrTranscribeWithoutBucket", "recognize.en=transcribe\naws.region=eu-west-1\n"},
+		{"ErrTranscribeBadTimeout", "recognize.en=transcribe\naws.region=eu-west-1\ntranscribe.bucket=b\ntranscribe.timeout_seconds=soon\n"},
+		{"ErrTranscribeNoLanguageCode", "recognize.en=\nrecognize.xx=transcribe\naws.region=eu-west-1\ntranscribe.bucket=b\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			awsEnv(t)
 			c, err := worker.ParseConfig(strings.NewReader(tc.text))
 			if err != nil {
 				t.Fatal(err)
@@ -205,6 +209,34 @@ func TestConfig(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// TestConfigTranscribe builds the batch Transcribe recogniser from the
+// configuration, with a language code given and one from the defaults.
+func TestConfigTranscribe(t *testing.T) {
+	awsEnv(t)
+	c, err := worker.ParseConfig(strings.NewReader("recognize.en=transcribe:en-GB\nrecognize.es=transcribe\naws.region=eu-west-1\n" +
+		"transcribe.bucket=talks\ntranscribe.prefix=p/\ntranscribe.poll_ms=250\ntranscribe.timeout_seconds=20\n" +
+		"translate.en-es=\ntranslate.en-ca=\ntranslate.en-gl=\nsynthesize.en=\nsynthesize.es=\nsynthesize.ca=\nsynthesize.gl=\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Engines(context.Background(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	a, ok := e.Recognizers["en"].(*worker.AWSTranscribe)
+	if !ok || e.Recognizers["es"] != e.Recognizers["en"] {
+		t.Fatalf("recognizers = %v", e.Recognizers)
+	}
+	if a.Bucket != "talks" || a.Prefix != "p/" || a.PollInterval != 250*time.Millisecond || a.Timeout != 20*time.Second ||
+		a.LanguageCodes["en"] != "en-GB" || a.LanguageCodes["es"] != "es-ES" {
+		t.Fatalf("transcribe = %+v", a)
+	}
+	if worker.DefaultTranscribeLanguages["en"] != "en-US" {
+		t.Fatal("configuring en-GB changed the defaults")
 	}
 }
 

@@ -28,10 +28,9 @@ const (
 //
 // A language of a session is produced by one worker at a time: a Worker
 // claims a language only when the server's session list shows no worker
-// producing it, and keeps producing the languages it claimed. Another
-// worker's claim becomes visible in the next session list (about a second
-// later), so two workers that see a new language in the same instant can
-// both claim it; see docs/translation.md.
+// producing it, and claims it exclusively, so that of two workers that see
+// a new language in the same instant the server lets one win; the other
+// gets CONFLICT and stands by until the language is no longer produced.
 //
 // Create it with NewWorker, set Engines, then Open it.
 type Worker struct {
@@ -49,7 +48,7 @@ type Worker struct {
 	Logger *slog.Logger
 	// Registerer receives the worker's metrics; nil: none.
 	Registerer prometheus.Registerer
-	// Now is the clock of the delay metric.
+	// Now is the clock of the delay metric and of standing by.
 	Now func() time.Time
 	// MinBackoff is the client's first reconnection delay (0: its default).
 	MinBackoff time.Duration
@@ -62,7 +61,23 @@ type Worker struct {
 
 	mu       sync.Mutex
 	latest   []client.WorkerSession // guarded by mu
+	gen      uint64                 // counts session lists; guarded by mu
 	sessions map[string]*session    // guarded by mu
+	standby  map[langKey]standby    // guarded by mu
+	lost     []langKey              // claims taken over while away; guarded by mu
+}
+
+// StandbyRetry is how long a Worker that lost a claim race waits before it
+// tries again without a newer session list.
+const StandbyRetry = 5 * time.Second
+
+type langKey struct{ session, lang string }
+
+// standby is a language another worker produces: it is claimed again once
+// a newer session list no longer shows it produced, or after StandbyRetry.
+type standby struct {
+	gen uint64
+	at  time.Time
 }
 
 // NewWorker returns a Worker of the server at url.
@@ -80,6 +95,7 @@ func (w *Worker) Open(ctx context.Context) error {
 	w.kick = make(chan struct{}, 1)
 	w.done = make(chan struct{})
 	w.sessions = make(map[string]*session)
+	w.standby = make(map[langKey]standby)
 	c := client.NewWorker(w.URL, w.Credential)
 	if w.MinBackoff > 0 {
 		c.MinBackoff = w.MinBackoff
@@ -87,6 +103,15 @@ func (w *Worker) Open(ctx context.Context) error {
 	c.OnSessions = func(list []client.WorkerSession) {
 		w.mu.Lock()
 		w.latest = list
+		w.gen++
+		w.mu.Unlock()
+		w.poke()
+	}
+	// Called while reconnecting, when another worker took a language
+	// meanwhile: reconcile stops it.
+	c.OnClaimLost = func(sessionID, lang string, _ error) {
+		w.mu.Lock()
+		w.lost = append(w.lost, langKey{sessionID, lang})
 		w.mu.Unlock()
 		w.poke()
 	}
@@ -184,8 +209,20 @@ func (w *Worker) wanted(ws client.WorkerSession, mine map[string]bool) []string 
 
 func (w *Worker) reconcile(ctx context.Context) {
 	w.mu.Lock()
-	list := w.latest
+	list, gen, lost := w.latest, w.gen, w.lost
+	w.lost = nil
 	w.mu.Unlock()
+	for _, k := range lost {
+		w.mu.Lock()
+		s := w.sessions[k.session]
+		w.standby[k] = standby{gen: gen, at: w.Now()}
+		w.mu.Unlock()
+		if s != nil && s.languages()[k.lang] {
+			s.removeStream(k.lang)
+			w.m.langs.Dec()
+			w.Logger.Warn("language taken by another worker while disconnected", logSession, k.session, logLanguage, k.lang)
+		}
+	}
 	live := make(map[string]bool, len(list))
 	for _, ws := range list {
 		live[ws.SessionID] = true
@@ -197,6 +234,7 @@ func (w *Worker) reconcile(ctx context.Context) {
 			mine = s.languages()
 		}
 		want := w.wanted(ws, mine)
+		want = slices.DeleteFunc(want, func(lang string) bool { return !mine[lang] && w.standingBy(ws.SessionID, lang, gen) })
 		if s == nil {
 			if len(want) == 0 {
 				continue
@@ -218,12 +256,24 @@ func (w *Worker) reconcile(ctx context.Context) {
 			if mine[lang] {
 				continue
 			}
-			if err := w.client.Claim(ctx, ws.SessionID, lang); err != nil {
-				if ctx.Err() == nil {
+			k := langKey{ws.SessionID, lang}
+			if err := w.client.ClaimExclusive(ctx, ws.SessionID, lang); err != nil {
+				if isConflict(err) {
+					w.mu.Lock()
+					_, already := w.standby[k]
+					w.standby[k] = standby{gen: gen, at: w.Now()}
+					w.mu.Unlock()
+					if !already {
+						w.Logger.Info("another worker produces the language: standing by", logSession, ws.SessionID, logLanguage, lang)
+					}
+				} else if ctx.Err() == nil {
 					w.Logger.Warn("claiming", logSession, ws.SessionID, logLanguage, lang, logError, err)
 				}
 				continue
 			}
+			w.mu.Lock()
+			delete(w.standby, k)
+			w.mu.Unlock()
 			s.addStream(lang)
 			w.m.langs.Inc()
 			w.Logger.Info("language started", logSession, ws.SessionID, logLanguage, lang,
@@ -245,6 +295,11 @@ func (w *Worker) reconcile(ctx context.Context) {
 	for id, s := range w.sessions {
 		if !live[id] {
 			gone = append(gone, s)
+		}
+	}
+	for k := range w.standby {
+		if !live[k.session] {
+			delete(w.standby, k)
 		}
 	}
 	w.mu.Unlock()
@@ -277,6 +332,23 @@ func (w *Worker) stopSession(ctx context.Context, s *session) {
 		w.Logger.Warn("unsubscribing", logSession, s.id, logError, err)
 	}
 	w.Logger.Info("session stopped", logSession, s.id)
+}
+
+// standingBy reports whether a language lost a claim race and should not
+// be claimed again yet: the session list is the one (gen) the loss was
+// seen with, and StandbyRetry has not passed. A newer list that still
+// shows the language produced keeps it out of wanted anyway.
+func (w *Worker) standingBy(session, lang string, gen uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sb, ok := w.standby[langKey{session, lang}]
+	return ok && sb.gen == gen && w.Now().Sub(sb.at) < StandbyRetry
+}
+
+// isConflict reports a claim another worker holds.
+func isConflict(err error) bool {
+	var e *client.Error
+	return errors.As(err, &e) && e.Code == "CONFLICT"
 }
 
 // ended reports an error saying the session is gone.
