@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pentecost/pentecost/redis"
+	"github.com/pentecost/pentecost/web"
 )
 
 // setting is one configuration value: a default, an optional file entry and
@@ -40,6 +41,7 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	AllowedOrigins []string
 	OIDCIssuers    []string // raw specs, parsed by auth.ParseOIDCConfig
+	SignInLinks    []web.SignInLink
 	CognitoRegion  string
 	CognitoPool    string
 	CognitoClient  string
@@ -136,6 +138,28 @@ var settings = []setting{
 	}},
 	{"oidc", "OIDC_ISSUERS", "", "external OIDC issuers, ';'-separated, each name=…,issuer=…,jwks=…,audience=a|b,client_id=…,token_use=id|access,alg=RS256", func(c *Config, v string) error {
 		c.OIDCIssuers = splitList(v, ";")
+		return nil
+	}},
+	{"sign-in-links", "SIGN_IN_LINKS", "", "sign-in buttons on the speaker page for OIDC issuers, ';'-separated, each Name|authorization URL (implicit flow, redirect_uri = this server's /speak)|id_token or access_token", func(c *Config, v string) error {
+		c.SignInLinks = nil
+		for _, spec := range splitList(v, ";") {
+			parts := strings.Split(spec, "|")
+			if len(parts) < 2 || len(parts) > 3 || strings.TrimSpace(parts[0]) == "" {
+				return fmt.Errorf("%q is not Name|URL[|id_token or access_token]", spec)
+			}
+			u, err := url.Parse(strings.TrimSpace(parts[1]))
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return fmt.Errorf("%q: the authorization URL must be an http(s) URL", spec)
+			}
+			link := web.SignInLink{Name: strings.TrimSpace(parts[0]), URL: u.String(), TokenParam: "id_token"}
+			if len(parts) == 3 {
+				link.TokenParam = strings.TrimSpace(parts[2])
+				if link.TokenParam != "id_token" && link.TokenParam != "access_token" {
+					return fmt.Errorf("%q: the token parameter must be id_token or access_token", spec)
+				}
+			}
+			c.SignInLinks = append(c.SignInLinks, link)
+		}
 		return nil
 	}},
 	{"cognito-region", "AWS_REGION", "", "AWS region of a Cognito user pool (with --cognito-user-pool-id)", func(c *Config, v string) error { c.CognitoRegion = v; return nil }},

@@ -66,6 +66,20 @@ func TestLoadConfig(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+	t.Run("SignInLinks", func(t *testing.T) {
+		c, err := LoadConfig([]string{"--sign-in-links", "Cognito|https://auth.example.org/oauth2/authorize?client_id=x&response_type=token|access_token; Keycloak|https://id.example.org/auth"}, env(nil), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.SignInLinks) != 2 || c.SignInLinks[0].TokenParam != "access_token" || c.SignInLinks[1].TokenParam != "id_token" || c.SignInLinks[1].Name != "Keycloak" {
+			t.Fatalf("%+v", c.SignInLinks)
+		}
+		for _, bad := range []string{"NoURL", "X|ftp://a", "X|https://a|code"} {
+			if _, err := LoadConfig([]string{"--sign-in-links", bad}, env(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "SIGN_IN_LINKS") {
+				t.Errorf("%q: err = %v", bad, err)
+			}
+		}
+	})
 	t.Run("TrustedProxies", func(t *testing.T) {
 		c, err := LoadConfig([]string{"--trusted-proxies", "10.0.0.0/8, 127.0.0.1"}, env(nil), &bytes.Buffer{})
 		if err != nil {

@@ -251,7 +251,18 @@ func waitFor(tb testing.TB, cond func() bool) {
 
 // TestServe_Pages checks that the binary serves the web pages beside the API.
 func TestServe_Pages(t *testing.T) {
-	m, _ := MustRunMain(t, t.TempDir(), map[string]string{"PUBLIC_URL": "https://live.example.org"})
+	m, _ := MustRunMain(t, t.TempDir(), map[string]string{"PUBLIC_URL": "https://live.example.org",
+		"SIGN_IN_LINKS": "Sign in with Cognito|https://auth.example.org/oauth2/authorize?client_id=x&response_type=token"})
+	// The speaker page offers the configured OIDC sign-in.
+	speak, err := http.Get(m.HTTPServer.URL() + "/speak")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(speak.Body)
+	speak.Body.Close()
+	if !strings.Contains(string(page), "Sign in with Cognito") || !strings.Contains(string(page), "auth.example.org") {
+		t.Fatalf("/speak does not offer the configured sign-in link")
+	}
 	for _, path := range []string{"/", "/speak", "/listen/golden-eagle-427"} {
 		resp, err := http.Get(m.HTTPServer.URL() + path)
 		if err != nil {

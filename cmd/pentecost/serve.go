@@ -181,6 +181,7 @@ func (m *Main) Run(ctx context.Context) error {
 	s.Handle("GET /ws", rt)
 	pages := web.NewHandler()
 	pages.PublicURL = cfg.PublicURL
+	pages.SignInLinks = cfg.SignInLinks
 	pages.Logger = m.Logger.With("component", "web")
 	for _, r := range pages.Routes() {
 		s.Handle(r.Pattern, r.Handler)
