@@ -151,9 +151,7 @@ func TestSpeaker_Grace(t *testing.T) {
 	}
 
 	// Cut only the speaker: it is the first connection the server took.
-	e.mu.Lock()
-	speakerConn := e.conns[0]
-	e.mu.Unlock()
+	speakerConn := e.Conns()[0]
 	_ = speakerConn.Close()
 	poll(t, "speakerDisconnected", func() bool { return r.eventCount(client.EventSpeakerDisconnected) == 1 })
 	poll(t, "speakerReconnected", func() bool { return r.eventCount(client.EventSpeakerReconnected) == 1 })

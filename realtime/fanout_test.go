@@ -112,7 +112,7 @@ func TestListenerCount(t *testing.T) {
 func expectCount(t *testing.T, e *env, id string, want int) {
 	t.Helper()
 	poll(t, fmt.Sprintf("presence count %d", want), func() bool {
-		c, err := e.presence.Counts(t.Context(), id)
+		c, err := e.Presence.Counts(t.Context(), id)
 		if err != nil || c.Total < 0 {
 			t.Fatalf("counts: %v %v", c, err)
 		}

@@ -59,7 +59,7 @@ func TestJoin(t *testing.T) {
 	})
 
 	ended := e.createSession("alice")
-	if _, err := e.sessions.EndSession(pentecost.NewContextWithUser(t.Context(), &pentecost.User{ID: "alice"}), ended.ID); err != nil {
+	if _, err := e.Store.EndSession(pentecost.NewContextWithUser(t.Context(), &pentecost.User{ID: "alice"}), ended.ID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -135,7 +135,7 @@ func TestCapacity(t *testing.T) {
 		r.expect("connectionRefreshComplete")
 		a.closeNormally()
 		poll(t, "count back to 2", func() bool {
-			c, _ := e.presence.Counts(t.Context(), sess.ID)
+			c, _ := e.Presence.Counts(t.Context(), sess.ID)
 			return c.Total == 2
 		})
 	})
@@ -157,7 +157,7 @@ func TestOrigin(t *testing.T) {
 		e.dial(q, dialOpts{header: http.Header{"Origin": {"https://church.example"}}}).expect("sessionJoined")
 	})
 	t.Run("SameOrigin", func(t *testing.T) {
-		e.dial(q, dialOpts{header: http.Header{"Origin": {e.httpURL}}}).expect("sessionJoined")
+		e.dial(q, dialOpts{header: http.Header{"Origin": {e.URL}}}).expect("sessionJoined")
 	})
 	t.Run("NoOrigin", func(t *testing.T) {
 		e.dial(q).expect("sessionJoined")

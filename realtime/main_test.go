@@ -2,16 +2,12 @@ package realtime_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,104 +15,36 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/pentecost/pentecost"
-	"github.com/pentecost/pentecost/auth"
-	pthttp "github.com/pentecost/pentecost/http"
-	"github.com/pentecost/pentecost/inmem"
 	"github.com/pentecost/pentecost/realtime"
-	"github.com/pentecost/pentecost/sqlite"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/pentecost/pentecost/servertest"
 )
 
 // wait is how long a test waits for something that should happen at once.
 const wait = 5 * time.Second
 
-// env is a whole server on loopback: a real SQLite file, the embedded
-// token issuer, the HTTP API and the WebSocket endpoint.
+// env is a whole server on loopback (see servertest) that flushes listener
+// counts every 20 ms. Its Store is the unwrapped session service, so tests
+// announce their own changes to the realtime server.
 type env struct {
-	t        testing.TB
-	db       *sqlite.DB
-	sessions *sqlite.SessionService
-	issuer   *auth.Embedded
-	presence *inmem.Presence
-	broker   *inmem.Broker
-	rt       *realtime.Server
-	api      *pthttp.Server
-	wsURL    string
-	httpURL  string
+	*servertest.Server
+	t testing.TB
 }
 
 // newEnv starts a server; configure adjusts the realtime server before Open.
 func newEnv(t testing.TB, configure ...func(*realtime.Server)) *env {
 	t.Helper()
-	e := &env{t: t}
-	e.db = sqlite.NewDB(filepath.Join(t.TempDir(), "pentecost.db"))
-	if err := e.db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.db.Close() })
-	e.sessions = sqlite.NewSessionService(e.db)
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.issuer = auth.NewEmbedded(key)
-	verifier := auth.NewVerifier(e.issuer)
-
-	e.presence, e.broker = inmem.NewPresence(), inmem.NewBroker()
-	rt := realtime.NewServer()
-	rt.Sessions, rt.Verifier, rt.Presence, rt.Broker = e.sessions, verifier, e.presence, e.broker
-	rt.WorkerVerifier = auth.NewWorkerSecrets([]string{"w1:worker-secret"})
-	rt.RateLimiter = inmem.NewRateLimiter()
-	rt.ConnectionLimit, rt.JoinLimit = pentecost.Limit{}, pentecost.Limit{} // tests open many connections
-	rt.Registerer = prometheus.NewRegistry()
-	rt.CountFlushInterval = 20 * time.Millisecond
-	for _, f := range configure {
-		f(rt)
-	}
-	if err := rt.Open(); err != nil {
-		t.Fatal(err)
-	}
-	e.rt = rt
-
-	api := pthttp.NewServer()
-	api.Addr = "127.0.0.1:0"
-	api.Sessions, api.Verifier = e.sessions, verifier
-	api.Registerer = prometheus.NewRegistry()
-	api.Gatherer = prometheus.NewRegistry()
-	api.Handle("GET /ws", rt)
-	if err := api.Open(); err != nil {
-		t.Fatal(err)
-	}
-	e.api = api
-	e.httpURL = api.URL()
-	e.wsURL = "ws" + strings.TrimPrefix(e.httpURL, "http") + "/ws"
-	t.Cleanup(func() {
-		_ = rt.Close()
-		_ = api.Close()
-	})
-	return e
+	srv := servertest.Start(t,
+		servertest.WorkerSecret("worker-secret"),
+		servertest.Configure(func(s *realtime.Server) { s.CountFlushInterval = 20 * time.Millisecond }),
+		servertest.Configure(configure...))
+	return &env{Server: srv, t: t}
 }
 
 // token returns a speaker token for user id.
-func (e *env) token(id string) string {
-	e.t.Helper()
-	tok, err := e.issuer.IssueToken(context.Background(), &pentecost.User{ID: id, Name: id}, time.Hour)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return tok
-}
+func (e *env) token(id string) string { return e.Token(id) }
 
 // createSession creates a session owned by id with English as source.
-func (e *env) createSession(id string) *pentecost.Session {
-	e.t.Helper()
-	s := &pentecost.Session{SourceLanguage: "en", QualityTier: pentecost.QualityStandard}
-	ctx := pentecost.NewContextWithUser(context.Background(), &pentecost.User{ID: id, Name: id, Issuer: pentecost.EmbeddedIssuer})
-	if err := e.sessions.CreateSession(ctx, s); err != nil {
-		e.t.Fatal(err)
-	}
-	return s
-}
+func (e *env) createSession(id string) *pentecost.Session { return e.CreateSession(id, "en") }
 
 // msg is one message received by a test client.
 type msg struct {
@@ -165,7 +93,7 @@ func (e *env) tryDial(query string, o ...dialOpts) (*client, error) {
 	if opt.header != nil {
 		d.Header = ws.HandshakeHeaderHTTP(opt.header)
 	}
-	conn, br, _, err := d.Dial(context.Background(), e.wsURL+"?"+query)
+	conn, br, _, err := d.Dial(context.Background(), e.WSURL+"?"+query)
 	if err != nil {
 		return nil, err
 	}
@@ -312,19 +240,13 @@ func (c *client) closeNormally() {
 // poll waits until cond holds, failing after the deadline.
 func poll(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	servertest.Poll(t, wait, what, cond)
 }
 
 // httpListenerCount reads listenerCount from GET /sessions/{id}.
 func (e *env) httpListenerCount(id string) int {
 	e.t.Helper()
-	resp, err := http.Get(e.httpURL + "/sessions/" + id)
+	resp, err := http.Get(e.URL + "/sessions/" + id)
 	if err != nil {
 		e.t.Fatal(err)
 	}

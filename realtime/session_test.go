@@ -76,7 +76,7 @@ func TestRefreshMidStream(t *testing.T) {
 // is reported plainly with streamGap.
 func TestResumeGap(t *testing.T) {
 	e := newEnv(t)
-	e.broker.HistorySize = 10
+	e.Broker.HistorySize = 10
 	sess := e.createSession("alice")
 	sp := e.dial("sessionId=" + sess.ID + "&token=" + e.token("alice"))
 	sp.expect("speakerConnected")
@@ -164,7 +164,7 @@ func TestSpeakerGrace(t *testing.T) {
 		if code := l.expectClose(); code != 1000 {
 			t.Fatalf("close = %d", code)
 		}
-		s, err := e.sessions.FindSessionByID(t.Context(), sess.ID)
+		s, err := e.Store.FindSessionByID(t.Context(), sess.ID)
 		if err != nil || s.Status != pentecost.SessionEnded {
 			t.Fatalf("stored status = %v, %v", s.Status, err)
 		}
@@ -242,7 +242,7 @@ func TestControls(t *testing.T) {
 			sp.expect(tt.want)
 		})
 	}
-	s, _ := e.sessions.FindSessionByID(t.Context(), sess.ID)
+	s, _ := e.Store.FindSessionByID(t.Context(), sess.ID)
 	if s.BroadcastState.Volume != 0.5 || s.BroadcastState.SpeakerState != "praying" {
 		t.Fatalf("stored state = %+v", s.BroadcastState)
 	}
@@ -259,12 +259,12 @@ func TestControls(t *testing.T) {
 
 	t.Run("HTTPPatch", func(t *testing.T) {
 		paused := true
-		upd, err := e.sessions.UpdateSession(pentecost.NewContextWithUser(t.Context(), &pentecost.User{ID: "alice"}), sess.ID,
+		upd, err := e.Store.UpdateSession(pentecost.NewContextWithUser(t.Context(), &pentecost.User{ID: "alice"}), sess.ID,
 			pentecost.SessionUpdate{BroadcastState: &pentecost.BroadcastStateUpdate{Paused: &paused}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.rt.SessionUpdated(t.Context(), upd); err != nil {
+		if err := e.Realtime.SessionUpdated(t.Context(), upd); err != nil {
 			t.Fatal(err)
 		}
 		l.expect("sessionPaused")
@@ -297,11 +297,11 @@ func TestControls(t *testing.T) {
 	})
 
 	t.Run("HTTPDelete", func(t *testing.T) {
-		ended, err := e.sessions.EndSession(pentecost.NewContextWithUser(t.Context(), &pentecost.User{ID: "alice"}), sess.ID)
+		ended, err := e.Store.EndSession(pentecost.NewContextWithUser(t.Context(), &pentecost.User{ID: "alice"}), sess.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.rt.SessionEnded(t.Context(), ended); err != nil {
+		if err := e.Realtime.SessionEnded(t.Context(), ended); err != nil {
 			t.Fatal(err)
 		}
 		l.expect("sessionEnded")
@@ -325,12 +325,12 @@ func TestEndSessionAction(t *testing.T) {
 	if code := sp.expectClose(); code != 1000 {
 		t.Fatalf("close = %d", code)
 	}
-	resp, err := http.Get(e.httpURL + "/sessions/" + sess.ID)
+	resp, err := http.Get(e.URL + "/sessions/" + sess.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	s, _ := e.sessions.FindSessionByID(context.Background(), sess.ID)
+	s, _ := e.Store.FindSessionByID(context.Background(), sess.ID)
 	if s.Status != pentecost.SessionEnded {
 		t.Fatalf("status = %s", s.Status)
 	}

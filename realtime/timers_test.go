@@ -143,7 +143,7 @@ func TestDrain(t *testing.T) {
 	sp := e.dial("sessionId=" + sess.ID + "&token=" + e.token("alice"))
 	sp.expect("speakerConnected")
 	done := make(chan error, 1)
-	go func() { done <- e.rt.Shutdown(context.Background()) }()
+	go func() { done <- e.Realtime.Shutdown(context.Background()) }()
 	l.expect("connectionRefreshRequired")
 	sp.expect("connectionRefreshRequired")
 	if code := l.expectClose(); code != ws.StatusGoingAway {
@@ -153,7 +153,7 @@ func TestDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The session survives a drain: the speaker will come back elsewhere.
-	s, _ := e.sessions.FindSessionByID(context.Background(), sess.ID)
+	s, _ := e.Store.FindSessionByID(context.Background(), sess.ID)
 	if s.Status == "ended" {
 		t.Fatal("drain ended the session")
 	}

@@ -4,19 +4,14 @@ import (
 	"context"
 	"errors"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pentecost/pentecost"
-	"github.com/pentecost/pentecost/auth"
 	"github.com/pentecost/pentecost/client"
-	pthttp "github.com/pentecost/pentecost/http"
-	"github.com/pentecost/pentecost/inmem"
 	"github.com/pentecost/pentecost/realtime"
-	"github.com/pentecost/pentecost/sqlite"
+	"github.com/pentecost/pentecost/servertest"
 	"github.com/pentecost/pentecost/worker"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -24,80 +19,29 @@ import (
 // workerSecret is the worker credential the test server accepts.
 const workerSecret = "test-worker-secret"
 
-// env is a whole Pentecost server on loopback: a SQLite file, the embedded
-// token issuer, the HTTP API and the WebSocket endpoint.
+// env is a whole Pentecost server on loopback (see servertest).
 type env struct {
-	t        testing.TB
-	sessions pentecost.SessionService
-	issuer   *auth.Embedded
-	URL      string
+	*servertest.Server
+	t testing.TB
 }
 
 // newEnv starts a server that updates workers' session lists every 200 ms
 // (a production server: every second).
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{t: t}
-	dir := t.TempDir()
-	db := sqlite.NewDB(filepath.Join(dir, "pentecost.db"))
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	svc := sqlite.NewSessionService(db)
-	key, err := auth.LoadOrCreateKey(filepath.Join(dir, "signing.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.issuer = auth.NewEmbedded(key)
-	verifier := auth.NewVerifier(e.issuer)
-	rt := realtime.NewServer()
-	rt.Sessions, rt.Verifier = svc, verifier
-	rt.Presence, rt.Broker = inmem.NewPresence(), inmem.NewBroker()
-	rt.WorkerVerifier = auth.NewWorkerSecrets([]string{"w1:" + workerSecret})
-	rt.RateLimiter = inmem.NewRateLimiter()
-	rt.ConnectionLimit, rt.JoinLimit = pentecost.Limit{}, pentecost.Limit{}
-	rt.Registerer = prometheus.NewRegistry()
-	rt.WorkerUpdateInterval = 200 * time.Millisecond
-	if err := rt.Open(); err != nil {
-		t.Fatal(err)
-	}
-	e.sessions = rt.NotifyingSessions(svc)
-	api := pthttp.NewServer()
-	api.Addr = "127.0.0.1:0"
-	api.Sessions, api.Verifier = e.sessions, verifier
-	api.Registerer, api.Gatherer = prometheus.NewRegistry(), prometheus.NewRegistry()
-	api.Handle("GET /ws", rt)
-	if err := api.Open(); err != nil {
-		t.Fatal(err)
-	}
-	e.URL = api.URL()
-	t.Cleanup(func() {
-		_ = rt.Close()
-		_ = api.Close()
-	})
-	return e
+	srv := servertest.Start(t,
+		servertest.WorkerSecret(workerSecret),
+		servertest.Configure(func(s *realtime.Server) { s.WorkerUpdateInterval = 200 * time.Millisecond }))
+	return &env{Server: srv, t: t}
 }
 
 // createSession creates a session with English as its source.
-func (e *env) createSession() string {
-	e.t.Helper()
-	u := &pentecost.User{ID: "speaker", Name: "speaker", Issuer: pentecost.EmbeddedIssuer}
-	s := &pentecost.Session{SourceLanguage: "en", QualityTier: pentecost.QualityStandard}
-	if err := e.sessions.CreateSession(pentecost.NewContextWithUser(context.Background(), u), s); err != nil {
-		e.t.Fatal(err)
-	}
-	return s.ID
-}
+func (e *env) createSession() string { return e.CreateSession("speaker", "en").ID }
 
 // speaker connects a speaker to a session.
 func (e *env) speaker(id string) *client.Speaker {
 	e.t.Helper()
-	tok, err := e.issuer.IssueToken(context.Background(), &pentecost.User{ID: "speaker", Name: "speaker"}, time.Hour)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	s := client.NewSpeaker(e.URL, tok)
+	s := client.NewSpeaker(e.URL, e.Token("speaker"))
 	s.SessionID = id
 	if err := s.Open(context.Background()); err != nil {
 		e.t.Fatal(err)
@@ -262,13 +206,7 @@ func histogramMean(t testing.TB, reg *prometheus.Registry, name string, want map
 // poll waits until cond holds, failing the test after timeout.
 func poll(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	servertest.Poll(t, timeout, what, cond)
 }
 
 // requirePackages fails (never skips) when a Debian package is missing.
