@@ -58,7 +58,8 @@ type conn struct {
 	// Timer state, touched only by the server's ticker.
 	lastPing, lastStatus time.Time
 	warnedSent           bool
-	refreshSent          atomic.Bool
+	refreshSent          atomic.Bool // a refresh was asked for
+	refreshDelivered     atomic.Bool // ... and queued, exactly once
 
 	// Write state (writer.go), guarded by wmu.
 	wmu           sync.Mutex

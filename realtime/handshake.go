@@ -154,6 +154,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.joined.Store(true)
+	if c.refreshSent.Load() { // a drain began while this join was running
+		s.sendRefreshRequired(c)
+	}
 	c.log.Debug("connected", logSession, c.sessionID())
 	s.metrics.conns.WithLabelValues(r0.String()).Inc()
 	// The connection lives on a fresh goroutine and this handler returns:

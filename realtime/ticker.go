@@ -82,10 +82,13 @@ func (s *Server) checkConns(now time.Time) {
 	}
 }
 
-// sendRefreshRequired asks a client to open a refresh connection.
+// sendRefreshRequired asks a client to open a refresh connection. A
+// connection still finishing its join (its reply may already be on the
+// wire) gets the request from ServeHTTP once joined is set; the
+// CompareAndSwap keeps the two paths from sending it twice.
 func (s *Server) sendRefreshRequired(c *conn) {
 	c.refreshSent.Store(true)
-	if !c.joined.Load() {
+	if !c.joined.Load() || !c.refreshDelivered.CompareAndSwap(false, true) {
 		return
 	}
 	switch c.role {
