@@ -11,8 +11,10 @@ import (
 
 func TestHeartbeat(t *testing.T) {
 	e := newEnv(t, func(s *realtime.Server) {
-		s.HeartbeatInterval = 20 * time.Millisecond
-		s.HeartbeatTimeout = 200 * time.Millisecond
+		// The timeout is ten intervals, so that a test goroutine paused
+		// by a busy CI machine still answers in time.
+		s.HeartbeatInterval = 50 * time.Millisecond
+		s.HeartbeatTimeout = 500 * time.Millisecond
 	})
 	sess := e.createSession("alice")
 	q := "sessionId=" + sess.ID + "&targetLanguage=en"
@@ -35,7 +37,7 @@ func TestHeartbeat(t *testing.T) {
 		c := e.dial(q)
 		c.expect("sessionJoined")
 		// Outlive the timeout several times over by answering pings.
-		deadline := time.Now().Add(4 * 200 * time.Millisecond)
+		deadline := time.Now().Add(4 * 500 * time.Millisecond)
 		for time.Now().Before(deadline) {
 			c.next()
 		}
@@ -69,9 +71,11 @@ func TestHeartbeatRateLimit(t *testing.T) {
 // TestConnectionAge: refresh request, warning and maximum duration.
 func TestConnectionAge(t *testing.T) {
 	e := newEnv(t, func(s *realtime.Server) {
-		s.RefreshAfter = 50 * time.Millisecond
-		s.WarningAfter = 100 * time.Millisecond
-		s.MaxConnDuration = 150 * time.Millisecond
+		// Wide gaps: a tick delayed past the next threshold by a busy
+		// machine would skip a message (the close wins over the warning).
+		s.RefreshAfter = 100 * time.Millisecond
+		s.WarningAfter = 700 * time.Millisecond
+		s.MaxConnDuration = 1400 * time.Millisecond
 	})
 	sess := e.createSession("alice")
 	l := e.dial("sessionId=" + sess.ID + "&targetLanguage=es")
