@@ -14,49 +14,19 @@ import (
 
 	"github.com/pentecost/pentecost"
 	"github.com/pentecost/pentecost/sqlite"
+	"github.com/pentecost/pentecost/storetest"
 )
-
-// Clock is a settable clock shared by a test and the DB it opened.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewClock starts at a fixed time with sub-millisecond digits, so that the
-// store's millisecond truncation is exercised.
-func NewClock() *Clock {
-	return &Clock{now: time.Date(2025, 6, 1, 9, 30, 0, 123456789, time.UTC)}
-}
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Add moves the clock.
-func (c *Clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// Millis returns the clock's time as the store keeps it.
-func (c *Clock) Millis() time.Time {
-	return time.UnixMilli(c.Now().UnixMilli()).UTC()
-}
 
 // MustOpenDB opens a database in a fresh file under tb.TempDir() with a
 // settable clock, and closes it when the test ends.
-func MustOpenDB(tb testing.TB) (*sqlite.DB, *Clock) {
+func MustOpenDB(tb testing.TB) (*sqlite.DB, *storetest.Clock) {
 	tb.Helper()
-	clock := NewClock()
+	clock := storetest.NewClock()
 	return MustOpenDBAt(tb, filepath.Join(tb.TempDir(), "data", "pentecost.db"), clock), clock
 }
 
 // MustOpenDBAt opens the database file at path with the given clock.
-func MustOpenDBAt(tb testing.TB, path string, clock *Clock) *sqlite.DB {
+func MustOpenDBAt(tb testing.TB, path string, clock *storetest.Clock) *sqlite.DB {
 	tb.Helper()
 	db := sqlite.NewDB(path)
 	db.Now = clock.Now
@@ -124,7 +94,7 @@ func TestDB_Open(t *testing.T) {
 
 	t.Run("MigrationsRunOnce", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "pentecost.db")
-		clock := NewClock()
+		clock := storetest.NewClock()
 		countMigrations := func(db *sqlite.DB) int {
 			var n int
 			if err := sqlite.SQLDB(db).QueryRow(`SELECT COUNT(*) FROM migrations`).Scan(&n); err != nil {
