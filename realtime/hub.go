@@ -53,6 +53,7 @@ type hubSession struct {
 	lastSeq uint64
 
 	grace     *time.Timer
+	graceGen  uint64 // counts grace periods, so a timer knows whether it is still the current one
 	graceUser *pentecost.User
 
 	// Last counts reported to the speaker, for the >10 % rule.

@@ -136,9 +136,12 @@ func (s *Server) leaveSpeaker(c *conn) {
 	if startGrace && grace > 0 {
 		hs.refs++ // the grace period keeps the hub session
 		user := c.user
-		var t *time.Timer
-		t = time.AfterFunc(grace, func() { s.graceExpired(hs, t, user) })
-		hs.grace = t
+		// The callback gets the period's number, not the timer: a timer
+		// that fires before AfterFunc returns must not read the variable
+		// being assigned (the race detector caught that at 50 ms grace).
+		hs.graceGen++
+		gen := hs.graceGen
+		hs.grace = time.AfterFunc(grace, func() { s.graceExpired(hs, gen, user) })
 	}
 	hs.mu.Unlock()
 
@@ -146,25 +149,29 @@ func (s *Server) leaveSpeaker(c *conn) {
 	case startGrace && grace > 0:
 		s.publishEvent(context.Background(), hs.id, &pentecost.SessionEvent{Type: pentecost.EventSpeakerDisconnected, Grace: grace})
 	case startGrace:
-		s.graceExpired(hs, nil, c.user)
+		s.endForSpeakerTimeout(hs, c.user)
 	}
 	s.hub.release(hs)
 }
 
-// graceExpired ends a session whose speaker did not come back.
-func (s *Server) graceExpired(hs *hubSession, t *time.Timer, u *pentecost.User) {
-	if t != nil {
-		hs.mu.Lock()
-		mine := hs.grace == t
-		if mine {
-			hs.grace = nil
-		}
-		hs.mu.Unlock()
-		if !mine {
-			return
-		}
-		defer s.hub.release(hs)
+// graceExpired ends the session when grace period gen is still current,
+// i.e. the speaker did not come back and nothing cancelled the period.
+func (s *Server) graceExpired(hs *hubSession, gen uint64, u *pentecost.User) {
+	hs.mu.Lock()
+	mine := hs.grace != nil && hs.graceGen == gen
+	if mine {
+		hs.grace = nil
 	}
+	hs.mu.Unlock()
+	if !mine {
+		return
+	}
+	defer s.hub.release(hs) // the reference the grace period held
+	s.endForSpeakerTimeout(hs, u)
+}
+
+// endForSpeakerTimeout ends a session whose speaker did not come back.
+func (s *Server) endForSpeakerTimeout(hs *hubSession, u *pentecost.User) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := s.Sessions.EndSession(pentecost.NewContextWithUser(ctx, u), hs.id)
