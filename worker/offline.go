@@ -3,6 +3,8 @@ package worker
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,10 +37,9 @@ type Pocketsphinx struct {
 	// Corpus, if set, is a text file of domain sentences (one a line);
 	// Open builds a bigram model of them into Dir and uses it as LM.
 	Corpus string
-	// Dir holds temporary files; default os.TempDir().
+	// Dir holds the generated model and temporary files; default
+	// os.TempDir().
 	Dir string
-
-	generated []string // files Open wrote, removed by Close
 }
 
 // NewPocketsphinx returns a recogniser with Debian's en-us model.
@@ -70,38 +71,58 @@ func (p *Pocketsphinx) Open() error {
 		return fmt.Errorf("pocketsphinx corpus: %w", err)
 	}
 	defer in.Close()
-	lm, err := os.CreateTemp(p.Dir, "pentecost-lm-*.arpa")
+	var lm bytes.Buffer
+	vocab, err := WriteARPA(&lm, in, func(w string) bool { return known[w] })
 	if err != nil {
-		return err
-	}
-	defer lm.Close()
-	vocab, err := WriteARPA(lm, in, func(w string) bool { return known[w] })
-	if err != nil {
-		_ = os.Remove(lm.Name())
 		return fmt.Errorf("pocketsphinx corpus %s: %w", filepath.Base(p.Corpus), err)
+	}
+	if p.LM, err = writeNamedByContent(p.dir(), "pentecost-lm-", ".arpa", lm.Bytes()); err != nil {
+		return err
 	}
 	// A dictionary of the model's words only: loading the full one
 	// (130,000 words) is most of a recognition's time.
-	small, err := os.CreateTemp(p.Dir, "pentecost-dict-*.dict")
-	if err != nil {
-		return err
-	}
-	defer small.Close()
-	if _, err := small.Write(pruneDict(dict, vocab)); err != nil {
-		return err
-	}
-	p.LM, p.Dict = lm.Name(), small.Name()
-	p.generated = append(p.generated, lm.Name(), small.Name())
-	return nil
+	p.Dict, err = writeNamedByContent(p.dir(), "pentecost-dict-", ".dict", pruneDict(dict, vocab))
+	return err
 }
 
-// Close removes the files Open generated.
-func (p *Pocketsphinx) Close() error {
-	for _, f := range p.generated {
-		_ = os.Remove(f)
+func (p *Pocketsphinx) dir() string {
+	if p.Dir == "" {
+		return os.TempDir()
 	}
-	p.generated = nil
-	return nil
+	return p.Dir
+}
+
+// Close releases nothing: the generated model files are named by their
+// content and left for the next start (or another worker on the machine)
+// to reuse, so that a worker killed and restarted over and over leaves one
+// pair of files per corpus, not a pair per start.
+func (p *Pocketsphinx) Close() error { return nil }
+
+// writeNamedByContent writes data to dir/prefix<hash>suffix unless that file
+// already exists, and returns its path. It writes a temporary file and
+// renames it, so a reader never sees a half-written model.
+func writeNamedByContent(dir, prefix, suffix string, data []byte) (string, error) {
+	sum := sha256.Sum256(data)
+	path := filepath.Join(dir, prefix+hex.EncodeToString(sum[:8])+suffix)
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	f, err := os.CreateTemp(dir, prefix+"*.tmp")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	return path, nil
 }
 
 // dictWords returns the words of a pronunciation dictionary (lines "word

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -258,5 +259,33 @@ func TestWriteARPA(t *testing.T) {
 	}
 	if _, err := worker.WriteARPA(&out, strings.NewReader("zzyzx\n"), known); err == nil {
 		t.Error("a corpus of unknown words accepted")
+	}
+}
+
+// TestPocketsphinxCorpusModelReused: the model built from a corpus is named
+// by its content, so a worker started again (after a crash, which runs no
+// clean-up) reuses the files instead of leaving another pair behind.
+func TestPocketsphinxCorpusModelReused(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *worker.Pocketsphinx {
+		p := worker.NewPocketsphinx()
+		p.Corpus, p.Dir = "testdata/sermon-corpus.txt", dir
+		requirePackages(t, p.Open())
+		return p
+	}
+	first, second := open(), open()
+	if first.LM != second.LM || first.Dict != second.Dict {
+		t.Fatalf("second start built other files: %s %s, then %s %s", first.LM, first.Dict, second.LM, second.Dict)
+	}
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 {
+		t.Fatalf("%d files in the model directory, want the model and its dictionary", len(files))
+	}
+	lm, err := os.ReadFile(first.LM)
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(lm)), "\\end\\") {
+		t.Fatalf("model file incomplete (%v)", err)
 	}
 }
