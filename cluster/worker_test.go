@@ -292,6 +292,11 @@ func TestWorkerKilled(t *testing.T) {
 	// seeing the connection close.
 	until(5*time.Second, "the node to release worker 1's claim", func() bool { return !es.isAvailable() })
 	t.Logf("Spanish unavailable %v after the kill", time.Since(killed).Round(time.Millisecond))
+	// Operators see it too: the node logs the release at info level.
+	until(5*time.Second, "the node to log worker 1's departure", func() bool {
+		out := n.out.String()
+		return strings.Contains(out, "worker disconnected") && strings.Contains(out, "language released")
+	})
 	audio, captions, _ := es.state()
 
 	w2 := startWorker(t, "worker 2", n, engines)

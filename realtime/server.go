@@ -48,6 +48,7 @@ const (
 	logError   = "error"
 	logReason  = "reason"
 	logWorker  = "worker"
+	logLang    = "language"
 )
 
 // Server is the WebSocket endpoint and hub. Set its fields, call Open, mount

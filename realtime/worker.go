@@ -61,6 +61,9 @@ func (s *Server) joinWorker(ctx context.Context, c *conn, q query) error {
 		return err
 	}
 	c.wstate.lastDemand = raw
+	// Workers are few and what they produce is what listeners hear:
+	// operators see their comings and goings at info level.
+	c.log.Info("worker connected")
 	c.send(obj{"type": "workerConnected", "workerId": w.ID, "connectionId": c.id, "sessions": sessions})
 	return nil
 }
@@ -269,6 +272,7 @@ func (s *Server) workerClaim(ctx context.Context, c *conn, m *Message) {
 	}
 	ws.claims[sess.ID][lang] = struct{}{}
 	ws.mu.Unlock()
+	c.log.Info("language claimed", logSession, sess.ID, logLang, lang)
 	c.send(obj{"type": "languageClaimed", "sessionId": sess.ID, "targetLanguage": lang, "exclusive": m.Exclusive})
 	if !contains(before, lang) {
 		s.publishEvent(ctx, sess.ID, &pentecost.SessionEvent{Type: pentecost.EventTranslationAvailable, Language: lang})
@@ -284,7 +288,13 @@ func (s *Server) workerRelease(ctx context.Context, c *conn, id, lang string) {
 	}
 	ws.mu.Unlock()
 	produced, err := s.Presence.ReleaseLanguage(ctx, id, lang, c.id)
-	if err == nil && !produced {
+	if err != nil {
+		// The claim's presence entry expires by itself (PresenceTTL).
+		c.log.Warn("release language", logSession, id, logLang, lang, logError, err)
+		return
+	}
+	c.log.Info("language released", logSession, id, logLang, lang)
+	if !produced {
 		s.publishEvent(ctx, id, &pentecost.SessionEvent{Type: pentecost.EventTranslationUnavailable, Language: lang})
 	}
 }
@@ -368,6 +378,7 @@ func (s *Server) leaveWorker(c *conn) {
 	for _, id := range ids {
 		s.workerUnsubscribe(c, id)
 	}
+	c.log.Info("worker disconnected", "claimsReleased", len(claims))
 }
 
 func contains(list []string, v string) bool {
