@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,8 +175,8 @@ func (c *conn) readMessage() (op ws.OpCode, payload []byte, err error) {
 				if len(body) >= 2 {
 					code = int(binary.BigEndian.Uint16(body))
 				}
-				if code == 1005 || code == 1006 || code == 1015 || code < 1000 {
-					code = CloseNormal
+				if len(body) == 1 || !validCloseCode(code) {
+					code = CloseProtocol // RFC 6455 7.4: not a code a peer may send
 				}
 				c.closeWith(code, "")
 				c.peerClosed = true
@@ -183,7 +184,9 @@ func (c *conn) readMessage() (op ws.OpCode, payload []byte, err error) {
 			}
 			continue
 		}
-		if int64(len(payload))+h.Length > c.srv.ReadLimit {
+		// Written so that it cannot overflow: a 63-bit frame length added
+		// to a fragment already read wrapped negative and passed.
+		if h.Length < 0 || h.Length > c.srv.ReadLimit-int64(len(payload)) {
 			c.unread = h.Length // linger discards it, so the close is not a reset
 			return 0, nil, errTooBig
 		}
@@ -207,8 +210,34 @@ func (c *conn) readMessage() (op ws.OpCode, payload []byte, err error) {
 	}
 }
 
+// validCloseCode reports whether a peer may send code in a close frame
+// (RFC 6455 section 7.4): the defined codes other than those reserved for
+// local use (1004-1006, 1015), and the ranges for libraries and applications.
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	default:
+		return code >= 3000 && code <= 4999
+	}
+}
+
 // serve runs the read loop until the connection ends, then tears it down.
+// A panic while reading or handling a message closes this connection with
+// 1011 and is logged with its stack: one bad message must not take every
+// other connection of the process down with it.
 func (c *conn) serve(ctx context.Context, handle func(op ws.OpCode, p []byte)) {
+	defer func() {
+		close(c.readDone)
+		c.shutdown()
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic serving connection", "panic", r, "stack", string(debug.Stack()))
+			c.srv.metrics.panics.Inc()
+			c.closeWith(CloseInternal, "internal error")
+		}
+	}()
 	for {
 		op, p, err := c.readMessage()
 		if err != nil {
@@ -223,8 +252,6 @@ func (c *conn) serve(ctx context.Context, handle func(op ws.OpCode, p []byte)) {
 		}
 		handle(op, p)
 	}
-	close(c.readDone)
-	c.shutdown()
 }
 
 // shutdown finishes the closing handshake as far as the peer allows and

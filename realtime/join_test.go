@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"math"
 	"net/http"
 	"net/url"
 	"testing"
@@ -227,4 +228,45 @@ func TestBadInput(t *testing.T) {
 		sp.send(map[string]any{"action": "heartbeat"})
 		sp.expect("heartbeatAck")
 	})
+
+	t.Run("ErrTooBigFragmented", func(t *testing.T) {
+		// A first fragment, then a continuation claiming 2^63-1 bytes: the
+		// sum once wrapped negative, passed the limit and crashed the
+		// whole process in make.
+		c := e.dial("sessionId=" + sess.ID + "&targetLanguage=en")
+		c.expect("sessionJoined")
+		c.writeFrame(ws.Header{OpCode: ws.OpText}, []byte(`{"action":`))
+		c.writeFrame(ws.Header{OpCode: ws.OpContinuation, Fin: true, Length: math.MaxInt64}, nil)
+		if code := c.expectClose(); code != 1009 {
+			t.Fatalf("close = %d, want 1009", code)
+		}
+		// The process and the session live on: a listener still hears.
+		other := e.dial("sessionId=" + sess.ID + "&targetLanguage=en")
+		other.expect("sessionJoined")
+		sp.sendBinary(audio(7, 640))
+		m := other.expect("audioData")
+		if got, _ := base64.StdEncoding.DecodeString(m.m["audioData"].(string)); !bytes.Equal(got, audio(7, 640)) {
+			t.Fatal("wrong audio after the oversized fragment")
+		}
+	})
+}
+
+// TestPeerCloseCodes: the server answers a client's close with the same
+// code when RFC 6455 lets a peer send it, and with 1002 when not.
+func TestPeerCloseCodes(t *testing.T) {
+	e := newEnv(t)
+	sess := e.createSession("alice")
+	for _, tt := range []struct{ sent, want int }{
+		{1000, 1000}, {1001, 1001}, {4100, 4100}, {3000, 3000},
+		{1004, 1002}, {1005, 1002}, {1016, 1002}, {2999, 1002}, {5000, 1002},
+	} {
+		c := e.dial("sessionId=" + sess.ID + "&targetLanguage=en")
+		c.expect("sessionJoined")
+		if err := c.write(ws.OpClose, ws.NewCloseFrameBody(ws.StatusCode(tt.sent), "")); err != nil {
+			t.Fatal(err)
+		}
+		if code := c.expectClose(); int(code) != tt.want {
+			t.Errorf("client closed with %d: server answered %d, want %d", tt.sent, code, tt.want)
+		}
+	}
 }

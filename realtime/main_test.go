@@ -232,6 +232,26 @@ func (c *client) write(op ws.OpCode, p []byte) error {
 }
 
 // closeNormally sends a close frame with 1000, as a client leaving does.
+// writeFrame writes one raw frame, masked as a client's must be; h.Length
+// defaults to len(p), and may claim more than is sent.
+func (c *client) writeFrame(h ws.Header, p []byte) {
+	c.t.Helper()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if h.Length == 0 {
+		h.Length = int64(len(p))
+	}
+	h.Masked, h.Mask = true, ws.NewMask()
+	body := append([]byte(nil), p...)
+	ws.Cipher(body, h.Mask, 0)
+	if err := ws.WriteHeader(c.conn, h); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.conn.Write(body); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 func (c *client) closeNormally() {
 	_ = c.write(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
 	_ = c.conn.Close()

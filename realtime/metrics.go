@@ -17,6 +17,7 @@ type metrics struct {
 	queued      prometheus.Gauge
 	batch       prometheus.Histogram
 	fanout      prometheus.Histogram
+	panics      prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -57,12 +58,15 @@ func newMetrics() *metrics {
 			Name: "pentecost_ws_fanout_seconds", Help: "Time from receiving a frame to having queued it for every local receiver.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
 		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pentecost_ws_panics_total", Help: "Connections closed with 1011 after a panic while serving them (a bug: see the log).",
+		}),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.conns, m.joinsTotal, m.joinLatency, m.framesIn, m.framesOut,
-		m.dropped, m.duplicates, m.slow, m.queued, m.batch, m.fanout} {
+		m.dropped, m.duplicates, m.slow, m.queued, m.batch, m.fanout, m.panics} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
