@@ -11,6 +11,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/pentecost/pentecost"
+	pthttp "github.com/pentecost/pentecost/http"
 )
 
 // subprotocol is what browsers offer, with "bearer.<token>", to pass a token.
@@ -110,7 +111,17 @@ func (s *Server) originAllowed(r *http.Request) bool {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.originAllowed(r) {
 		s.metrics.joins(roleUnknown, pentecost.EFORBIDDEN)
-		http.Error(w, "Origin not allowed.", http.StatusForbidden)
+		pthttp.Error(w, r, pentecost.Errorf(pentecost.EFORBIDDEN, "Origin not allowed."))
+		return
+	}
+	// Checked here, not left to the upgrader, so that a request that is no
+	// WebSocket handshake gets the API's JSON error rather than a library's
+	// plain-text wording.
+	if err := checkHandshake(r); err != nil {
+		if r.Header.Get("Sec-WebSocket-Version") != "" {
+			w.Header().Set("Sec-WebSocket-Version", "13") // RFC 6455 4.4: the version we speak
+		}
+		pthttp.Error(w, r, err)
 		return
 	}
 	start := time.Now()
@@ -174,6 +185,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
+// checkHandshake refuses a request to /ws that is not a WebSocket opening
+// handshake of version 13 (RFC 6455 4.2.1).
+func checkHandshake(r *http.Request) error {
+	switch {
+	case !headerHasToken(r.Header, "Upgrade", "websocket") || !headerHasToken(r.Header, "Connection", "upgrade"):
+		return pentecost.Errorf(pentecost.EVALIDATION, "This endpoint takes WebSocket connections only.")
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return pentecost.Errorf(pentecost.EVALIDATION, "Only WebSocket version 13 is supported.")
+	case r.Header.Get("Sec-WebSocket-Key") == "":
+		return pentecost.Errorf(pentecost.EVALIDATION, "The Sec-WebSocket-Key header is missing.")
+	}
+	return nil
+}
+
+// headerHasToken reports whether a comma-separated header lists token.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // roleUnknown labels refusals before the role is known.
 const roleUnknown role = 0
 
@@ -188,7 +225,7 @@ func roleOf(q query) role {
 			return roleSpeaker
 		}
 		return roleListener
-	case q.targetLanguage != "":
+	case q.role == "listener", q.targetLanguage != "" && q.role != "speaker":
 		return roleListener
 	}
 	return roleSpeaker
@@ -208,6 +245,13 @@ func (s *Server) join(ctx context.Context, c *conn, q query) error {
 		return pentecost.Errorf(pentecost.EUNKNOWNACTION, "Unknown action.")
 	case q.refresh && q.role != "speaker" && q.role != "listener":
 		return fieldError("role", "role must be speaker or listener.")
+	case q.role != "" && q.role != "speaker" && q.role != "listener" && q.role != "worker":
+		return fieldError("role", "role must be speaker, listener or worker.")
+	case c.role == roleSpeaker && q.targetLanguage != "" && !q.legacyCreate:
+		return fieldError("targetLanguage", "targetLanguage is for listeners; a speaker connects without it.")
+	case c.role == roleSpeaker && q.token == "" && q.role == "" && !q.legacyCreate:
+		// Neither a token nor a language: say what either role needs.
+		return pentecost.Errorf(pentecost.EAUTHREQUIRED, "A speaker token is required; a listener gives targetLanguage instead.")
 	}
 	switch c.role {
 	case roleWorker:

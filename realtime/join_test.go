@@ -3,6 +3,7 @@ package realtime_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
@@ -80,6 +81,12 @@ func TestJoin(t *testing.T) {
 		{"ErrForbidden", "sessionId=" + sess.ID + "&token=" + e.token("mallory"), pentecost.EFORBIDDEN, 1008},
 		{"ErrUnknownAction", "action=fly&sessionId=" + sess.ID, pentecost.EUNKNOWNACTION, 1008},
 		{"ErrWorkerCredential", "role=worker&token=wrong", pentecost.EAUTHINVALID, 1008},
+		// role=listener without a language is a listener's mistake, not a
+		// missing speaker token.
+		{"ErrListenerNoLanguage", "role=listener&sessionId=" + sess.ID, pentecost.EVALIDATIONFIELD, 1008},
+		{"ErrListenerEmptyLanguage", "role=listener&targetLanguage=&sessionId=" + sess.ID, pentecost.EVALIDATIONFIELD, 1008},
+		{"ErrSpeakerWithLanguage", "role=speaker&targetLanguage=es&sessionId=" + sess.ID + "&token=" + e.token("alice"), pentecost.EVALIDATIONFIELD, 1008},
+		{"ErrUnknownRole", "role=dj&targetLanguage=es&sessionId=" + sess.ID, pentecost.EVALIDATIONFIELD, 1008},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := e.dial(tt.query)
@@ -140,6 +147,48 @@ func TestCapacity(t *testing.T) {
 			return c.Total == 2
 		})
 	})
+}
+
+// TestNotAHandshake: requests to /ws that are no WebSocket handshake get
+// the API's JSON error, like every other refusal before the upgrade.
+func TestNotAHandshake(t *testing.T) {
+	e := newEnv(t, func(s *realtime.Server) { s.AllowedOrigins = []string{"https://church.example"} })
+	sess := e.createSession("alice")
+	handshake := http.Header{"Upgrade": {"websocket"}, "Connection": {"keep-alive, Upgrade"},
+		"Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
+	for _, tt := range []struct {
+		name   string
+		header func(h http.Header)
+		status int
+		code   string
+	}{
+		{"ErrPlainGET", func(h http.Header) { h.Del("Upgrade"); h.Del("Connection") }, 400, pentecost.EVALIDATION},
+		{"ErrNoConnectionUpgrade", func(h http.Header) { h.Set("Connection", "keep-alive") }, 400, pentecost.EVALIDATION},
+		{"ErrVersion", func(h http.Header) { h.Set("Sec-Websocket-Version", "8") }, 400, pentecost.EVALIDATION},
+		{"ErrNoKey", func(h http.Header) { h.Del("Sec-Websocket-Key") }, 400, pentecost.EVALIDATION},
+		{"ErrOrigin", func(h http.Header) { h.Set("Origin", "https://evil.example") }, 403, pentecost.EFORBIDDEN},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest("GET", e.URL+"/ws?sessionId="+sess.ID+"&targetLanguage=en", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header = handshake.Clone()
+			tt.header(req.Header)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body struct{ Type, Code, Message string }
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatalf("status %d, body not JSON: %v", resp.StatusCode, err)
+			}
+			if resp.StatusCode != tt.status || body.Type != "error" || body.Code != tt.code || body.Message == "" {
+				t.Fatalf("status %d, %+v; want %d %s", resp.StatusCode, body, tt.status, tt.code)
+			}
+		})
+	}
 }
 
 func TestOrigin(t *testing.T) {

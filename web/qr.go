@@ -28,6 +28,14 @@ func (h *Handler) serveQR(w http.ResponseWriter, r *http.Request) {
 		pthttp.Error(w, r, err)
 		return
 	}
+	// Without PublicURL the link is built from the Host header, which the
+	// client chooses: one too long to be a host name is refused here
+	// rather than failing the encoder (an internal error) further on.
+	if h.PublicURL == "" && len(r.Host) > maxHostLen {
+		pthttp.Error(w, r, &pentecost.Error{Code: pentecost.EVALIDATIONFIELD,
+			Message: "The Host header is too long to be a server name.", Details: map[string]string{"field": "Host"}})
+		return
+	}
 	link := h.baseURL(r) + "/listen/" + id
 	svg, err := qrSVG(link)
 	if err != nil {
@@ -47,6 +55,10 @@ func (h *Handler) serveQR(w http.ResponseWriter, r *http.Request) {
 	}
 	_, _ = w.Write(svg)
 }
+
+// maxHostLen is the longest Host a listener link is built from: a DNS name
+// (253) with a port.
+const maxHostLen = 253 + len(":65535")
 
 // baseURL is PublicURL, or else the scheme and host of the request.
 func (h *Handler) baseURL(r *http.Request) string {

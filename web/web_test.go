@@ -361,6 +361,25 @@ func TestQR(t *testing.T) {
 			}
 		})
 	}
+	t.Run("ErrHostTooLong", func(t *testing.T) {
+		// The link is built from Host; one no QR code can hold was an
+		// INTERNAL_ERROR from the encoder.
+		srv := newPages(t, nil)
+		req, err := http.NewRequest("GET", srv.URL+"/qr/golden-eagle-427.svg", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = strings.Repeat("a", 3000)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e struct{ Code string }
+		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.StatusCode != http.StatusBadRequest || e.Code != "VALIDATION_INVALID_FIELD" {
+			t.Fatalf("status %d, code %q (%v), want 400 VALIDATION_INVALID_FIELD", resp.StatusCode, e.Code, err)
+		}
+	})
 }
 
 func TestSignInLinks(t *testing.T) {
