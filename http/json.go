@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -27,8 +28,8 @@ func decodeJSON(r *http.Request, v any) error {
 	}
 
 	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		return bodyError(err)
 	}
 	// Exactly one value: anything but white space after it is refused.
@@ -39,6 +40,16 @@ func decodeJSON(r *http.Request, v any) error {
 			}
 		}
 		return &pentecost.Error{Code: pentecost.EVALIDATIONBODY, Message: "Request body has data after the JSON value."}
+	}
+	// An object, not null: encoding/json would take null as "no fields"
+	// and the handler would report a field that was never sent.
+	if len(raw) == 0 || raw[0] != '{' {
+		return &pentecost.Error{Code: pentecost.EVALIDATIONBODY, Message: "Request body must be a JSON object."}
+	}
+	obj := json.NewDecoder(bytes.NewReader(raw))
+	obj.DisallowUnknownFields()
+	if err := obj.Decode(v); err != nil {
+		return bodyError(err)
 	}
 	return nil
 }

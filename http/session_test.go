@@ -84,6 +84,8 @@ func TestCreateSession(t *testing.T) {
 		{"ErrMalformedJSON", Request{Token: alice, Body: `{"sourceLanguage":`}, 400, pentecost.EVALIDATIONBODY},
 		{"ErrSyntax", Request{Token: alice, Body: `{"sourceLanguage" "en"}`}, 400, pentecost.EVALIDATIONBODY},
 		{"ErrNotObject", Request{Token: alice, Body: `["en"]`}, 400, pentecost.EVALIDATIONBODY},
+		{"ErrNull", Request{Token: alice, Body: `null`}, 400, pentecost.EVALIDATIONBODY},
+		{"ErrString", Request{Token: alice, Body: ` "en" `}, 400, pentecost.EVALIDATIONBODY},
 		{"ErrTrailingData", Request{Token: alice, Body: `{"sourceLanguage":"en"} {}`}, 400, pentecost.EVALIDATIONBODY},
 		{"ErrEmptyBody", Request{Token: alice}, 400, pentecost.EVALIDATIONBODY},
 		{"ErrContentType", Request{Token: alice, Body: `{"sourceLanguage":"en"}`, ContentType: "text/plain"}, 400, pentecost.EVALIDATIONBODY},

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,7 @@ func TestJoin(t *testing.T) {
 		{"ErrSessionNotFound", "sessionId=no-such-123&targetLanguage=en", pentecost.ESESSIONNOTFOUND, 1008},
 		{"ErrSessionEnded", "sessionId=" + ended.ID + "&targetLanguage=en", pentecost.ESESSIONNOTFOUND, 1008},
 		{"ErrInvalidSessionID", "sessionId=" + url.QueryEscape("<script>") + "&targetLanguage=en", pentecost.EINVALIDSESSIONID, 1008},
+		{"ErrHugeSessionID", "sessionId=" + strings.Repeat("x", 5000) + "&targetLanguage=en", pentecost.EINVALIDSESSIONID, 1008},
 		{"ErrUnsupportedLanguage", "sessionId=" + sess.ID + "&targetLanguage=qq", pentecost.EUNSUPPORTEDLANG, 1008},
 		{"ErrInvalidLanguage", "sessionId=" + sess.ID + "&targetLanguage=english", pentecost.EINVALIDLANGUAGE, 1008},
 		{"ErrAuthRequired", "sessionId=" + sess.ID, pentecost.EAUTHREQUIRED, 1008},
@@ -96,6 +98,9 @@ func TestJoin(t *testing.T) {
 			}
 			if m.m["httpStatus"] == nil || m.m["message"] == "" || m.m["timestamp"] == nil {
 				t.Fatalf("error lacks fields: %v", m.m)
+			}
+			if id, _ := m.m["sessionId"].(string); len(id) > 64 {
+				t.Fatalf("error echoes a %d-byte sessionId", len(id))
 			}
 			if got := c.expectClose(); got != tt.close {
 				t.Fatalf("close = %d, want %d", got, tt.close)

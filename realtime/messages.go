@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pentecost/pentecost"
 	pthttp "github.com/pentecost/pentecost/http"
@@ -103,7 +104,7 @@ func errorObj(err error, sessionID string) obj {
 		"code":       code,
 		"message":    pentecost.ErrorMessage(err),
 		"httpStatus": httpStatus(code),
-		"sessionId":  sessionID,
+		"sessionId":  clip(sessionID, 64), // the client's own words: not echoed at any length
 	}
 	if d := pentecost.ErrorRetryAfter(err); d > 0 {
 		o["retryAfter"] = int(math.Ceil(d.Seconds()))
@@ -131,3 +132,14 @@ func (c *conn) sessionID() string {
 
 // seconds renders a duration as whole seconds for clients.
 func seconds(d time.Duration) int64 { return int64(d / time.Second) }
+
+// clip shortens s to at most n bytes, on a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
