@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -22,6 +23,12 @@ func (s *Server) handle(c *conn, op ws.OpCode, p []byte) {
 	}
 	m, err := DecodeMessage(p)
 	if err != nil {
+		if c.role == roleWorker {
+			// Workers match errors to requests by these fields; name
+			// them when they can be read at all.
+			c.replyWorkerError(requestNames(p), err)
+			return
+		}
 		c.replyError(err)
 		return
 	}
@@ -53,4 +60,17 @@ func (s *Server) leave(c *conn) {
 	case roleWorker:
 		s.leaveWorker(c)
 	}
+}
+
+// requestNames reads action, sessionId and targetLanguage from a message
+// that did not decode, keeping only those that are strings.
+func requestNames(p []byte) *Message {
+	var loose struct {
+		Action         any `json:"action"`
+		SessionID      any `json:"sessionId"`
+		TargetLanguage any `json:"targetLanguage"`
+	}
+	_ = json.Unmarshal(p, &loose) // best effort: the message is already known to be bad
+	str := func(v any) string { s, _ := v.(string); return s }
+	return &Message{Action: clip(str(loose.Action), 64), SessionID: str(loose.SessionID), TargetLanguage: clip(str(loose.TargetLanguage), 16)}
 }

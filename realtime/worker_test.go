@@ -45,6 +45,13 @@ func TestWorker(t *testing.T) {
 		t.Fatalf("publish without claim: %v", m.m)
 	}
 
+	// A field of the wrong type: the error still names the request.
+	w.send(map[string]any{"action": "claimLanguage", "sessionId": sess.ID, "targetLanguage": "es", "exclusive": "yes"})
+	if m := w.expect("error"); m.m["code"] != pentecost.EINVALIDMESSAGE || m.m["action"] != "claimLanguage" ||
+		m.m["sessionId"] != sess.ID || m.m["targetLanguage"] != "es" {
+		t.Fatalf("undecodable claim: %v", m.m)
+	}
+
 	w.send(map[string]any{"action": "subscribeSession", "sessionId": sess.ID})
 	w.expect("subscribed")
 	w.send(map[string]any{"action": "claimLanguage", "sessionId": sess.ID, "targetLanguage": "es"})
