@@ -57,6 +57,7 @@ func (c *conn) enqueueMsg(m *wsMsg, hold bool) bool {
 		if i >= 0 {
 			c.drops++
 			c.srv.metrics.dropped.Inc()
+			c.srv.metrics.queued.Dec()
 		}
 		// A connection that lost a whole queue of audio since its last
 		// successful write, or has a queue of nothing but control messages,
@@ -87,6 +88,14 @@ func (c *conn) slowLocked() {
 	c.closeCode = CloseSlow
 	c.srv.metrics.slow.Inc()
 	c.startWriterLocked()
+}
+
+// abandonLocked drops what is queued on a dead connection, keeping the
+// queued-frames gauge right. Called with wmu held.
+func (c *conn) abandonLocked() {
+	c.srv.metrics.queued.Sub(float64(len(c.queue)))
+	clear(c.queue)
+	c.queue = c.queue[:0]
 }
 
 func (c *conn) startWriterLocked() {
@@ -133,6 +142,9 @@ func (c *conn) writeLoop() {
 			if c.dead || (c.closing && c.closeWritten) {
 				c.signalFlushedLocked()
 			}
+			if c.dead {
+				c.abandonLocked() // nothing will write these
+			}
 			// Give memory back while idle: a queue that grew during a burst
 			// would otherwise be held for the life of the connection.
 			if cap(c.queue) > 32 {
@@ -158,6 +170,7 @@ func (c *conn) writeLoop() {
 		if err != nil {
 			c.dead = true
 			c.writing = false
+			c.abandonLocked() // queued during the failed write
 			c.signalFlushedLocked()
 			c.wmu.Unlock()
 			_ = c.nc.Close()
