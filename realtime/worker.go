@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pentecost/pentecost"
+	"github.com/pentecost/pentecost/sessionid"
 )
 
 // MaxCaptionBytes bounds a caption's text.
@@ -189,11 +190,16 @@ func (s *Server) handleWorker(ctx context.Context, c *conn, m *Message) {
 			c.replyWorkerError(m, err)
 		}
 	case "unsubscribeSession":
-		if !s.workerUnsubscribe(c, m.SessionID) {
+		id, err := sessionid.Normalize(m.SessionID)
+		if err != nil {
+			c.replyWorkerError(m, err)
+			return
+		}
+		if !s.workerUnsubscribe(c, id) {
 			c.replyWorkerError(m, pentecost.Errorf(pentecost.ENOTFOUND, "Not subscribed to this session."))
 			return
 		}
-		c.send(obj{"type": "unsubscribed", "sessionId": m.SessionID})
+		c.send(obj{"type": "unsubscribed", "sessionId": id})
 	case "claimLanguage", "releaseLanguage":
 		s.workerClaim(ctx, c, m)
 	case "publishAudio", "publishCaption":
@@ -305,10 +311,16 @@ func (s *Server) workerPublish(ctx context.Context, c *conn, m *Message) {
 		c.replyWorkerError(m, err)
 		return
 	}
+	// Claims and subscriptions are kept under the canonical ID (findLive).
+	id, err := sessionid.Normalize(m.SessionID)
+	if err != nil {
+		c.replyWorkerError(m, err)
+		return
+	}
 	ws := c.wstate
 	ws.mu.Lock()
-	_, claimed := ws.claims[m.SessionID][lang]
-	hs := ws.subs[m.SessionID]
+	_, claimed := ws.claims[id][lang]
+	hs := ws.subs[id]
 	ws.mu.Unlock()
 	f := &pentecost.Frame{Language: lang, Time: s.Now()}
 	if m.Action == "publishAudio" {
@@ -344,7 +356,7 @@ func (s *Server) workerPublish(ctx context.Context, c *conn, m *Message) {
 		f.Kind, f.Text, f.Final = pentecost.FrameCaption, m.Text, m.Final
 	}
 	s.metrics.framesIn.Inc()
-	if err := s.Broker.Publish(ctx, pentecost.StreamKey{SessionID: m.SessionID, Language: lang}, f); err != nil {
+	if err := s.Broker.Publish(ctx, pentecost.StreamKey{SessionID: id, Language: lang}, f); err != nil {
 		c.replyWorkerError(m, err)
 	}
 }
