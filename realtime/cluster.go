@@ -114,9 +114,14 @@ func (cl *cluster) refresh(ctx context.Context) {
 		default:
 			continue // still subscribing
 		}
+		// Held from the snapshot until Refresh returns: a listener that
+		// leaves or changes language meanwhile waits (presenceMu), since
+		// Refresh puts back the entries it is given as they are.
+		hs.presenceMu.Lock()
 		hs.mu.Lock()
 		if hs.ended {
 			hs.mu.Unlock()
+			hs.presenceMu.Unlock()
 			continue
 		}
 		entries := make([]pentecost.PresenceEntry, 0, len(hs.listeners))
@@ -132,6 +137,7 @@ func (cl *cluster) refresh(ctx context.Context) {
 				s.Logger.Warn("refresh presence", logSession, hs.id, logError, err)
 			}
 		}
+		hs.presenceMu.Unlock()
 		cl.refreshCounts(ctx, hs)
 		switch {
 		case speakerHere:
@@ -271,19 +277,30 @@ func (cl *cluster) refreshClaims(ctx context.Context) {
 		if c.role != roleWorker || !c.joined.Load() || c.wstate == nil {
 			continue
 		}
-		type claim struct{ id, lang string }
-		var claims []claim
-		c.wstate.mu.Lock()
-		for id, langs := range c.wstate.claims {
-			for l := range langs {
-				claims = append(claims, claim{id, l})
-			}
+		cl.refreshWorkerClaims(ctx, c)
+	}
+}
+
+// refreshWorkerClaims renews one worker's claims under claimMu, like the
+// claims and releases themselves: a release (or the worker leaving) between
+// the snapshot and ClaimLanguage would otherwise bring the claim back for
+// the presence expiry, under a connection that no longer produces it.
+func (cl *cluster) refreshWorkerClaims(ctx context.Context, c *conn) {
+	s := cl.srv
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	type claim struct{ id, lang string }
+	var claims []claim
+	c.wstate.mu.Lock()
+	for id, langs := range c.wstate.claims {
+		for l := range langs {
+			claims = append(claims, claim{id, l})
 		}
-		c.wstate.mu.Unlock()
-		for _, cl := range claims {
-			if _, err := s.Presence.ClaimLanguage(ctx, cl.id, cl.lang, c.id); err != nil {
-				s.Logger.Warn("refresh language claim", logSession, cl.id, logError, err)
-			}
+	}
+	c.wstate.mu.Unlock()
+	for _, k := range claims {
+		if _, err := s.Presence.ClaimLanguage(ctx, k.id, k.lang, c.id); err != nil {
+			s.Logger.Warn("refresh language claim", logSession, k.id, logError, err)
 		}
 	}
 }
@@ -301,11 +318,15 @@ func (hs *hubSession) subscribeControl(ctx context.Context) error {
 	}
 	hs.mu.Lock()
 	hs.unsubCtl, hs.readyErr = unsub, err
-	if fresh != nil {
+	switch {
+	case fresh == nil:
+	case fresh.Status == pentecost.SessionEnded:
+		hs.info.Status, hs.ended = fresh.Status, true
+	case hs.stateEvents == 0:
+		// An event handled since the subscription carries the whole state
+		// and may be newer than this read (a PATCH landing after it):
+		// fresh only stands in for changes published before we subscribed.
 		hs.info.Status, hs.info.BroadcastState = fresh.Status, fresh.BroadcastState
-		if fresh.Status == pentecost.SessionEnded {
-			hs.ended = true
-		}
 	}
 	hs.mu.Unlock()
 	close(hs.ready)

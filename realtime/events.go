@@ -36,7 +36,15 @@ func (s *Server) endSession(ctx context.Context, id, reason string) error {
 	}
 	// Every node has handled the event by now (in memory) or will shortly
 	// (shared broker); presence and history of the session are no longer needed.
-	_ = s.Presence.RemoveSession(ctx, id)
+	// Shared presenceMu: a refresh running here finishes first, so it
+	// cannot put this node's listeners back (they leave anyway).
+	if hs := s.hub.session(id); hs != nil {
+		hs.presenceMu.RLock()
+		_ = s.Presence.RemoveSession(ctx, id)
+		hs.presenceMu.RUnlock()
+	} else {
+		_ = s.Presence.RemoveSession(ctx, id)
+	}
 	_ = s.Broker.DropSession(ctx, id)
 	return nil
 }
@@ -113,6 +121,7 @@ func (hs *hubSession) handleEvent(f *pentecost.Frame) {
 		hs.mu.Lock()
 		old := hs.info.BroadcastState
 		hs.info.Status, hs.info.BroadcastState = ev.Status, ev.BroadcastState
+		hs.stateEvents++
 		targets := hs.everyoneLocked()
 		hs.mu.Unlock()
 		for _, m := range s.stateMessages(hs.id, old, ev.BroadcastState) {

@@ -12,6 +12,10 @@ import (
 // Lock order: hub.mu → hubSession.mu → hubStream.mu → conn.wmu. Broker calls
 // that deliver (Publish) are never made while holding any of them, because
 // delivery takes hubStream.mu and hubSession.mu.
+//
+// hubSession.presenceMu and Server.claimMu come before all of them and are
+// held across presence round trips on purpose: they order a session's
+// presence writes (cluster.go) and a node's language claims.
 
 // hub is this node's view of the sessions it serves: which local
 // connections hear which stream.
@@ -23,6 +27,11 @@ type hub struct {
 	conns    map[*conn]struct{}
 	closed   bool
 	dirty    map[string]struct{} // sessions whose count must be stored
+
+	// flushMu makes flushes (the ticker's, the last one at shutdown) run
+	// one at a time, across their store writes: otherwise an older count
+	// could be stored after a newer one.
+	flushMu sync.Mutex
 }
 
 // hubSession is a session with at least one local connection (or a
@@ -32,16 +41,25 @@ type hubSession struct {
 	id     string
 	hub    *hub
 
-	mu        sync.Mutex
-	info      pentecost.Session // cached; state kept current by events
-	refs      int
-	ended     bool
-	speaker   *conn
-	speakers  map[*conn]struct{}
-	listeners map[*conn]struct{}
-	workers   map[*conn]struct{} // workers subscribed to the source audio
-	streams   map[string]*hubStream
-	unsubCtl  func()
+	// presenceMu orders this node's presence writes for the session's
+	// listeners: the cluster refresh holds it exclusively from its snapshot
+	// of the listeners until Presence.Refresh returns; leaves, language
+	// changes and RemoveSession hold it shared around their presence call.
+	// Without it a refresh put back a listener that had just left, or moved
+	// one back to its old language.
+	presenceMu sync.RWMutex
+
+	mu          sync.Mutex
+	info        pentecost.Session // cached; state kept current by events
+	stateEvents uint64            // sessionUpdated events handled (subscribeControl)
+	refs        int
+	ended       bool
+	speaker     *conn
+	speakers    map[*conn]struct{}
+	listeners   map[*conn]struct{}
+	workers     map[*conn]struct{} // workers subscribed to the source audio
+	streams     map[string]*hubStream
+	unsubCtl    func()
 
 	// ready is closed once the control stream is subscribed (readyErr
 	// says whether that failed); see acquire and cluster.go.
@@ -231,6 +249,8 @@ func (h *hub) markDirty(id string) {
 // come from presence, which is exact; the store is told in batches so that
 // a burst of joins costs one write per session, not one per join.
 func (h *hub) flushCounts(ctx context.Context) {
+	h.flushMu.Lock()
+	defer h.flushMu.Unlock()
 	h.mu.Lock()
 	if len(h.dirty) == 0 {
 		h.mu.Unlock()
@@ -268,11 +288,17 @@ func (h *hub) stopGraces() {
 	h.mu.Unlock()
 	for _, hs := range sessions {
 		hs.mu.Lock()
-		if hs.grace != nil {
+		held := hs.grace != nil
+		if held {
+			// Even a timer that already fired: graceExpired finds
+			// hs.grace nil and leaves the reference to us.
 			hs.grace.Stop()
 			hs.grace = nil
 		}
 		hs.mu.Unlock()
+		if held {
+			h.release(hs) // the grace period's reference
+		}
 	}
 }
 
@@ -434,6 +460,9 @@ func (st *hubStream) deliver(f *pentecost.Frame) {
 	case hold && !wasHeld:
 		st.flush.Reset(srv.WriteCoalesce)
 	case !hold && wasHeld:
+		// Also for a caption: the held frames are going out, so the next
+		// audio frame starts a new hold.
+		st.held = false
 		st.flush.Stop()
 		st.kickAll()
 	}

@@ -69,24 +69,30 @@ func (s *Server) joinListener(ctx context.Context, c *conn, q query) error {
 		s.presenceLeave(sess.ID, c)
 		return err
 	}
-	hs.mu.Lock()
-	hs.listeners[c] = struct{}{}
-	c.session, c.language = hs, lang
-	state := hs.info.BroadcastState
-	hs.mu.Unlock()
-
 	reply := obj{"type": "sessionJoined", "targetLanguage": lang, "sourceLanguage": sess.SourceLanguage}
 	if q.refresh {
 		reply = obj{"type": "connectionRefreshComplete", "role": "listener", "targetLanguage": lang}
 	}
-	reply["sessionId"], reply["connectionId"], reply["broadcastState"] = sess.ID, c.id, state
+	reply["sessionId"], reply["connectionId"] = sess.ID, c.id
 	reply["audioFormat"] = map[bool]string{false: "json", true: "binary"}[c.binary]
+	// first runs under hs.mu: c becomes a listener, reads the state and
+	// queues its reply in one step, so that the reply is its first message
+	// and a state event handled before it is in the reply, one handled
+	// after it follows the reply.
 	err = hs.subscribe(ctx, c, lang, q.hasSince, q.since, q.epoch, func(pos pentecost.StreamPosition) {
+		hs.listeners[c] = struct{}{}
+		c.session, c.language = hs, lang
+		reply["broadcastState"] = hs.info.BroadcastState
 		reply["epoch"], reply["sequenceNumber"] = pos.Epoch, pos.Last
 		c.send(reply)
 	})
 	if err != nil {
-		s.leaveListener(c)
+		if c.session != nil {
+			s.leaveListener(c)
+		} else {
+			s.presenceLeave(sess.ID, c)
+			s.hub.release(hs)
+		}
 		return err
 	}
 	s.translationNotice(ctx, c, sess, lang)
@@ -95,6 +101,7 @@ func (s *Server) joinListener(ctx context.Context, c *conn, q query) error {
 }
 
 // translationNotice tells a listener when nobody produces its language.
+// The listener already receives the session's translation events.
 func (s *Server) translationNotice(ctx context.Context, c *conn, sess *pentecost.Session, lang string) {
 	if lang == sess.SourceLanguage {
 		return
@@ -105,6 +112,14 @@ func (s *Server) translationNotice(ctx context.Context, c *conn, sess *pentecost
 	}
 	c.send(obj{"type": "translationUnavailable", "sessionId": sess.ID, "targetLanguage": lang,
 		"message": "No translation is being produced for this language right now."})
+	// A worker that claimed the language since the read above (on any
+	// node) may have had its translationAvailable queued before our
+	// notice: look again, so the listener's last word is the right one. A
+	// claim after this read publishes its event after our notice.
+	langs, err = s.Presence.ProducedLanguages(ctx, sess.ID)
+	if err == nil && slices.Contains(langs, lang) {
+		c.send(obj{"type": pentecost.EventTranslationAvailable, "sessionId": sess.ID, "targetLanguage": lang})
+	}
 }
 
 // leaveListener removes a listener from the hub and presence. It is safe to
@@ -114,12 +129,16 @@ func (s *Server) leaveListener(c *conn) {
 	if hs == nil {
 		return
 	}
+	// Shared presenceMu: a cluster refresh that saw c finishes before c's
+	// entry is removed, so it cannot put the entry back (hub.go).
+	hs.presenceMu.RLock()
 	hs.mu.Lock()
 	_, present := hs.listeners[c]
 	delete(hs.listeners, c)
 	hs.unsubscribeLocked(c, c.language)
 	hs.mu.Unlock()
 	s.presenceLeave(hs.id, c)
+	hs.presenceMu.RUnlock()
 	if present {
 		s.hub.release(hs)
 	}
@@ -164,8 +183,13 @@ func (s *Server) handleListener(ctx context.Context, c *conn, m *Message) {
 			c.send(reply)
 			return
 		}
+		// Shared presenceMu until c.language is the new language: a cluster
+		// refresh must not snapshot the old one and write it back after
+		// the change (hub.go).
+		hs.presenceMu.RLock()
 		counts, err := s.Presence.ChangeLanguage(ctx, hs.id, c.id, lang)
 		if err != nil {
+			hs.presenceMu.RUnlock()
 			c.replyError(err)
 			return
 		}
@@ -173,6 +197,7 @@ func (s *Server) handleListener(ctx context.Context, c *conn, m *Message) {
 		hs.unsubscribeLocked(c, prev)
 		c.language = lang
 		hs.mu.Unlock()
+		hs.presenceMu.RUnlock()
 		err = hs.subscribe(ctx, c, lang, false, 0, "", func(pos pentecost.StreamPosition) {
 			c.send(obj{"type": "languageChanged", "sessionId": hs.id, "targetLanguage": lang, "previousLanguage": prev,
 				"epoch": pos.Epoch, "sequenceNumber": pos.Last})
