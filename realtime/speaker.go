@@ -308,7 +308,7 @@ func (s *Server) handleSpeaker(ctx context.Context, c *conn, m *Message) {
 		upd.Volume = m.VolumeLevel
 	case "speakerStateChange":
 		if m.State == nil || len(*m.State) > 64 {
-			c.replyError(fieldError("state", "state is required, at most 64 characters."))
+			c.replyError(fieldError("state", "state is required, at most 64 bytes of UTF-8."))
 			return
 		}
 		upd.SpeakerState = m.State
