@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -137,4 +138,78 @@ func TestRedisDown(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestRedisRefuses has a running Redis refuse commands for lack of memory
+// or of client slots: calls fail with EUNAVAILABLE, as when it is down,
+// never with an internal error.
+func TestRedisRefuses(t *testing.T) {
+	ctx := context.Background()
+	t.Run("OutOfMemory", func(t *testing.T) {
+		srv := redistest.Start(t)
+		s := newServices(t, srv)
+		admin := s.db.Client()
+		if err := admin.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		// Calls that only read, or whose script wrote before its first
+		// command that needs memory, succeed; the others must not fail with
+		// an internal error.
+		mustRefuse := map[string]bool{"CreateSession": true, "Join": true, "Refresh": true, "SigningKey": true}
+		for _, tt := range s.calls("golden-eagle-427") {
+			err := tt.call(ctx)
+			code := pentecost.ErrorCode(err)
+			if code == pentecost.EINTERNAL || mustRefuse[tt.name] && code != pentecost.EUNAVAILABLE {
+				t.Errorf("%s: err = %v, want EUNAVAILABLE", tt.name, err)
+			}
+		}
+	})
+	t.Run("MaxClients", func(t *testing.T) {
+		srv := redistest.Start(t)
+		db := MustOpenDB(t, srv, nil)
+		admin := MustOpenDB(t, srv, nil).Client()
+		// Only admin's connection stays: db must dial, and is refused.
+		if err := admin.ConfigSet(ctx, "maxclients", "1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+			t.Fatal(err)
+		}
+		// Redis writes its refusal and closes the connection: go-redis
+		// reads the reply, or fails to write its handshake first.
+		err := db.Ping(ctx)
+		if pentecost.ErrorCode(err) != pentecost.EUNAVAILABLE {
+			t.Fatalf("err = %v, want EUNAVAILABLE", err)
+		}
+	})
+}
+
+// redisReply is an error reply as go-redis returns it.
+type redisReply string
+
+func (e redisReply) Error() string { return string(e) }
+func (e redisReply) RedisError()   {}
+
+// TestUnavailableReplies checks the replies that mean Redis cannot serve
+// for now. Whether a refused connection shows go-redis the max-clients
+// reply or a broken pipe is a race, hence this test beside TestRedisRefuses.
+func TestUnavailableReplies(t *testing.T) {
+	for _, tt := range []struct {
+		reply string
+		want  bool
+	}{
+		{"OOM command not allowed when used memory > 'maxmemory'.", true},
+		{"ERR max number of clients reached", true},
+		{"LOADING Redis is loading the dataset in memory", true},
+		{"READONLY You can't write against a read only replica.", true},
+		{"ERR unknown command 'FOO'", false},
+		{"WRONGTYPE Operation against a key holding the wrong kind of value", false},
+	} {
+		if got := redis.Unavailable(fmt.Errorf("wrapped: %w", redisReply(tt.reply))); got != tt.want {
+			t.Errorf("%q: unavailable = %v, want %v", tt.reply, got, tt.want)
+		}
+	}
 }

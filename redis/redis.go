@@ -171,12 +171,15 @@ func (db *DB) storeError(ctx context.Context, op string, err error) error {
 
 // unavailable reports whether err means Redis cannot serve requests now:
 // any failure to talk to it, and the replies a server gives while loading,
-// failing over or read-only.
+// failing over or read-only, out of memory (maxmemory with noeviction) or
+// out of client connections. Each passes once an operator or time has
+// freed the server, so callers should try again later.
 func unavailable(err error) bool {
 	var redisErr goredis.Error
 	if errors.As(err, &redisErr) {
 		msg := redisErr.Error()
-		for _, prefix := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY ", "NOREPLICAS", "MOVED", "ASK"} {
+		for _, prefix := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY ", "NOREPLICAS", "MOVED", "ASK",
+			"OOM ", "ERR max number of clients"} {
 			if strings.HasPrefix(msg, prefix) {
 				return true
 			}
