@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pentecost/pentecost"
@@ -25,13 +26,17 @@ const (
 // Broker implements pentecost.Broker for many nodes; docs/redis.md explains
 // the design. Per stream (session, language), in the session's hash slot:
 //
-//	…stream:{id}:<lang>:meta  hash    seq (last number), epoch
+//	…stream:{id}:<lang>:meta  hash    seq (last number), epoch, pub (last publish ID)
 //	…stream:{id}:<lang>:log   stream  entries "<seq>-0" {t: Unix ms, f: payload}
 //	…stream:{id}:<lang>       channel sharded Pub/Sub, "<seq> <epoch> <payload>"
 //	…stream:{id}:langs        set     languages with keys, for DropSession
 //
 // Publish is one script: number the frame, append it to the history, trim
-// the history to HistorySize and HistoryTTL, and SPUBLISH it. A node
+// the history to HistorySize and HistoryTTL, and SPUBLISH it. go-redis
+// sends a command again when its reply was lost (connection cut, read
+// timeout), after the script may have run: each publish carries an ID, and
+// the script answers a repeat of the stream's last publish with the number
+// it gave, without storing or sending the frame again. A node
 // subscribes to a stream's channel only while it has handlers for it, and
 // turns what arrives into an ordered, gap-free sequence: a number that
 // jumps (a message lost while the connection was down) is filled from the
@@ -65,6 +70,12 @@ type Broker struct {
 
 	ctx    context.Context // ends at Close; bounds catch-up reads
 	cancel context.CancelFunc
+
+	// pubPrefix and pubCount make each publish's ID: random per broker,
+	// then a counter, so IDs are unique across nodes without a random
+	// draw per frame.
+	pubPrefix string
+	pubCount  atomic.Uint64
 }
 
 // NewBroker returns a broker on db with default bounds.
@@ -80,6 +91,7 @@ func NewBroker(db *DB) *Broker {
 		streams:          make(map[string]*subStream),
 		ctx:              ctx,
 		cancel:           cancel,
+		pubPrefix:        newEpoch() + newEpoch() + ":",
 	}
 }
 
@@ -115,16 +127,25 @@ end
 
 // publishScript: KEYS meta, log, channel, langs; ARGV payload, time (ms),
 // cutoff (ms, -1: none), max length, new epoch, key TTL (ms), language,
-// fan-out ("1", or "0" in tests that simulate a lost message).
+// fan-out ("1", or "0" in tests that simulate a lost message), publish ID.
 // A stream without meta starts a new epoch: it is new, or Redis lost it.
+// A publish ID equal to the stream's last is a client retry of a publish
+// that ran. Only the last ID is kept: enough for a stream's one publisher
+// resending its own frame, not if another publish came in between.
 var publishScript = goredis.NewScript(brokerLib + `
-local epoch = redis.call('HGET', KEYS[1], 'epoch') or start(ARGV[5], ARGV[7], ARGV[6])
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'pub')
+if m[3] == ARGV[9] then return {tonumber(m[2]), m[1]} end
+local epoch = m[1] or start(ARGV[5], ARGV[7], ARGV[6])
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HSET', KEYS[1], 'pub', ARGV[9])
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], seq .. '-0', 't', ARGV[2], 'f', ARGV[1])
 local cutoff = tonumber(ARGV[3])
 if cutoff >= 0 then trim(cutoff) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
+-- langs must outlive the streams it lists, or DropSession misses them.
+redis.call('SADD', KEYS[4], ARGV[7])
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
 if ARGV[8] == '1' then redis.call('SPUBLISH', KEYS[3], seq .. ' ' .. epoch .. ' ' .. ARGV[1]) end
 return {seq, epoch}`)
 
@@ -196,7 +217,8 @@ func (b *Broker) publish(ctx context.Context, key pentecost.StreamKey, f *pentec
 	}
 	size := max(b.HistorySize, 1)
 	res, err := publishScript.Run(ctx, b.db.client, b.streamKeys(key),
-		payload, f.Time.UnixMilli(), b.cutoff(), size, newEpoch(), b.keyTTL(), key.Language, fanOutArg(fanOut)).Slice()
+		payload, f.Time.UnixMilli(), b.cutoff(), size, newEpoch(), b.keyTTL(), key.Language, fanOutArg(fanOut),
+		b.pubPrefix+strconv.FormatUint(b.pubCount.Add(1), 10)).Slice()
 	if err != nil {
 		return b.db.storeError(ctx, "publish", err)
 	}

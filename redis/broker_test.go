@@ -248,3 +248,66 @@ func TestBroker_SubscribeSameStreamTwice(t *testing.T) {
 	storetest.WantSeqs(t, first.WaitForText(t, "two"), 1, 2)
 	storetest.WantSeqs(t, second.Frames(), 1)
 }
+
+// TestBroker_LangsKeptWithStreams checks that publishing keeps the
+// session's list of languages as long as the streams it lists, so that
+// DropSession finds every stream of a session that ran longer than the
+// keys' TTL, and that publishing lists a language the list had lost.
+func TestBroker_LangsKeptWithStreams(t *testing.T) {
+	srv := redistest.Start(t)
+	db := MustOpenDB(t, srv, nil)
+	b := MustNewBroker(t, db)
+	ctx := context.Background()
+	key := pentecost.StreamKey{SessionID: "golden-eagle-427", Language: "es"}
+	langs := db.Prefix + "stream:{golden-eagle-427}:langs"
+
+	b.StreamKeyTTL = time.Hour
+	publish(t, b, key, chunk(1))
+	// A later publish with a longer TTL stands for publishes that go on
+	// after the first TTL would have run out.
+	b.StreamKeyTTL = 2 * time.Hour
+	publish(t, b, key, chunk(2))
+	if ttl := db.Client().PTTL(ctx, langs).Val(); ttl <= time.Hour {
+		t.Fatalf("langs PTTL %v after a publish with a 2h TTL", ttl)
+	}
+
+	if err := db.Client().Del(ctx, langs).Err(); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, key, chunk(3))
+	if err := b.DropSession(ctx, key.SessionID); err != nil {
+		t.Fatal(err)
+	}
+	meta, log := db.Prefix+"stream:{golden-eagle-427}:es:meta", db.Prefix+"stream:{golden-eagle-427}:es:log"
+	if n := db.Client().Exists(ctx, meta, log).Val(); n != 0 {
+		t.Fatalf("%d keys of the stream left after DropSession", n)
+	}
+}
+
+// TestBroker_StaleGroupIgnored has the reader of a closed subscription
+// group drain buffered items of a channel that was subscribed again since
+// through another group: it must leave that subscription to its own
+// reader, neither delivering an old frame to it nor catching it up.
+func TestBroker_StaleGroupIgnored(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := twoNodes(t, srv)
+	key := pentecost.StreamKey{SessionID: "golden-eagle-427", Language: "es"}
+	onB := subscribe(t, b, key)
+	publish(t, a, key, caption("one"))
+	epoch := onB.WaitFor(t, 1)[0].Epoch
+
+	// A frame of the stream's previous life, before the subscription.
+	old := caption("old")
+	old.Seq, old.Epoch, old.Language = 9, "0ld0ep0c", key.Language
+	if err := redis.ReceiveStale(b, key, old); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, a, key, caption("two"))
+	got := onB.WaitForText(t, "two")
+	storetest.WantSeqs(t, got, 1, 2)
+	for _, f := range got {
+		if f.Epoch != epoch {
+			t.Fatalf("frame %d %q of epoch %q delivered, want only epoch %q", f.Seq, f.Text, f.Epoch, epoch)
+		}
+	}
+}

@@ -126,12 +126,15 @@ if old then
 end
 return counts({left})`)
 
-// changeScript: ARGV conn, language, now. Returns {-1} when absent.
+// changeScript: ARGV conn, language, now, key TTL. Returns {-1} when
+// absent. move can delete the counts hash (its last language left) and
+// recreate it without expiry: keep sets it again.
 var changeScript = goredis.NewScript(presenceLib + `
 expire(tonumber(ARGV[3]))
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if not old then return {-1} end
 move(ARGV[1], old, ARGV[2])
+keep(ARGV[4])
 return counts({})`)
 
 // countsScript: ARGV now.
@@ -208,7 +211,7 @@ func (p *Presence) ChangeLanguage(ctx context.Context, sessionID, connID, langua
 		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ENOTFOUND, "Listener is not present.")
 	}
 	now, _ := p.times()
-	res, err := changeScript.Run(ctx, p.db.client, p.keys(sessionID), connID, language, now).Slice()
+	res, err := changeScript.Run(ctx, p.db.client, p.keys(sessionID), connID, language, now, presenceKeyTTL.Milliseconds()).Slice()
 	if err != nil {
 		return pentecost.PresenceCounts{}, p.db.storeError(ctx, "presence change language", err)
 	}

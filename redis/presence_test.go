@@ -187,3 +187,28 @@ func TestRateLimiter_AcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestPresence_KeysKeepExpiry changes the language of a session's only
+// listener, which empties the counts hash (Redis deletes it) before
+// counting the new language: the recreated hash must expire like the
+// session's other presence keys, or it would stay forever.
+func TestPresence_KeysKeepExpiry(t *testing.T) {
+	srv := redistest.Start(t)
+	db := MustOpenDB(t, srv, nil)
+	p := redis.NewPresence(db)
+	ctx := context.Background()
+	join(t, p, "s1", "c1", "en")
+	c, err := p.ChangeLanguage(ctx, "s1", "c1", "es")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Total != 1 || c.ByLanguage["es"] != 1 || len(c.ByLanguage) != 1 {
+		t.Fatalf("counts = %+v, want one listener of es", c)
+	}
+	for _, k := range []string{"conns", "langs", "counts"} {
+		key := db.Prefix + "presence:{s1}:" + k
+		if ttl := db.Client().PTTL(ctx, key).Val(); ttl <= 0 {
+			t.Errorf("%s: PTTL %v, want an expiry", key, ttl)
+		}
+	}
+}

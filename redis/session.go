@@ -70,20 +70,33 @@ func (s *SessionService) allKey() string       { return s.db.Prefix + "{sessions
 func (s *SessionService) seqKey() string       { return s.db.Prefix + "{sessions}:seq" }
 func (s *SessionService) liveKey() string      { return s.db.Prefix + "{sessions}:live" }
 func (s *SessionService) endedKey() string     { return s.db.Prefix + "{sessions}:ended" }
+func (s *SessionService) createdKey(id string) string {
+	return s.db.Prefix + "{sessions}:created:" + id
+}
 func (s *SessionService) ownerKey(owner string) string {
 	return s.db.Prefix + "{sessions}:owner:" + owner
 }
 
 // createScript stores a new session unless its ID is taken, and indexes
-// it: by creation order (all, owner) and by expiry (live).
+// it: by creation order (all, owner) and by expiry (live). KEYS[6] keeps
+// the creation's token (ARGV[4]) for ARGV[5] ms: go-redis sends a script
+// again when its reply was lost, and that retry must find the session its
+// own, not a taken ID that would make CreateSession store a second one.
 var createScript = goredis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('GET', KEYS[6]) == ARGV[4] then return 1 end
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[1])
 local n = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[2], n, ARGV[2])
 redis.call('ZADD', KEYS[4], n, ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[2])
+redis.call('SET', KEYS[6], ARGV[4], 'PX', ARGV[5])
 return 1`)
+
+// createTokenTTL outlasts go-redis's retries of a creation.
+const createTokenTTL = time.Minute
 
 // CreateSession creates a session owned by the user in ctx. Only
 // SourceLanguage, QualityTier and AudioFormat are read from sess.
@@ -107,8 +120,9 @@ func (s *SessionService) CreateSession(ctx context.Context, sess *pentecost.Sess
 		if err != nil {
 			return err
 		}
-		keys := []string{s.key(id), s.allKey(), s.seqKey(), s.ownerKey(user.ID), s.liveKey()}
-		ok, err := createScript.Run(ctx, s.db.client, keys, data, id, created.ExpiresAt.UnixMilli()).Int()
+		keys := []string{s.key(id), s.allKey(), s.seqKey(), s.ownerKey(user.ID), s.liveKey(), s.createdKey(id)}
+		ok, err := createScript.Run(ctx, s.db.client, keys, data, id, created.ExpiresAt.UnixMilli(),
+			newEpoch()+newEpoch(), createTokenTTL.Milliseconds()).Int()
 		if err != nil {
 			return s.db.storeError(ctx, "create session", err)
 		}

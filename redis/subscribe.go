@@ -198,33 +198,39 @@ func (b *Broker) unsubscriber(s *subStream, ref *pentecost.FrameHandler) func() 
 	}
 }
 
-// receive reads one group's connection until it is closed.
+// receive reads one group's connection until it is closed. After Close it
+// still drains what the client had buffered.
 func (b *Broker) receive(g *subGroup, msgs <-chan any) {
 	defer close(g.done)
 	for m := range msgs {
 		switch m := m.(type) {
 		case *goredis.Subscription:
 			if m.Kind == "ssubscribe" {
-				b.confirmed(m.Channel)
+				b.confirmed(g, m.Channel)
 			}
 		case *goredis.Message:
-			b.message(m.Channel, m.Payload)
+			b.message(g, m.Channel, m.Payload)
 		}
 	}
 }
 
-// stream returns the subscription of a channel.
-func (b *Broker) stream(channel string) *subStream {
+// stream returns the subscription of a channel if g reads it. A closed
+// group's buffered items may name a channel subscribed again since, through
+// another group: that subscription is its reader's alone.
+func (b *Broker) stream(g *subGroup, channel string) *subStream {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.streams[channel]
+	if s := b.streams[channel]; s != nil && s.group == g {
+		return s
+	}
+	return nil
 }
 
 // confirmed handles Redis's confirmation of a subscription: the first one
 // fixes where the stream starts; a later one follows a reconnection, after
 // which what was published meanwhile is caught up from the history.
-func (b *Broker) confirmed(channel string) {
-	s := b.stream(channel)
+func (b *Broker) confirmed(g *subGroup, channel string) {
+	s := b.stream(g, channel)
 	if s == nil {
 		return
 	}
@@ -256,8 +262,8 @@ func (b *Broker) confirmed(channel string) {
 }
 
 // message delivers one published frame, after any it finds missing.
-func (b *Broker) message(channel, payload string) {
-	s := b.stream(channel)
+func (b *Broker) message(g *subGroup, channel, payload string) {
+	s := b.stream(g, channel)
 	if s == nil || !s.active {
 		return
 	}
