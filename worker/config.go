@@ -21,6 +21,7 @@ import (
 //	translate.FROM-TO=apertium[:MODE] | libretranslate | aws
 //	synthesize.LANG=espeak[:VOICE] | openai[:VOICE] | polly[:VOICE]
 //	pocketsphinx.corpus | .lm | .dict | .hmm = FILE
+//	offline.timeout_seconds (one call to pocketsphinx, apertium or espeak-ng)
 //	openai.url, openai.api_key, openai.transcription_model, openai.speech_model
 //	libretranslate.url, libretranslate.api_key
 //	aws.region, aws.endpoint, polly.engine
@@ -48,7 +49,7 @@ func DefaultConfig() Config {
 
 var plainKeys = map[string]bool{
 	"pocketsphinx.corpus": true, "pocketsphinx.lm": true, "pocketsphinx.dict": true, "pocketsphinx.hmm": true,
-	"openai.url": true, "openai.api_key": true, "openai.transcription_model": true, "openai.speech_model": true,
+	"offline.timeout_seconds": true, "openai.url": true, "openai.api_key": true, "openai.transcription_model": true, "openai.speech_model": true,
 	"libretranslate.url": true, "libretranslate.api_key": true,
 	"aws.region": true, "aws.endpoint": true, "polly.engine": true,
 	"transcribe.bucket": true, "transcribe.prefix": true, "transcribe.poll_ms": true, "transcribe.timeout_seconds": true,
@@ -190,6 +191,14 @@ func (c Config) Engines(ctx context.Context, getenv func(string) string) (*Engin
 		}
 		return nil
 	}
+	offlineTimeout := DefaultProcessTimeout
+	if v := c["offline.timeout_seconds"]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("engine configuration: offline.timeout_seconds must be a positive whole number")
+		}
+		offlineTimeout = time.Duration(n) * time.Second
+	}
 	keys := make([]string, 0, len(c))
 	for k := range c {
 		keys = append(keys, k)
@@ -212,6 +221,7 @@ func (c Config) Engines(ctx context.Context, getenv func(string) string) (*Engin
 				}
 				if sphinx == nil {
 					sphinx = NewPocketsphinx()
+					sphinx.Timeout = offlineTimeout
 					for key, f := range map[string]*string{"pocketsphinx.hmm": &sphinx.HMM, "pocketsphinx.lm": &sphinx.LM,
 						"pocketsphinx.dict": &sphinx.Dict, "pocketsphinx.corpus": &sphinx.Corpus} {
 						if c[key] != "" {
@@ -272,6 +282,7 @@ func (c Config) Engines(ctx context.Context, getenv func(string) string) (*Engin
 			case "apertium":
 				if apert == nil {
 					apert = NewApertium()
+					apert.Timeout = offlineTimeout
 					if err := apert.Open(); err != nil {
 						return nil, err
 					}
@@ -308,6 +319,7 @@ func (c Config) Engines(ctx context.Context, getenv func(string) string) (*Engin
 			case "espeak":
 				if espeak == nil {
 					espeak = NewEspeak()
+					espeak.Timeout = offlineTimeout
 					if err := espeak.Open(); err != nil {
 						return nil, err
 					}

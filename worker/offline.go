@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // The offline reference engines run Debian's packages as processes, one per
@@ -17,6 +18,17 @@ import (
 // 0.5 s of its 1-3 s per utterance, apertium about 0.2 s, espeak-ng a few
 // milliseconds. Their quality is modest (see docs/translation.md): they exist
 // so that a machine without internet can translate at all.
+
+// DefaultProcessTimeout bounds one call to an offline engine when its
+// Timeout is zero: about ten times the slowest call measured (pocketsphinx
+// with the full dictionary, 3 s), so that a hung engine costs one
+// utterance instead of holding up its session for ever.
+const DefaultProcessTimeout = 30 * time.Second
+
+// processWaitDelay is how long a call waits, once its engine has been
+// killed or has exited, for its output pipes to close (they may be held by
+// a process that escaped its process group) before closing them itself.
+const processWaitDelay = 500 * time.Millisecond
 
 // Default locations of Debian's pocketsphinx-en-us model.
 const (
@@ -40,6 +52,8 @@ type Pocketsphinx struct {
 	// Dir holds the generated model and temporary files; default
 	// os.TempDir().
 	Dir string
+	// Timeout bounds one recognition; 0 is DefaultProcessTimeout.
+	Timeout time.Duration
 }
 
 // NewPocketsphinx returns a recogniser with Debian's en-us model.
@@ -179,7 +193,7 @@ func (p *Pocketsphinx) Recognize(ctx context.Context, pcm []int16, lang string) 
 	if err := f.Close(); err != nil {
 		return "", err
 	}
-	out, err := run(ctx, nil, p.Command, "-infile", f.Name(), "-hmm", p.HMM, "-lm", p.LM, "-dict", p.Dict,
+	out, err := run(ctx, p.Timeout, nil, p.Command, "-infile", f.Name(), "-hmm", p.HMM, "-lm", p.LM, "-dict", p.Dict,
 		"-samprate", "16000", "-logfn", os.DevNull)
 	if err != nil {
 		return "", err
@@ -194,6 +208,8 @@ type Apertium struct {
 	Command string
 	// Modes maps pairs to apertium mode names, e.g. en-es → "eng-spa".
 	Modes map[Pair]string
+	// Timeout bounds one translation; 0 is DefaultProcessTimeout.
+	Timeout time.Duration
 }
 
 // NewApertium returns a translator for the modes of apertium-eng-spa,
@@ -220,7 +236,7 @@ func (a *Apertium) Translate(ctx context.Context, text, from, to string) (string
 	if !ok {
 		return "", fmt.Errorf("apertium: no mode for %s-%s", from, to)
 	}
-	out, err := run(ctx, strings.NewReader(text+"\n"), a.Command, "-u", mode)
+	out, err := run(ctx, a.Timeout, strings.NewReader(text+"\n"), a.Command, "-u", mode)
 	if err != nil {
 		return "", err
 	}
@@ -236,6 +252,8 @@ type Espeak struct {
 	Voices map[string]string
 	// Speed is in words per minute; 0 is espeak-ng's default.
 	Speed int
+	// Timeout bounds one synthesis; 0 is DefaultProcessTimeout.
+	Timeout time.Duration
 }
 
 // NewEspeak returns a synthesiser with espeak-ng's default voices.
@@ -265,7 +283,7 @@ func (e *Espeak) Synthesize(ctx context.Context, text, lang string) ([]int16, er
 	if e.Speed > 0 {
 		args = append(args, "-s", fmt.Sprint(e.Speed))
 	}
-	out, err := run(ctx, strings.NewReader(text), e.Command, args...)
+	out, err := run(ctx, e.Timeout, strings.NewReader(text), e.Command, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -276,23 +294,66 @@ func (e *Espeak) Synthesize(ctx context.Context, text, lang string) ([]int16, er
 	return Resample(s, rate, SampleRate), nil
 }
 
-// run runs a program and returns its standard output; the error carries
-// the end of its standard error.
-func run(ctx context.Context, stdin *strings.Reader, name string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
+// ProcessError is an offline engine that failed. Its message gives the
+// program and how it ended, never its standard error: engines may echo
+// their input there, and the worker logs errors at warn level, where
+// transcripts must not appear. Stderr is for the debug log only.
+type ProcessError struct {
+	// Program is the base name of the program that failed.
+	Program string
+	// Err is why: its exit status, or the context's error when the call
+	// was cancelled or timed out.
+	Err error
+	// Stderr is the end of its standard error (at most 200 bytes).
+	Stderr string
+}
+
+func (e *ProcessError) Error() string {
+	msg := e.Program + ": " + e.Err.Error()
+	if e.Stderr != "" {
+		msg += fmt.Sprintf(" (%d bytes of error output, logged at debug level)", len(e.Stderr))
+	}
+	return msg
+}
+
+func (e *ProcessError) Unwrap() error { return e.Err }
+
+// run runs a program and returns its standard output. The program runs in
+// a process group of its own (on Linux; elsewhere WaitDelay bounds the wait), all of which is
+// killed when ctx ends or the call takes longer than timeout (0:
+// DefaultProcessTimeout), so that a call returns promptly even when the
+// program's children hold its output open (apertium is a shell pipeline).
+func run(ctx context.Context, timeout time.Duration, stdin *strings.Reader, name string, args ...string) ([]byte, error) {
+	if timeout <= 0 {
+		timeout = DefaultProcessTimeout
+	}
+	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(callCtx, name, args...)
+	ownProcessGroup(cmd)
+	cmd.WaitDelay = processWaitDelay
 	if stdin != nil {
 		cmd.Stdin = stdin
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		msg := stderr.String()
-		if len(msg) > 200 {
-			msg = msg[len(msg)-200:]
-		}
-		return nil, fmt.Errorf("%s: %w: %s", filepath.Base(name), err, strings.TrimSpace(msg))
+	err := cmd.Run()
+	// Whatever the program left running in its group goes with it.
+	endProcessGroup(cmd)
+	if err == nil {
+		return stdout.Bytes(), nil
 	}
-	return stdout.Bytes(), nil
+	switch {
+	case ctx.Err() != nil:
+		err = ctx.Err()
+	case callCtx.Err() != nil:
+		err = fmt.Errorf("no answer within %v: %w", timeout, callCtx.Err())
+	}
+	msg := strings.TrimSpace(stderr.String())
+	if len(msg) > 200 {
+		msg = msg[len(msg)-200:]
+	}
+	return nil, &ProcessError{Program: filepath.Base(name), Err: err, Stderr: msg}
 }
 
 // MissingError reports an engine whose Debian package is not installed.

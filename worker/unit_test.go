@@ -174,6 +174,24 @@ func TestConfig(t *testing.T) {
 		if !e.CanProduce("en", "es") || e.CanProduce("en", "gl") || e.CanProduce("en", "fr") {
 			t.Fatal("switched-off or unconfigured pair produced")
 		}
+		if a := e.Translators[worker.Pair{From: "en", To: "es"}].(*worker.Apertium); a.Timeout != worker.DefaultProcessTimeout {
+			t.Fatalf("apertium timeout %v, want the default %v", a.Timeout, worker.DefaultProcessTimeout)
+		}
+	})
+	t.Run("OKOfflineTimeout", func(t *testing.T) {
+		c, err := worker.ParseConfig(strings.NewReader("offline.timeout_seconds=7\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := c.Engines(context.Background(), func(string) string { return "" })
+		requirePackages(t, err)
+		defer e.Close()
+		sphinx := e.Recognizers["en"].(*worker.Pocketsphinx)
+		apert := e.Translators[worker.Pair{From: "en", To: "es"}].(*worker.Apertium)
+		espeak := e.Synthesizers["es"].(*worker.Espeak)
+		if sphinx.Timeout != 7*time.Second || apert.Timeout != 7*time.Second || espeak.Timeout != 7*time.Second {
+			t.Fatalf("timeouts %v %v %v, want 7s", sphinx.Timeout, apert.Timeout, espeak.Timeout)
+		}
 	})
 	for _, tc := range []struct{ name, text string }{
 		{"ErrUnknownKey", "voice=loud\n"},
@@ -191,6 +209,7 @@ func TestConfig(t *testing.T) {
 		{"ErrOpenAIWithoutURL", "recognize.en=openai\n"},
 		{"ErrLibreTranslateWithoutURL", "translate.en-es=libretranslate\n"},
 		{"ErrBadNumber", "vad.threshold=loud\n"},
+		{"ErrBadOfflineTimeout", "offline.timeout_seconds=0\n"},
 		{"ErrTranscribeWithoutBucket", "recognize.en=transcribe\naws.region=eu-west-1\n"},
 		{"ErrTranscribeBadTimeout", "recognize.en=transcribe\naws.region=eu-west-1\ntranscribe.bucket=b\ntranscribe.timeout_seconds=soon\n"},
 		{"ErrTranscribeNoLanguageCode", "recognize.en=\nrecognize.xx=transcribe\naws.region=eu-west-1\ntranscribe.bucket=b\n"},
