@@ -179,7 +179,7 @@ func (s *session) transcribed(r *recognition) {
 	s.w.m.observe("recognize", s.rec.Name(), s.source, r.start)
 	if r.err != nil {
 		s.w.m.errors.WithLabelValues("recognize", s.source).Inc()
-		s.log.Warn("recognition failed", logEngine, s.rec.Name(), logError, r.err)
+		logEngineFailure(s.log, "recognition failed", s.rec.Name(), r.err)
 		return
 	}
 	text := strings.TrimSpace(r.text)
@@ -196,6 +196,13 @@ func (s *session) transcribed(r *recognition) {
 		st.push(job{text: text, end: r.u.end})
 	}
 	s.mu.Unlock()
+}
+
+// logEngineFailure logs an engine's failure at warn level. The error says
+// how an offline engine ended but not what it wrote on standard error,
+// which may quote its input: transcripts are logged at no level.
+func logEngineFailure(log *slog.Logger, msg, engine string, err error) {
+	log.Warn(msg, logEngine, engine, logError, err)
 }
 
 // addStream starts producing lang.
@@ -246,7 +253,7 @@ type stream struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	next time.Time // when the next frame may leave; owned by play
+	pace pacer // owned by play
 }
 
 type job struct {
@@ -313,7 +320,7 @@ func (st *stream) produce() {
 			}
 			if err != nil {
 				w.m.errors.WithLabelValues("translate", st.lang).Inc()
-				st.log.Warn("translation failed: utterance skipped", logEngine, st.tr.Name(), logError, err)
+				logEngineFailure(st.log, "translation failed: utterance skipped", st.tr.Name(), err)
 				continue
 			}
 			text = strings.TrimSpace(text)
@@ -330,7 +337,7 @@ func (st *stream) produce() {
 		}
 		if err != nil {
 			w.m.errors.WithLabelValues("synthesize", st.lang).Inc()
-			st.log.Warn("synthesis failed: utterance skipped", logEngine, st.syn.Name(), logError, err)
+			logEngineFailure(st.log, "synthesis failed: utterance skipped", st.syn.Name(), err)
 			continue
 		}
 		select {
@@ -342,9 +349,9 @@ func (st *stream) produce() {
 }
 
 // play publishes each utterance's caption and then its audio in 20 ms
-// frames, paced by the clock: a frame never leaves before its time, frames
-// of one utterance follow the previous one's, and a late frame moves the
-// schedule instead of being followed by a catching-up burst.
+// frames, paced by the clock (see pacer): never faster than real time, and
+// a late frame moves the schedule instead of being followed by a
+// catching-up burst.
 func (st *stream) play() {
 	defer st.wg.Done()
 	w := st.s.w
@@ -361,11 +368,9 @@ func (st *stream) play() {
 		if err := w.client.PublishCaption(st.ctx, st.s.id, st.lang, sp.text, true); err != nil && st.ctx.Err() == nil {
 			st.log.Warn("publishing caption", logError, err)
 		}
-		if now := time.Now(); st.next.Before(now) {
-			st.next = now
-		}
+		st.pace.start(time.Now())
 		for off := 0; off < len(sp.pcm); off += FrameSamples {
-			if d := time.Until(st.next); d > 0 {
+			if d := st.pace.wait(time.Now()); d > 0 {
 				timer.Reset(d)
 				select {
 				case <-st.ctx.Done():
@@ -382,11 +387,44 @@ func (st *stream) play() {
 			if off == 0 {
 				w.m.delay.WithLabelValues(st.s.id, st.lang).Observe(w.Now().Sub(sp.end).Seconds())
 			}
-			st.next = st.next.Add(frameDuration)
-			if now := time.Now(); now.After(st.next.Add(frameDuration)) {
-				st.next = now
-			}
+			st.pace.sent(time.Now())
 		}
 		w.m.utterances.WithLabelValues(st.s.id, st.lang).Inc()
 	}
+}
+
+// paceJitter is how late a frame may leave and still keep the schedule:
+// timers fire a little late, and a schedule that moved for every such
+// delay would play slower than real time. The next frame makes that up,
+// so it may leave up to paceJitter less than a frame after this one.
+const paceJitter = 5 * time.Millisecond
+
+// pacer schedules a stream's frames in real time. A frame never leaves
+// before its time; frames of an utterance follow the previous utterance's;
+// and a frame later than paceJitter (a stall) moves the schedule, so that
+// the next frame leaves a whole frame after it. So no run of frames ever
+// leaves more than paceJitter faster than real time, and none at all
+// after a stall: a listener's queue never receives a catching-up burst.
+type pacer struct {
+	next time.Time // when the next frame may leave
+}
+
+// start begins an utterance: its first frame may leave now, or when the
+// previous utterance's last frame has had its time.
+func (p *pacer) start(now time.Time) {
+	if p.next.Before(now) {
+		p.next = now
+	}
+}
+
+// wait returns how long the next frame must wait.
+func (p *pacer) wait(now time.Time) time.Duration { return p.next.Sub(now) }
+
+// sent records that a frame has left; now is when its publication
+// returned.
+func (p *pacer) sent(now time.Time) {
+	if now.Sub(p.next) > paceJitter {
+		p.next = now
+	}
+	p.next = p.next.Add(frameDuration)
 }
