@@ -41,8 +41,9 @@ const maxPending = 4096
 
 // pendingWrite is a message held while a refresh switches connections.
 type pendingWrite struct {
-	typ websocket.MessageType
-	p   []byte
+	typ     websocket.MessageType
+	p       []byte
+	written func(c *conn, p []byte, held bool) // see writeThen; may be nil
 }
 
 // base runs a client's connections: the first connect, reconnection,
@@ -79,6 +80,16 @@ type base struct {
 	stopped   bool
 	ended     bool // the session ended
 	err       error
+
+	// hook, set only by tests (export_test.go) before Open, is called at
+	// named points of a connection switch, without locks held.
+	hook func(point string)
+}
+
+func (b *base) hookAt(point string) {
+	if b.hook != nil {
+		b.hook(point)
+	}
 }
 
 // init prepares b; it fails when the client was already opened.
@@ -189,12 +200,18 @@ func (b *base) connect(ctx context.Context, kind dialKind) (*conn, error) {
 // during a switch. force is false for a refresh, which installs c only if
 // nothing else replaced it meanwhile.
 func (b *base) install(c *conn, clean, force bool) {
+	if b.installLocked(c, clean, force) {
+		b.hookAt("installed")
+	}
+}
+
+func (b *base) installLocked(c *conn, clean, force bool) bool {
 	b.sendMu.Lock()
 	defer b.sendMu.Unlock()
 	b.mu.Lock()
 	if !force && b.cur != c {
 		b.mu.Unlock()
-		return
+		return false
 	}
 	b.cur, b.switching = c, false
 	pending := b.pending
@@ -202,12 +219,21 @@ func (b *base) install(c *conn, clean, force bool) {
 	b.notifyLocked()
 	b.mu.Unlock()
 	b.role.installed(c, clean)
+	var err error
 	for _, p := range pending {
-		if err := c.ws.Write(b.ctx, p.typ, p.p); err != nil {
-			b.log.Warn("write held message", logError, err)
-			break
+		// After a failed write the rest are not sent, but still reported
+		// as written: a Speaker keeps them to send again after reconnecting.
+		if err == nil {
+			if err = c.ws.Write(b.ctx, p.typ, p.p); err != nil {
+				b.log.Warn("write held message", logError, err)
+				_ = c.ws.CloseNow() // so the run loop reconnects
+			}
+		}
+		if p.written != nil {
+			p.written(c, p.p, false)
 		}
 	}
+	return true
 }
 
 func (b *base) notifyLocked() {
@@ -332,6 +358,7 @@ func (b *base) refresh(old *conn) {
 // server has answered old's close, which it does only after processing
 // everything old carried: no audio sent on c can overtake audio on old.
 func (b *base) switchTo(old, c *conn) {
+	b.hookAt("switch")
 	b.switchMu.Lock()
 	defer b.switchMu.Unlock()
 	b.sendMu.Lock()
@@ -346,6 +373,7 @@ func (b *base) switchTo(old, c *conn) {
 	b.notifyLocked()
 	b.mu.Unlock()
 	b.sendMu.Unlock()
+	b.hookAt("switching")
 	clean := old.closeNormally()
 	b.install(c, clean, false)
 	b.log.Debug("refreshed connection", "clean", clean)
@@ -358,14 +386,17 @@ func (b *base) write(ctx context.Context, typ websocket.MessageType, p []byte) e
 	return b.writeThen(ctx, typ, p, nil)
 }
 
-// writeThen is write, calling written (with writes still held) once p went
-// to a connection, successfully or not; not when p was held for later.
-func (b *base) writeThen(ctx context.Context, typ websocket.MessageType, p []byte, written func()) error {
+// writeThen is write, calling written with writes still held and p (or a
+// copy, valid during the call): with held set when p is held for c, the
+// connection a refresh switches to, and with held unset once p went to c,
+// successfully or not.
+func (b *base) writeThen(ctx context.Context, typ websocket.MessageType, p []byte, written func(c *conn, p []byte, held bool)) error {
 	for {
 		b.sendMu.Lock()
 		b.mu.Lock()
 		c, switching, changed, stopped := b.cur, b.switching, b.changed, b.stopped
 		b.mu.Unlock()
+		next := c // while switching, the connection held writes go to
 		if c != nil && c.isDone() {
 			c = nil // lost; the run loop is about to replace it
 		}
@@ -378,13 +409,16 @@ func (b *base) writeThen(ctx context.Context, typ websocket.MessageType, p []byt
 				b.sendMu.Unlock()
 				return errors.New("pentecost: too many messages held during a connection refresh")
 			}
-			b.pending = append(b.pending, pendingWrite{typ: typ, p: bytes.Clone(p)})
+			b.pending = append(b.pending, pendingWrite{typ: typ, p: bytes.Clone(p), written: written})
+			if written != nil {
+				written(next, p, true)
+			}
 			b.sendMu.Unlock()
 			return nil
 		case c != nil:
 			err := c.ws.Write(ctx, typ, p)
 			if written != nil {
-				written()
+				written(c, p, false)
 			}
 			b.sendMu.Unlock()
 			if err != nil {

@@ -45,6 +45,10 @@ type conn struct {
 	// serverID is the server's connection ID (Worker; set by its reader
 	// before the connection is installed).
 	serverID string
+	// lang and paused are what a Listener's connection was asked for:
+	// set by joined before it is installed, then under b.sendMu.
+	lang   string
+	paused bool
 
 	// Reader state.
 	buf []byte

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/coder/websocket"
 )
@@ -133,7 +132,8 @@ func (l *Listener) ChangeLanguage(ctx context.Context, lang string) error {
 	l.mu.Lock()
 	l.wantLang = lang
 	l.mu.Unlock()
-	return l.send(ctx, map[string]string{"action": "changeLanguage", "targetLanguage": lang})
+	return l.send(ctx, map[string]string{"action": "changeLanguage", "targetLanguage": lang},
+		func(c *conn) { c.lang = canonicalLang(lang) })
 }
 
 // PausePlayback stops audio to this listener only (the server confirms with
@@ -143,7 +143,7 @@ func (l *Listener) PausePlayback(ctx context.Context) error {
 	l.mu.Lock()
 	l.wantPaused = true
 	l.mu.Unlock()
-	return l.send(ctx, map[string]string{"action": "pausePlayback"})
+	return l.send(ctx, map[string]string{"action": "pausePlayback"}, func(c *conn) { c.paused = true })
 }
 
 // ResumePlayback resumes audio after PausePlayback, live: what was published
@@ -152,15 +152,17 @@ func (l *Listener) ResumePlayback(ctx context.Context) error {
 	l.mu.Lock()
 	l.wantPaused = false
 	l.mu.Unlock()
-	return l.send(ctx, map[string]string{"action": "resumePlayback"})
+	return l.send(ctx, map[string]string{"action": "resumePlayback"}, func(c *conn) { c.paused = false })
 }
 
-func (l *Listener) send(ctx context.Context, v any) error {
+// send writes a setting; asked records it on the connection it goes to, so
+// that installed knows what a new connection still needs.
+func (l *Listener) send(ctx context.Context, v any, asked func(c *conn)) error {
 	p, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	err = l.b.write(ctx, websocket.MessageText, p)
+	err = l.b.writeThen(ctx, websocket.MessageText, p, func(c *conn, _ []byte, _ bool) { asked(c) })
 	if errors.Is(err, errConnLost) {
 		return nil // the wanted setting is applied on the next connection
 	}
@@ -196,7 +198,23 @@ func (l *Listener) dialURL(k dialKind) (string, error) {
 
 func (l *Listener) header(http.Header)                   {}
 func (l *Listener) prepare(context.Context, *conn) error { return nil }
-func (l *Listener) installed(*conn, bool)                {}
+
+// installed implements role: with writes held, it applies to c the
+// language and pause wanted now, which may have been set on the previous
+// connection after c joined (a refresh) or while c was being opened.
+func (l *Listener) installed(c *conn, _ bool) {
+	l.mu.Lock()
+	lang, paused := l.wantLang, l.wantPaused
+	l.mu.Unlock()
+	if canonicalLang(lang) != c.lang {
+		c.lang = canonicalLang(lang)
+		l.writeDirect(c, map[string]string{"action": "changeLanguage", "targetLanguage": lang})
+	}
+	if paused != c.paused {
+		c.paused = paused
+		l.writeDirect(c, map[string]string{"action": map[bool]string{true: "pausePlayback", false: "resumePlayback"}[paused]})
+	}
+}
 
 func (l *Listener) event(e Event) {
 	if l.OnEvent != nil {
@@ -291,16 +309,8 @@ func (l *Listener) joined(c *conn, m *wireMsg) {
 	for _, e := range missed {
 		l.event(e)
 	}
-	// Settings made while this connection was being opened.
-	l.mu.Lock()
-	lang, paused := l.wantLang, l.wantPaused
-	l.mu.Unlock()
-	if lang != m.TargetLanguage {
-		writeDirect(c, map[string]string{"action": "changeLanguage", "targetLanguage": lang})
-	}
-	if paused {
-		writeDirect(c, map[string]string{"action": "pausePlayback"})
-	}
+	// What the connection has; installed applies what is wanted by then.
+	c.lang, c.paused = m.TargetLanguage, false
 }
 
 // handleBinary implements role: a binary audio frame.
@@ -312,11 +322,10 @@ func (l *Listener) handleBinary(c *conn, p []byte) {
 	l.OnAudio(Frame{SessionID: l.sessionID, Language: l.lang, Seq: seq, Timestamp: msTime(ts), Data: audio})
 }
 
-// writeDirect writes a small message on c from its reader goroutine, where
-// waiting for the client's current connection could deadlock.
-func writeDirect(c *conn, v any) {
+// writeDirect writes a small message on c while writes are held.
+func (l *Listener) writeDirect(c *conn, v any) {
 	p, _ := json.Marshal(v)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(l.b.ctx, l.b.opts.DialTimeout)
 	defer cancel()
 	_ = c.ws.Write(ctx, websocket.MessageText, p)
 }

@@ -158,8 +158,13 @@ func (s *Speaker) SendAudio(ctx context.Context, pcm []byte) error {
 	s.seq++
 	s.buf = appendAudioAction(s.buf[:0], "sendAudio", s.Session(), "", pcm, s.seq)
 	// Only chunks that went to a connection are kept for resending: those
-	// held during a refresh are sent after the resent ones, in order.
-	err := s.b.writeThen(ctx, websocket.MessageText, s.buf, func() { s.remember(s.buf) })
+	// held during a refresh are kept when the switch writes them (or fails
+	// to), after the resent ones, in order.
+	err := s.b.writeThen(ctx, websocket.MessageText, s.buf, func(_ *conn, p []byte, held bool) {
+		if !held {
+			s.remember(p)
+		}
+	})
 	if errors.Is(err, errConnLost) && len(s.ring) > 0 {
 		return nil
 	}

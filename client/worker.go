@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/coder/websocket"
+	"github.com/pentecost/pentecost/sessionid"
 )
 
 // Live, as Subscribe's lastSeq, starts a subscription with live audio
@@ -67,8 +69,8 @@ type Worker struct {
 	// OnClaimLost is told when an exclusive claim could not be restored on
 	// a new connection because another worker took the language meanwhile
 	// (err is a CONFLICT *Error): stop publishing to it. It runs on the
-	// Worker's reconnecting goroutine and must not call methods that wait
-	// for a reply.
+	// Worker's reconnecting goroutine, like the other callbacks one at a
+	// time, and must not call methods that wait for a reply.
 	OnClaimLost func(sessionID, lang string, err error)
 
 	b base
@@ -79,6 +81,14 @@ type Worker struct {
 	// connID is the server's ID of the installed connection, which the
 	// next one names when it restores exclusive claims.
 	connID string // guarded by mu
+
+	// Requests and prepare take turns, so that a request's change of subs
+	// or claims is either in prepare's copy (and made on the old
+	// connection) or made on the new connection after the switch.
+	active    int           // requests under way; guarded by mu
+	preparing bool          // a prepare runs; requests wait; guarded by mu
+	next      *conn         // the last connection prepared; guarded by mu
+	turn      chan struct{} // closed when active, preparing or next change; guarded by mu
 
 	pubMu sync.Mutex
 	buf   []byte
@@ -106,6 +116,7 @@ func (w *Worker) Open(ctx context.Context) error {
 	}
 	w.subs = make(map[string]*workerSub)
 	w.claims = make(map[claimKey]bool)
+	w.turn = make(chan struct{})
 	w.b.onError = w.OnError
 	return w.b.open(ctx, "worker")
 }
@@ -122,29 +133,39 @@ func (w *Worker) Err() error { return w.b.errValue() }
 // Subscribe asks for a session's source audio after lastSeq (Live: from
 // now on; 0: everything the server still holds) and waits for the server's
 // confirmation. Like the other methods that wait for a reply (Unsubscribe,
-// Claim, Release), it must not be called from a callback.
+// Claim, Release), it must not be called from a callback. Session IDs may
+// be given as typed ("Golden Eagle 427"); Frames and events carry the
+// canonical form.
 func (w *Worker) Subscribe(ctx context.Context, sessionID string, lastSeq uint64) error {
+	id, err := canonicalID(sessionID)
+	if err != nil {
+		return err
+	}
 	sub := &workerSub{}
 	if lastSeq != Live {
 		sub.last, sub.started = lastSeq, true
 	}
-	w.mu.Lock()
-	if _, dup := w.subs[sessionID]; dup {
-		w.mu.Unlock()
-		return &Error{Code: "CONFLICT", Message: "Already subscribed to this session.", HTTPStatus: 409, SessionID: sessionID}
-	}
-	w.subs[sessionID] = sub
-	w.mu.Unlock()
-	err := w.request(ctx, reqKey{"subscribeSession", sessionID, ""}, w.subscribeMsg(sessionID, sub), func(m *wireMsg) bool {
-		return m.Type == "subscribed" && m.SessionID == sessionID
-	})
-	var e *Error
-	if errors.As(err, &e) || errors.Is(err, ErrClosed) || ctx.Err() != nil {
+	add := func() error {
 		w.mu.Lock()
-		delete(w.subs, sessionID)
-		w.mu.Unlock()
+		defer w.mu.Unlock()
+		if _, dup := w.subs[id]; dup {
+			return &Error{Code: "CONFLICT", Message: "Already subscribed to this session.", HTTPStatus: 409, SessionID: id}
+		}
+		w.subs[id] = sub
+		return nil
 	}
-	return err
+	undo := func(err error) {
+		var e *Error
+		if errors.As(err, &e) || errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			w.mu.Lock()
+			if w.subs[id] == sub {
+				delete(w.subs, id)
+			}
+			w.mu.Unlock()
+		}
+	}
+	return w.request(ctx, reqKey{"subscribeSession", id, ""}, add, func() []byte { return w.subscribeMsg(id, sub) },
+		func(m *wireMsg) bool { return m.Type == "subscribed" && m.SessionID == id }, undo)
 }
 
 // subscribeMsg builds a subscribeSession from a subscription's position.
@@ -162,13 +183,19 @@ func (w *Worker) subscribeMsg(id string, sub *workerSub) []byte {
 
 // Unsubscribe stops a session's source audio.
 func (w *Worker) Unsubscribe(ctx context.Context, sessionID string) error {
-	w.mu.Lock()
-	delete(w.subs, sessionID)
-	w.mu.Unlock()
-	p, _ := json.Marshal(map[string]any{"action": "unsubscribeSession", "sessionId": sessionID})
-	return w.request(ctx, reqKey{"unsubscribeSession", sessionID, ""}, p, func(m *wireMsg) bool {
-		return m.Type == "unsubscribed" && m.SessionID == sessionID
-	})
+	id, err := canonicalID(sessionID)
+	if err != nil {
+		return err
+	}
+	remove := func() error {
+		w.mu.Lock()
+		delete(w.subs, id)
+		w.mu.Unlock()
+		return nil
+	}
+	p, _ := json.Marshal(map[string]any{"action": "unsubscribeSession", "sessionId": id})
+	return w.request(ctx, reqKey{"unsubscribeSession", id, ""}, remove, func() []byte { return p },
+		func(m *wireMsg) bool { return m.Type == "unsubscribed" && m.SessionID == id }, nil)
 }
 
 // Claim declares that this worker produces lang for a session, and waits for
@@ -192,33 +219,64 @@ func (w *Worker) ClaimExclusive(ctx context.Context, sessionID, lang string) err
 }
 
 func (w *Worker) claim(ctx context.Context, sessionID, lang string, exclusive bool) error {
-	k := claimKey{sessionID, lang}
-	w.mu.Lock()
-	w.claims[k] = exclusive
-	w.mu.Unlock()
-	err := w.request(ctx, reqKey{"claimLanguage", sessionID, lang}, claimMsg(sessionID, lang, exclusive, ""), func(m *wireMsg) bool {
-		return m.Type == "languageClaimed" && m.SessionID == sessionID && m.TargetLanguage == lang
-	})
-	var e *Error
-	if errors.As(err, &e) {
-		w.mu.Lock()
-		delete(w.claims, k)
-		w.mu.Unlock()
+	id, err := canonicalID(sessionID)
+	if err != nil {
+		return err
 	}
-	return err
+	lang = canonicalLang(lang)
+	k := claimKey{id, lang}
+	add := func() error {
+		w.mu.Lock()
+		w.claims[k] = exclusive
+		w.mu.Unlock()
+		return nil
+	}
+	undo := func(err error) {
+		var e *Error
+		if errors.As(err, &e) {
+			w.mu.Lock()
+			delete(w.claims, k)
+			w.mu.Unlock()
+		}
+	}
+	return w.request(ctx, reqKey{"claimLanguage", id, lang}, add, func() []byte { return claimMsg(id, lang, exclusive, "") },
+		func(m *wireMsg) bool {
+			return m.Type == "languageClaimed" && m.SessionID == id && m.TargetLanguage == lang
+		}, undo)
 }
 
 // Release gives up a claim; when no worker produces the language any more,
 // its listeners get translationUnavailable.
 func (w *Worker) Release(ctx context.Context, sessionID, lang string) error {
-	w.mu.Lock()
-	delete(w.claims, claimKey{sessionID, lang})
-	w.mu.Unlock()
-	p, _ := json.Marshal(map[string]string{"action": "releaseLanguage", "sessionId": sessionID, "targetLanguage": lang})
-	return w.request(ctx, reqKey{"releaseLanguage", sessionID, lang}, p, func(m *wireMsg) bool {
-		return m.Type == "languageReleased" && m.SessionID == sessionID && m.TargetLanguage == lang
-	})
+	id, err := canonicalID(sessionID)
+	if err != nil {
+		return err
+	}
+	lang = canonicalLang(lang)
+	remove := func() error {
+		w.mu.Lock()
+		delete(w.claims, claimKey{id, lang})
+		w.mu.Unlock()
+		return nil
+	}
+	p, _ := json.Marshal(map[string]string{"action": "releaseLanguage", "sessionId": id, "targetLanguage": lang})
+	return w.request(ctx, reqKey{"releaseLanguage", id, lang}, remove, func() []byte { return p },
+		func(m *wireMsg) bool {
+			return m.Type == "languageReleased" && m.SessionID == id && m.TargetLanguage == lang
+		}, nil)
 }
+
+// canonicalID is the session ID as the server names it in its replies.
+func canonicalID(typed string) (string, error) {
+	id, err := sessionid.Normalize(typed)
+	if err != nil {
+		return "", &Error{Code: "INVALID_SESSION_ID", Message: "Session ID must look like golden-eagle-427.", HTTPStatus: 400, SessionID: typed}
+	}
+	return id, nil
+}
+
+// canonicalLang is a language code as the server names it in its replies.
+func canonicalLang(lang string) string { return strings.ToLower(strings.TrimSpace(lang)) }
 
 // claimMsg builds a claimLanguage; previous is the connection an exclusive
 // claim takes over from ("" for none).
@@ -259,37 +317,122 @@ func (w *Worker) PublishCaption(ctx context.Context, sessionID, lang, text strin
 	return w.b.write(ctx, websocket.MessageText, p)
 }
 
-// request sends p on the current connection and waits for its reply. A
-// connection lost meanwhile is not an error: the Worker subscribes and
-// claims again on the next one.
-func (w *Worker) request(ctx context.Context, k reqKey, p []byte, match func(*wireMsg) bool) error {
+// request makes a change on the current connection and waits for the
+// server's reply: change records it in subs or claims (or refuses it), msg
+// builds the request, undo (if set) reverts the change when the request
+// failed. A connection lost meanwhile is not an error: the Worker
+// subscribes and claims again on the next one.
+func (w *Worker) request(ctx context.Context, k reqKey, change func() error, msg func() []byte,
+	match func(*wireMsg) bool, undo func(error)) error {
+	c, err := w.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.leave()
+	if err := change(); err != nil {
+		return err
+	}
+	err = c.request(ctx, k, msg(), match)
+	var ce *CloseError
+	if errors.As(err, &ce) || (err != nil && ctx.Err() == nil && c.isDone()) {
+		return nil // restored by prepare on the next connection
+	}
+	if err != nil && undo != nil {
+		undo(err)
+	}
+	return err
+}
+
+// enter waits for the connection a request may use: the current one, once
+// no prepare runs and no prepared connection is about to replace it (its
+// prepare did not see the request's change). The caller must call leave.
+func (w *Worker) enter(ctx context.Context) (*conn, error) {
 	for {
 		w.b.mu.Lock()
 		c, changed, stopped := w.b.cur, w.b.changed, w.b.stopped
 		w.b.mu.Unlock()
 		if stopped {
-			return ErrClosed
+			return nil, ErrClosed
 		}
-		if c == nil {
-			select {
-			case <-changed:
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		w.mu.Lock()
+		next, turn := w.next, w.turn
+		ok := !w.preparing && c != nil && !c.isDone() && (next == nil || next == c || next.isDone())
+		if ok {
+			w.active++
 		}
-		err := c.request(ctx, k, p, match)
-		var ce *CloseError
-		if errors.As(err, &ce) || (err != nil && ctx.Err() == nil && c.isDone()) {
-			return nil // restored by prepare on the next connection
+		w.mu.Unlock()
+		if ok {
+			return c, nil
 		}
-		return err
+		var nextDone <-chan struct{}
+		if next != nil {
+			nextDone = next.done
+		}
+		w.b.hookAt("wait")
+		select {
+		case <-changed:
+		case <-turn:
+		case <-nextDone:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (w *Worker) leave() {
+	w.mu.Lock()
+	w.active--
+	if w.active == 0 {
+		w.nextTurnLocked()
+	}
+	w.mu.Unlock()
+}
+
+func (w *Worker) nextTurnLocked() {
+	close(w.turn)
+	w.turn = make(chan struct{})
+}
+
+// waitTurnLocked waits, with w.mu held on entry and return, until turn
+// changes or ctx ends.
+func (w *Worker) waitTurnLocked(ctx context.Context) error {
+	turn := w.turn
+	w.mu.Unlock()
+	defer w.mu.Lock()
+	select {
+	case <-turn:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
 // prepare implements role: subscribe and claim again on a new connection.
-func (w *Worker) prepare(ctx context.Context, c *conn) error {
+// Requests wait meanwhile, and then go to c once it is current.
+func (w *Worker) prepare(ctx context.Context, c *conn) (err error) {
 	w.mu.Lock()
+	for w.preparing {
+		if err := w.waitTurnLocked(ctx); err != nil {
+			w.mu.Unlock()
+			return err
+		}
+	}
+	w.preparing = true
+	defer func() {
+		w.mu.Lock()
+		w.preparing = false
+		if err == nil {
+			w.next = c
+		}
+		w.nextTurnLocked()
+		w.mu.Unlock()
+	}()
+	for w.active > 0 {
+		if err := w.waitTurnLocked(ctx); err != nil {
+			w.mu.Unlock()
+			return err
+		}
+	}
 	ids := make([]string, 0, len(w.subs))
 	subs := make([]*workerSub, 0, len(w.subs))
 	for id := range w.subs {
@@ -307,6 +450,7 @@ func (w *Worker) prepare(ctx context.Context, c *conn) error {
 	// or a loss the server has not noticed yet): exclusive claims name it.
 	previous := w.connID
 	w.mu.Unlock()
+	w.b.hookAt("prepare")
 	for i, id := range ids {
 		err := c.request(ctx, reqKey{"subscribeSession", id, ""}, w.subscribeMsg(id, subs[i]), func(m *wireMsg) bool {
 			return m.Type == "subscribed" && m.SessionID == id
@@ -320,7 +464,7 @@ func (w *Worker) prepare(ctx context.Context, c *conn) error {
 		exclusive, ok := w.claims[k]
 		w.mu.Unlock()
 		if !ok {
-			continue // released meanwhile
+			continue // the session ended meanwhile
 		}
 		err := c.request(ctx, reqKey{"claimLanguage", k.session, k.lang}, claimMsg(k.session, k.lang, exclusive, previous), func(m *wireMsg) bool {
 			return m.Type == "languageClaimed" && m.SessionID == k.session && m.TargetLanguage == k.lang
@@ -344,7 +488,10 @@ func (w *Worker) lost(err error, k claimKey) bool {
 	delete(w.claims, k)
 	w.mu.Unlock()
 	if w.OnClaimLost != nil {
+		// Like every callback, never concurrently with another.
+		w.b.cbMu.Lock()
 		w.OnClaimLost(k.session, k.lang, err)
+		w.b.cbMu.Unlock()
 	}
 	return true
 }

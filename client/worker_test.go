@@ -282,6 +282,10 @@ func TestWorker_ClaimLost(t *testing.T) {
 			return d.DialContext(ctx, network, addr)
 		}}}
 		w.OnClaimLost = func(sessionID, lang string, err error) {
+			// Callbacks never run concurrently: this one holds their lock.
+			if !client.CallbacksHeld(w) {
+				t.Error("OnClaimLost called without the callback lock")
+			}
 			if sessionID == id && lang == "es" {
 				lost <- err
 			}
