@@ -365,3 +365,20 @@ func TestOIDC_Open(t *testing.T) {
 		}
 	})
 }
+
+// TestVerifier_DuplicateIssuerName: user IDs are "<issuer name>:<sub>", so
+// a second issuer with the name of the first is not used: its users would
+// otherwise become the first issuer's users with the same sub.
+func TestVerifier_DuplicateIssuerName(t *testing.T) {
+	first, second := newRSAKey(t, "rsa-1"), newRSAKey(t, "rsa-2")
+	a := openOIDC(t, newJWKSServer(t, first).URL)
+	b := openOIDC(t, newJWKSServer(t, second).URL, func(o *auth.OIDC) { o.Config.Issuer = "https://id.test/pool-2" })
+	v := auth.NewVerifier(nil, a, b)
+
+	now := time.Now()
+	if u, err := v.VerifyToken(t.Context(), first.sign(t, idClaims(now))); err != nil || u.ID != "corp:user-42" {
+		t.Fatalf("first issuer's token: %v, %v", u, err)
+	}
+	_, err := v.VerifyToken(t.Context(), second.sign(t, with(idClaims(now), map[string]any{"iss": "https://id.test/pool-2"})))
+	wantCode(t, err, pentecost.EAUTHINVALID)
+}

@@ -20,7 +20,9 @@ type Verifier struct {
 }
 
 // NewVerifier returns a Verifier routing to embedded (may be nil) and the
-// given external issuers. Should two share an iss value, the first wins.
+// given external issuers. Should two share an iss value, or a name (user
+// IDs are "<name>:<sub>", so a shared name would merge two issuers' users),
+// the first wins and the other is not used.
 func NewVerifier(embedded *Embedded, issuers ...*OIDC) *Verifier {
 	v := &Verifier{
 		Logger:   slog.New(slog.DiscardHandler),
@@ -37,10 +39,16 @@ func NewVerifier(embedded *Embedded, issuers ...*OIDC) *Verifier {
 }
 
 func (v *Verifier) add(iss, name string, tv pentecost.TokenVerifier) {
-	if _, ok := v.byIssuer[iss]; !ok {
-		v.byIssuer[iss] = tv
-		v.names[iss] = name
+	if _, ok := v.byIssuer[iss]; ok {
+		return
 	}
+	for _, n := range v.names {
+		if n == name {
+			return
+		}
+	}
+	v.byIssuer[iss] = tv
+	v.names[iss] = name
 }
 
 // VerifyToken implements pentecost.TokenVerifier. Every bad token gets the

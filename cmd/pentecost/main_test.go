@@ -282,3 +282,31 @@ func TestServe_Pages(t *testing.T) {
 		t.Fatalf("qr: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }
+
+// TestOIDCConfigs_Duplicates: issuers must differ in issuer URL (tokens are
+// routed by it) and in name (user IDs are "<name>:<sub>").
+func TestOIDCConfigs_Duplicates(t *testing.T) {
+	spec := func(name, iss string) string {
+		return "name=" + name + ",issuer=" + iss + ",jwks=" + iss + "/keys,audience=a"
+	}
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{"OK", Config{OIDCIssuers: []string{spec("corp", "https://a.example"), spec("partner", "https://b.example")}}, ""},
+		{"ErrSameIssuer", Config{OIDCIssuers: []string{spec("corp", "https://a.example"), spec("partner", "https://a.example")}}, "same issuer URL"},
+		{"ErrSameName", Config{OIDCIssuers: []string{spec("corp", "https://a.example"), spec("corp", "https://b.example")}}, "named corp"},
+		{"ErrNamedCognito", Config{OIDCIssuers: []string{spec("cognito", "https://a.example")}, CognitoRegion: "eu-west-1", CognitoPool: "eu-west-1_abc", CognitoClient: "c"}, "named cognito"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := oidcConfigs(&tc.cfg)
+			if tc.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("err = %v, want one saying %q", err, tc.wantErr)
+			}
+		})
+	}
+}

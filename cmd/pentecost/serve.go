@@ -323,12 +323,18 @@ func oidcConfigs(cfg *Config) ([]auth.OIDCConfig, error) {
 	}
 	// Tokens are routed to an issuer by their iss claim, so two issuers
 	// with one iss would make one of them unreachable.
-	seen := map[string]string{}
+	// Users are named "<issuer name>:<sub>", and sessions belong to that
+	// name: two issuers with one name would let a user of one act as the
+	// user with the same sub at the other.
+	seen, names := map[string]string{}, map[string]bool{}
 	for _, oc := range out {
 		if other, ok := seen[oc.Issuer]; ok {
 			return nil, fmt.Errorf("OIDC issuers %s and %s have the same issuer URL %s", other, oc.Name, oc.Issuer)
 		}
-		seen[oc.Issuer] = oc.Name
+		if names[oc.Name] {
+			return nil, fmt.Errorf("two OIDC issuers are named %s: user IDs (%s:<sub>) would collide; give each its own name", oc.Name, oc.Name)
+		}
+		seen[oc.Issuer], names[oc.Name] = oc.Name, true
 	}
 	return out, nil
 }
