@@ -54,14 +54,19 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("auth: encode signing key: %w", err)
 	}
 
-	// O_EXCL: if another process created the file meanwhile, use its key.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return loadKey(path)
-	} else if err != nil {
+	// Written whole to a temporary file, then linked into place: a link
+	// fails if another process created the key meanwhile (then its key is
+	// used), and nobody ever reads a half-written key, which a crash would
+	// otherwise leave to fail every later start.
+	f, err := os.CreateTemp(filepath.Dir(path), ".signing-key-*")
+	if err != nil {
 		return nil, fmt.Errorf("auth: create signing key file: %w", err)
 	}
-	err = pem.Encode(f, &pem.Block{Type: pemTypePrivateKey, Bytes: der})
+	defer os.Remove(f.Name())
+	err = f.Chmod(0o600)
+	if err == nil {
+		err = pem.Encode(f, &pem.Block{Type: pemTypePrivateKey, Bytes: der})
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -69,8 +74,12 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 		err = cerr
 	}
 	if err != nil {
-		_ = os.Remove(path) // a half-written key would fail every later start
 		return nil, fmt.Errorf("auth: write signing key file: %w", err)
+	}
+	if err := os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
+		return loadKey(path)
+	} else if err != nil {
+		return nil, fmt.Errorf("auth: install signing key file: %w", err)
 	}
 	return key, nil
 }

@@ -3,12 +3,14 @@ package auth_test
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +45,35 @@ func TestLoadOrCreateKey(t *testing.T) {
 		}
 		if !bytes.Equal(key, again) {
 			t.Fatal("second load returned a different key")
+		}
+	})
+
+	t.Run("Concurrent", func(t *testing.T) {
+		// Processes starting together on one data dir agree on one key,
+		// and none reads the file while another is still writing it.
+		dir := t.TempDir()
+		path := filepath.Join(dir, "signing.pem")
+		keys := make([][]byte, 16)
+		errs := make([]error, len(keys))
+		var wg sync.WaitGroup
+		for i := range keys {
+			wg.Go(func() {
+				var k ed25519.PrivateKey
+				k, errs[i] = auth.LoadOrCreateKey(path)
+				keys[i] = k
+			})
+		}
+		wg.Wait()
+		for i := range keys {
+			if errs[i] != nil {
+				t.Fatal(errs[i])
+			}
+			if !bytes.Equal(keys[i], keys[0]) {
+				t.Fatal("two callers got different keys")
+			}
+		}
+		if files, _ := os.ReadDir(dir); len(files) != 1 {
+			t.Fatalf("%d files left in the key directory, want the key alone", len(files))
 		}
 	})
 
