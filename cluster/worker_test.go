@@ -33,7 +33,7 @@ func startWorker(t *testing.T, name string, n *node, engines string) *workerProc
 	t.Helper()
 	cmd := exec.Command(binPath, "worker", "--server", n.url, "--engines", engines, "--log-format", "text")
 	// TMPDIR of its own, so that what a killed worker cannot clean up (the
-	// utterance it was recognising) stays out of the machine's /tmp.
+	// utterance it was recognising) stays out of the machine's temporary directory.
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "TMPDIR=" + t.TempDir(),
 		"PENTECOST_WORKER_CREDENTIAL=" + workerCredential, "LOG_LEVEL=info"}
 	w := &workerProc{name: name, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
