@@ -29,24 +29,7 @@ const chromiumPath = "/usr/bin/chromium"
 // Screenshots at phone size go to web/e2e/screenshots (or
 // $PENTECOST_E2E_SCREENSHOTS).
 func TestBrowser(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s not found: run ./scripts/test, which installs Debian's chromium package", chromiumPath)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node not found: install Node.js, then run ./scripts/test")
-	}
-	if _, err := os.Stat(filepath.Join("e2e", "node_modules", "playwright-core")); err != nil {
-		t.Fatal("web/e2e/node_modules is missing: run ./scripts/test (or `npm ci` in web/e2e)")
-	}
-	shots := os.Getenv("PENTECOST_E2E_SCREENSHOTS")
-	if shots == "" {
-		shots, err = filepath.Abs(filepath.Join("e2e", "screenshots"))
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-
+	requireBrowser(t)
 	workerSecret := auth.GeneratePassword()
 	srv := startServer(t, nil, func(rt *realtime.Server) {
 		// Refreshes every few seconds, so that the test sees several; the
@@ -55,33 +38,65 @@ func TestBrowser(t *testing.T) {
 		rt.ConnectionLimit = pentecost.Limit{Events: 200, Per: time.Minute}
 		rt.WorkerVerifier = auth.NewWorkerSecrets([]string{"e2e:" + workerSecret})
 	})
-
-	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "browser.mjs")
-	cmd.Dir = "e2e"
-	cmd.Env = append(os.Environ(),
+	runBrowserScript(t, "browser.mjs",
 		"PENTECOST_URL="+srv.URL,
 		"PENTECOST_USERNAME="+srv.Username,
 		"PENTECOST_PASSWORD="+srv.Password,
 		"PENTECOST_WORKER_SECRET="+workerSecret,
+	)
+}
+
+// requireBrowser fails the test unless Chromium, Node.js and the e2e
+// script's npm packages are installed (./scripts/test installs them).
+func requireBrowser(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("%s not found: run ./scripts/test, which installs Debian's chromium package", chromiumPath)
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatal("node not found: install Node.js, then run ./scripts/test")
+	}
+	if _, err := os.Stat(filepath.Join("e2e", "node_modules", "playwright-core")); err != nil {
+		t.Fatal("web/e2e/node_modules is missing: run ./scripts/test (or `npm ci` in web/e2e)")
+	}
+}
+
+// runBrowserScript runs a script of web/e2e with node, with env added to
+// the environment, and fails the test if it fails. Screenshots go to
+// web/e2e/screenshots (or $PENTECOST_E2E_SCREENSHOTS).
+func runBrowserScript(t *testing.T, script string, env ...string) {
+	t.Helper()
+	shots := os.Getenv("PENTECOST_E2E_SCREENSHOTS")
+	if shots == "" {
+		var err error
+		shots, err = filepath.Abs(filepath.Join("e2e", "screenshots"))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Dir = "e2e"
+	cmd.Env = append(os.Environ(),
 		"PENTECOST_E2E_SCREENSHOTS="+shots,
 		"PENTECOST_E2E_TIMEOUT_MS="+strconv.FormatInt((e2eTimeout-20*time.Second).Milliseconds(), 10),
 		"CHROMIUM="+chromiumPath,
 	)
+	cmd.Env = append(cmd.Env, env...)
 	// On timeout node gets SIGINT first, so that it closes the browser.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 15 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	err = cmd.Run()
-	t.Logf("browser test output (%s):\n%s", time.Since(start).Round(time.Millisecond), out.String())
+	err := cmd.Run()
+	t.Logf("%s output (%s):\n%s", script, time.Since(start).Round(time.Millisecond), out.String())
 	if ctx.Err() != nil {
-		t.Fatalf("browser test did not finish within %s", e2eTimeout)
+		t.Fatalf("%s did not finish within %s", script, e2eTimeout)
 	}
 	if err != nil {
-		t.Fatalf("browser test failed: %v", err)
+		t.Fatalf("%s failed: %v", script, err)
 	}
 	t.Logf("screenshots in %s", shots)
 }

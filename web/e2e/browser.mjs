@@ -9,22 +9,15 @@
 // whose loudness follows a pseudo-random pattern, so that what listeners
 // receive can be matched against it by its energy envelope.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { FRAME, RATE, SHOTS, STEP_TIMEOUT, check, launch, log, runScript, shot, waitFor, waitState, writeWav } from './lib.mjs';
 
 const BASE = process.env.PENTECOST_URL;
 const USERNAME = process.env.PENTECOST_USERNAME;
 const PASSWORD = process.env.PENTECOST_PASSWORD;
-const SHOTS = process.env.PENTECOST_E2E_SCREENSHOTS || join(process.cwd(), 'screenshots');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const WORKER_SECRET = process.env.PENTECOST_WORKER_SECRET;
-const STEP_TIMEOUT = 20000;
-const TOTAL_TIMEOUT = Number(process.env.PENTECOST_E2E_TIMEOUT_MS || 240000);
-
-const RATE = 16000;
-const FRAME = 320; // 20 ms
 const SEGMENT = 0.1; // seconds per envelope step
 const SEGMENTS = 80; // 8 s, then Chromium loops the file
 
@@ -32,8 +25,6 @@ if (!BASE || !USERNAME || !PASSWORD || !WORKER_SECRET) {
   console.error('PENTECOST_URL, PENTECOST_USERNAME, PENTECOST_PASSWORD and PENTECOST_WORKER_SECRET are required');
   process.exit(2);
 }
-
-const log = (...a) => console.log(new Date().toISOString().slice(11, 23), ...a);
 
 // --- the input signal -------------------------------------------------------
 
@@ -70,21 +61,7 @@ function makeWav(path) {
     const v = a * (0.5 * Math.sin(2 * Math.PI * 330 * t) + 0.3 * Math.sin(2 * Math.PI * 710 * t) + 0.2 * Math.sin(2 * Math.PI * 1490 * t));
     pcm[i] = Math.round(v * 32767);
   }
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0);
-  header.writeUInt32LE(36 + n * 2, 4);
-  header.write('WAVE', 8);
-  header.write('fmt ', 12);
-  header.writeUInt32LE(16, 16);
-  header.writeUInt16LE(1, 20); // PCM
-  header.writeUInt16LE(1, 22); // mono
-  header.writeUInt32LE(RATE, 24);
-  header.writeUInt32LE(RATE * 2, 28);
-  header.writeUInt16LE(2, 32);
-  header.writeUInt16LE(16, 34);
-  header.write('data', 36);
-  header.writeUInt32LE(n * 2, 40);
-  writeFileSync(path, Buffer.concat([header, Buffer.from(pcm.buffer)]));
+  writeWav(path, pcm);
   return pcm;
 }
 
@@ -126,25 +103,6 @@ function envelopeMatch(received, input) {
 
 // --- helpers ------------------------------------------------------------------
 
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-async function waitFor(page, fn, arg, what) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: STEP_TIMEOUT, polling: 100 });
-  } catch (err) {
-    const state = await page.evaluate(() => JSON.stringify({
-      state: window.__PENTECOST_TEST__?.state, url: location.href,
-      text: document.querySelector('[data-state]')?.textContent,
-    })).catch(() => '?');
-    throw new Error(`timed out waiting for ${what} (page: ${state})`);
-  }
-}
-
-const waitState = (page, state, who) =>
-  waitFor(page, (s) => window.__PENTECOST_TEST__?.state === s, state, `${who} to show "${state}"`);
-
 // frames returns what a listener page received: sequence numbers, the
 // RMS of each frame and a hash of its bytes.
 function frames(page) {
@@ -164,13 +122,6 @@ function sentHashes(page) {
     for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 16777619) >>> 0;
     return h;
   }));
-}
-
-// shot writes a screenshot of page; background tabs paint slowly, so the
-// page is brought to the front first.
-async function shot(page, name, options = {}) {
-  await page.bringToFront();
-  await page.screenshot({ path: join(SHOTS, name), animations: 'disabled', ...options });
 }
 
 function checkContiguous(list, who) {
@@ -207,16 +158,8 @@ async function run(work) {
   const input = makeWav(wav);
   const inputEnv = rmsFrames(input);
 
-  const context = await chromium.launchPersistentContext(join(work, 'profile'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 360, height: 740 },
-    deviceScaleFactor: 2,
-    hasTouch: true,
-    isMobile: true,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  const context = await launch(join(work, 'profile'), {
+    extraArgs: [
       '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
       `--use-file-for-fake-audio-capture=${wav}`,
     ],
@@ -444,23 +387,4 @@ async function run(work) {
   }
 }
 
-const work = mkdtempSync(join(tmpdir(), 'pentecost-e2e-'));
-const timer = setTimeout(() => {
-  console.error(`e2e: gave up after ${TOTAL_TIMEOUT} ms`);
-  process.exit(1);
-}, TOTAL_TIMEOUT);
-const stop = () => { rmSync(work, { recursive: true, force: true }); process.exit(1); };
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
-
-try {
-  await run(work);
-  log(`PASS; screenshots in ${SHOTS}`);
-  process.exitCode = 0;
-} catch (err) {
-  console.error('FAIL:', err.message);
-  process.exitCode = 1;
-} finally {
-  clearTimeout(timer);
-  rmSync(work, { recursive: true, force: true });
-}
+await runScript(run, mkdtempSync(join(tmpdir(), 'pentecost-e2e-')));

@@ -1,0 +1,193 @@
+// Helpers the browser test scripts share: launching Debian's Chromium the
+// way a phone meets the pages, waiting for page state, a test signal the
+// fake microphone plays, and an analyser tapped on a page's audio output.
+
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+export const SHOTS = process.env.PENTECOST_E2E_SCREENSHOTS || join(process.cwd(), 'screenshots');
+export const STEP_TIMEOUT = 20000;
+export const RATE = 16000;
+export const FRAME = 320; // 20 ms at 16 kHz
+
+export const log = (...a) => console.log(new Date().toISOString().slice(11, 23), ...a);
+
+/** Throws with message unless cond holds. */
+export function check(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+/**
+ * Starts Chromium headless with a phone-sized persistent context. extraArgs
+ * are added to the flags this machine needs (no background networking: its
+ * closed network refuses those connections).
+ */
+export async function launch(profileDir, { extraArgs = [], viewport = { width: 360, height: 740 }, ...options } = {}) {
+  return chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport,
+    deviceScaleFactor: 2,
+    hasTouch: true,
+    isMobile: true,
+    ...options,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // Sound must start from the test's clicks as on a phone; no real
+      // output device is needed for the analyser to hear it.
+      '--autoplay-policy=no-user-gesture-required',
+      ...extraArgs,
+    ],
+  });
+}
+
+/**
+ * Opens a page that records console errors and page errors into problems
+ * (an array); allow(text) may excuse an expected console error.
+ */
+export async function openPage(context, name, problems, allow = () => false) {
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !allow(m.text())) problems.push(`${name} console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`${name} page error: ${e.message}`));
+  return page;
+}
+
+/** Waits until fn(arg) is truthy in page, with a readable timeout error. */
+export async function waitFor(page, fn, arg, what, timeout = STEP_TIMEOUT) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout, polling: 100 });
+  } catch {
+    const state = await page.evaluate(() => JSON.stringify({
+      state: window.__PENTECOST_TEST__?.state, url: location.href,
+      text: document.querySelector('[data-state]')?.textContent,
+    })).catch(() => '?');
+    throw new Error(`timed out waiting for ${what} (page: ${state})`);
+  }
+}
+
+/** Waits until a page's test hooks report state. */
+export const waitState = (page, state, who) =>
+  waitFor(page, (s) => window.__PENTECOST_TEST__?.state === s, state, `${who} to show "${state}"`);
+
+/** Screenshot of page; background tabs paint slowly, so it comes to the front first. */
+export async function shot(page, name, options = {}) {
+  await page.bringToFront();
+  await page.screenshot({ path: join(SHOTS, name), animations: 'disabled', ...options });
+}
+
+/**
+ * Writes a WAV of seconds of a steady three-partial tone at amplitude (0..1),
+ * 16 kHz mono, for --use-file-for-fake-audio-capture.
+ */
+export function writeToneWav(path, { seconds = 4, amplitude = 0.4 } = {}) {
+  const n = Math.round(seconds * RATE);
+  const pcm = new Int16Array(n);
+  for (let i = 0; i < n; i++) {
+    const t = i / RATE;
+    const v = amplitude * (0.5 * Math.sin(2 * Math.PI * 330 * t) + 0.3 * Math.sin(2 * Math.PI * 710 * t) + 0.2 * Math.sin(2 * Math.PI * 1490 * t));
+    pcm[i] = Math.round(v * 32767);
+  }
+  writeWav(path, pcm);
+  return pcm;
+}
+
+/** Writes 16 kHz mono 16-bit PCM samples as a WAV file. */
+export function writeWav(path, pcm) {
+  const n = pcm.length;
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0);
+  header.writeUInt32LE(36 + n * 2, 4);
+  header.write('WAVE', 8);
+  header.write('fmt ', 12);
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20); // PCM
+  header.writeUInt16LE(1, 22); // mono
+  header.writeUInt32LE(RATE, 24);
+  header.writeUInt32LE(RATE * 2, 28);
+  header.writeUInt16LE(2, 32);
+  header.writeUInt16LE(16, 34);
+  header.write('data', 36);
+  header.writeUInt32LE(n * 2, 40);
+  writeFileSync(path, Buffer.concat([header, Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength)]));
+}
+
+/**
+ * An init script for context.addInitScript: every AudioNode connected to an
+ * AudioContext's destination is also connected to an AnalyserNode, and
+ * window.__PENTECOST_OUTPUT__.rms() returns the RMS (0..1) of the last
+ * analyser window summed over every context the page made. It measures what
+ * the page really plays, whichever playback path it chose.
+ */
+export function tapAudioOutput() {
+  const analysers = [];
+  const connect = AudioNode.prototype.connect;
+  AudioNode.prototype.connect = function (dest, ...rest) {
+    if (dest instanceof AudioDestinationNode) {
+      const ctx = dest.context;
+      let a = ctx.__pentecostTap;
+      if (!a) {
+        a = ctx.createAnalyser();
+        a.fftSize = 2048;
+        ctx.__pentecostTap = a;
+        analysers.push(a);
+      }
+      connect.call(this, a);
+    }
+    return connect.call(this, dest, ...rest);
+  };
+  window.__PENTECOST_OUTPUT__ = {
+    contexts: () => analysers.length,
+    rms() {
+      let sum = 0, n = 0;
+      for (const a of analysers) {
+        const buf = new Float32Array(a.fftSize);
+        a.getFloatTimeDomainData(buf);
+        for (const v of buf) { sum += v * v; n++; }
+      }
+      return n ? Math.sqrt(sum / n) : 0;
+    },
+  };
+}
+
+/**
+ * Samples the page's output RMS every interval ms for duration ms and
+ * returns the samples (tapAudioOutput must have been installed).
+ */
+export function sampleOutput(page, duration = 2000, interval = 50) {
+  return page.evaluate(({ duration, interval }) => new Promise((resolve) => {
+    const out = [];
+    const t = setInterval(() => out.push(window.__PENTECOST_OUTPUT__.rms()), interval);
+    setTimeout(() => { clearInterval(t); resolve(out); }, duration);
+  }), { duration, interval });
+}
+
+/**
+ * Runs main(work) with a bounded total time, cleans up work, and sets the
+ * exit code; every script ends through it.
+ */
+export async function runScript(main, work, totalMs = Number(process.env.PENTECOST_E2E_TIMEOUT_MS || 240000)) {
+  const { rmSync } = await import('node:fs');
+  const timer = setTimeout(() => {
+    console.error(`e2e: gave up after ${totalMs} ms`);
+    process.exit(1);
+  }, totalMs);
+  const stop = () => { rmSync(work, { recursive: true, force: true }); process.exit(1); };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  try {
+    await main(work);
+    log(`PASS; screenshots in ${SHOTS}`);
+    process.exitCode = 0;
+  } catch (err) {
+    console.error('FAIL:', err.message);
+    process.exitCode = 1;
+  } finally {
+    clearTimeout(timer);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
