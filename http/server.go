@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pentecost/pentecost"
+	"github.com/pentecost/pentecost/certs"
 )
 
 // Defaults for a new Server.
@@ -59,8 +61,14 @@ type Server struct {
 	// Addr is the address to listen on (DefaultAddr). Port 0 picks a free port.
 	Addr string
 	// TLSCertFile and TLSKeyFile, when both set, make the server speak HTTPS
-	// with TLS 1.2 or later.
+	// with TLS 1.2 or later: on TLSAddr when it is set, else on Addr.
 	TLSCertFile, TLSKeyFile string
+	// TLSConfig, instead of the files, supplies the certificates (e.g. a
+	// GetCertificate that renews them without a restart).
+	TLSConfig *tls.Config
+	// TLSAddr, when set with a certificate, is a second address serving
+	// the same routes over HTTPS and WSS while Addr stays plain HTTP.
+	TLSAddr string
 
 	// Logger receives the access log and errors. Defaults to discarding.
 	Logger *slog.Logger
@@ -111,10 +119,11 @@ type Server struct {
 	metrics *metrics
 
 	mu     sync.Mutex
-	ln     net.Listener
+	ln     net.Listener // Addr
+	tlsLn  net.Listener // TLSAddr, when set
 	server *http.Server
-	tls    bool
-	done   chan struct{} // closed when Serve returns
+	tls    bool          // whether ln speaks TLS
+	done   chan struct{} // closed when every Serve has returned
 }
 
 // NewServer returns a Server with default settings.
@@ -178,21 +187,24 @@ func (s *Server) Open() error {
 		return errors.New("http: Registerer is required with a custom Gatherer")
 	}
 
-	var tlsConfig *tls.Config
-	if s.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
-		if err != nil {
-			return fmt.Errorf("http: load TLS certificate: %w", err)
-		}
-		tlsConfig = &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{cert},
-		}
+	tlsConfig, err := s.tlsConfig()
+	if err != nil {
+		return err
+	}
+	if s.TLSAddr != "" && tlsConfig == nil {
+		return errors.New("http: TLSAddr needs TLSConfig or TLSCertFile and TLSKeyFile")
 	}
 
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("http: listen: %w", err)
+	}
+	var tlsLn net.Listener
+	if s.TLSAddr != "" {
+		if tlsLn, err = net.Listen("tcp", s.TLSAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("http: listen on TLS address: %w", err)
+		}
 	}
 	// Metrics and routes are registered once the port is ours, so that a
 	// failed Open can be retried.
@@ -200,6 +212,9 @@ func (s *Server) Open() error {
 		m, err := newMetrics(s.Registerer, s.Gatherer, s.activeSessions)
 		if err != nil {
 			ln.Close()
+			if tlsLn != nil {
+				tlsLn.Close()
+			}
 			return fmt.Errorf("http: register metrics: %w", err)
 		}
 		s.metrics = m
@@ -207,27 +222,68 @@ func (s *Server) Open() error {
 			s.mux.Handle(rt.Method+" "+rt.Path, s.route(rt))
 		}
 	}
-	if tlsConfig != nil {
-		ln = tls.NewListener(ln, tlsConfig)
+	// Every TLS port answers plain HTTP with a redirect to https, not with
+	// a failed handshake the browser shows as a broken page.
+	if tlsConfig != nil && tlsLn != nil {
+		tlsLn = certs.NewListener(tlsLn, tlsConfig, 0)
+	} else if tlsConfig != nil {
+		ln = certs.NewListener(ln, tlsConfig, 0)
 		s.tls = true
 	}
-	s.ln = ln
+	s.ln, s.tlsLn = ln, tlsLn
 	s.server = &http.Server{
 		Handler:           s.handler(),
-		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          log.New(serverLogWriter{s.Logger}, "", 0),
 	}
 	s.done = make(chan struct{})
-	go func(srv *http.Server, done chan struct{}) {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.Logger.Error("http server stopped", logKeyError, err)
+	var wg sync.WaitGroup
+	for _, l := range []net.Listener{ln, tlsLn} {
+		if l == nil {
+			continue
 		}
-	}(s.server, s.done)
+		wg.Add(1)
+		go func(srv *http.Server) {
+			defer wg.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.Logger.Error("http server stopped", logKeyError, err)
+			}
+		}(s.server)
+	}
+	go func(done chan struct{}) {
+		wg.Wait()
+		close(done)
+	}(s.done)
 	return nil
+}
+
+// tlsConfig returns the TLS configuration from TLSConfig or the
+// certificate files, or nil when the server has none. It offers HTTP/1.1
+// only: WebSockets are upgraded from HTTP/1.1 requests.
+func (s *Server) tlsConfig() (*tls.Config, error) {
+	var c *tls.Config
+	switch {
+	case s.TLSConfig != nil:
+		c = s.TLSConfig.Clone()
+	case s.TLSCertFile != "":
+		cert, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("http: load TLS certificate: %w", err)
+		}
+		c = &tls.Config{Certificates: []tls.Certificate{cert}}
+	default:
+		return nil, nil
+	}
+	if c.MinVersion < tls.VersionTLS12 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	c.NextProtos = slices.DeleteFunc(slices.Clone(c.NextProtos), func(p string) bool { return p == "h2" })
+	if !slices.Contains(c.NextProtos, "http/1.1") {
+		c.NextProtos = append([]string{"http/1.1"}, c.NextProtos...)
+	}
+	return c, nil
 }
 
 func (s *Server) setDefaults() {
@@ -287,22 +343,58 @@ func (s *Server) Port() int {
 	return s.ln.Addr().(*net.TCPAddr).Port
 }
 
-// URL returns the server's base URL, such as http://127.0.0.1:8080. An
-// unspecified listen address is shown as localhost.
+// URL returns the server's base URL on Addr, such as
+// http://127.0.0.1:8080. An unspecified listen address is shown as
+// localhost.
 func (s *Server) URL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln == nil {
 		return ""
 	}
-	addr := s.ln.Addr().(*net.TCPAddr)
-	host := "localhost"
-	if ip, ok := netip.AddrFromSlice(addr.IP); ok && !ip.IsUnspecified() {
-		host = ip.Unmap().String()
-	}
 	scheme := "http"
 	if s.tls {
 		scheme = "https"
+	}
+	return baseURL(scheme, s.ln.Addr())
+}
+
+// TLSURL returns the server's base URL on TLSAddr, such as
+// https://localhost:8443, or "" when it has none.
+func (s *Server) TLSURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tlsLn == nil {
+		return ""
+	}
+	return baseURL("https", s.tlsLn.Addr())
+}
+
+// Addrs returns the addresses the server listens on: plain HTTP and
+// HTTPS. Either is nil when the server does not listen for it (with only
+// TLSCertFile and TLSKeyFile, Addr speaks HTTPS and plain is nil).
+func (s *Server) Addrs() (plain, tls *net.TCPAddr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		a := s.ln.Addr().(*net.TCPAddr)
+		if s.tls {
+			tls = a
+		} else {
+			plain = a
+		}
+	}
+	if s.tlsLn != nil {
+		tls = s.tlsLn.Addr().(*net.TCPAddr)
+	}
+	return plain, tls
+}
+
+func baseURL(scheme string, a net.Addr) string {
+	addr := a.(*net.TCPAddr)
+	host := "localhost"
+	if ip, ok := netip.AddrFromSlice(addr.IP); ok && !ip.IsUnspecified() {
+		host = ip.Unmap().String()
 	}
 	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 }
@@ -328,6 +420,12 @@ func (s *Server) activeSessions() float64 {
 type serverLogWriter struct{ logger *slog.Logger }
 
 func (w serverLogWriter) Write(p []byte) (int, error) {
-	w.logger.Warn(redactAddrs(strings.TrimSpace(string(p))))
+	msg := redactAddrs(strings.TrimSpace(string(p)))
+	if strings.Contains(msg, certs.ErrPlainHTTP.Error()) {
+		// Someone typed http:// before the TLS port and was redirected.
+		w.logger.Debug(msg)
+		return len(p), nil
+	}
+	w.logger.Warn(msg)
 	return len(p), nil
 }

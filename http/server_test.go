@@ -510,3 +510,43 @@ func waitFor(tb testing.TB, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestServer_TLSAddr serves the same routes as plain HTTP on Addr and as
+// HTTPS on TLSAddr, and redirects plain HTTP sent to either TLS port.
+func TestServer_TLSAddr(t *testing.T) {
+	certFile, keyFile, pool := writeSelfSignedCert(t)
+	ts := MustOpenServer(t, func(s *phttp.Server) {
+		s.TLSCertFile, s.TLSKeyFile, s.TLSAddr = certFile, keyFile, "127.0.0.1:0"
+	})
+	plain, tlsAddr := ts.Addrs()
+	if plain == nil || tlsAddr == nil || !strings.HasPrefix(ts.URL(), "http://") || !strings.HasPrefix(ts.TLSURL(), "https://127.0.0.1:") {
+		t.Fatalf("addrs %v %v, URLs %s %s", plain, tlsAddr, ts.URL(), ts.TLSURL())
+	}
+	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, u := range []string{ts.URL() + "/languages", ts.TLSURL() + "/languages"} {
+		resp, err := tlsClient.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", u, resp.StatusCode)
+		}
+	}
+
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	legacy := MustOpenServer(t, func(s *phttp.Server) { s.TLSCertFile, s.TLSKeyFile = certFile, keyFile })
+	for _, base := range []string{ts.TLSURL(), legacy.URL()} {
+		resp, err := noFollow.Get(strings.Replace(base, "https://", "http://", 1) + "/languages?x=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := base + "/languages?x=1"; resp.StatusCode != 308 || resp.Header.Get("Location") != want {
+			t.Fatalf("%d %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), want)
+		}
+	}
+	if strings.Contains(ts.Logs.String(), `"level":"WARN"`) && strings.Contains(ts.Logs.String(), "plain HTTP") {
+		t.Fatalf("redirects logged as warnings:\n%s", ts.Logs)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pentecost/pentecost/certs"
 	"github.com/pentecost/pentecost/redis"
 	"github.com/pentecost/pentecost/web"
 )
@@ -28,15 +29,22 @@ type setting struct {
 // Config is everything `pentecost serve` can be told. Every field has a
 // default, a flag and an environment variable (see settings).
 type Config struct {
-	Addr      string
-	DataDir   string
-	TLSCert   string
-	TLSKey    string
-	PublicURL string
-	LogLevel  string
-	LogFormat string
-	Pprof     bool
-	TokenTTL  time.Duration
+	Addr    string
+	DataDir string
+	TLSCert string
+	TLSKey  string
+	// TLSAddr serves HTTPS and WSS beside Addr; set by validate from the
+	// TLS mode when not given.
+	TLSAddr       string
+	TLSSelfSigned bool
+	TLSAuto       []string // ACME domains
+	ACMEDirectory string
+	ACMEEmail     string
+	PublicURL     string
+	LogLevel      string
+	LogFormat     string
+	Pprof         bool
+	TokenTTL      time.Duration
 
 	TrustedProxies []netip.Prefix
 	AllowedOrigins []string
@@ -82,8 +90,40 @@ var settings = []setting{
 		c.DataDir = v
 		return nil
 	}},
-	{"tls-cert", "PENTECOST_TLS_CERT", "", "TLS certificate file (PEM); with --tls-key serves HTTPS and WSS, TLS 1.2+", func(c *Config, v string) error { c.TLSCert = v; return nil }},
+	{"tls-cert", "PENTECOST_TLS_CERT", "", "TLS certificate file (PEM); with --tls-key serves HTTPS and WSS, TLS 1.2+, on --addr itself, or on --tls-addr when given", func(c *Config, v string) error { c.TLSCert = v; return nil }},
 	{"tls-key", "PENTECOST_TLS_KEY", "", "TLS private key file (PEM)", func(c *Config, v string) error { c.TLSKey = v; return nil }},
+	{"tls-self-signed", "PENTECOST_TLS_SELF_SIGNED", "false", "HTTPS on --tls-addr with a private CA made once in the data dir (tls/ca.pem, served at /ca.crt) and a certificate for this machine's names and LAN addresses, renewed by itself; --addr stays plain HTTP for listeners", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		c.TLSSelfSigned = b
+		return err
+	}},
+	{"tls-auto", "PENTECOST_TLS_AUTO", "", "comma-separated public DNS names: HTTPS on --tls-addr with certificates from an ACME CA (Let's Encrypt), obtained and renewed by themselves and cached in the data dir (acme/); HTTP-01 challenges and a redirect to HTTPS on :80", func(c *Config, v string) error {
+		c.TLSAuto = nil
+		for _, d := range splitList(v, ",") {
+			d = strings.TrimSuffix(strings.ToLower(d), ".")
+			if err := certs.ValidDomain(d); err != nil {
+				return err
+			}
+			c.TLSAuto = append(c.TLSAuto, d)
+		}
+		return nil
+	}},
+	{"tls-addr", "PENTECOST_TLS_ADDR", "", "address for HTTPS and WSS beside --addr; default :8443 with --tls-self-signed, :443 with --tls-auto; with --tls-cert it serves that certificate here and keeps --addr plain", func(c *Config, v string) error { c.TLSAddr = v; return nil }},
+	{"acme-directory", "PENTECOST_ACME_DIRECTORY", certs.DefaultACMEDirectory, "with --tls-auto: the ACME CA's directory URL (e.g. Let's Encrypt staging, https://acme-staging-v02.api.letsencrypt.org/directory)", func(c *Config, v string) error {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("must be the https URL of an ACME directory")
+		}
+		c.ACMEDirectory = v
+		return nil
+	}},
+	{"acme-email", "PENTECOST_ACME_EMAIL", "", "with --tls-auto: contact address the ACME CA may write to about the certificates (optional)", func(c *Config, v string) error {
+		if v != "" && !strings.Contains(v, "@") {
+			return fmt.Errorf("must be an email address")
+		}
+		c.ACMEEmail = v
+		return nil
+	}},
 	{"public-url", "PUBLIC_URL", "", "base URL listeners reach the server at (for QR codes and shared links); default: the URL each request came in on", func(c *Config, v string) error {
 		if v == "" {
 			c.PublicURL = ""
@@ -190,6 +230,18 @@ var settings = []setting{
 	{"presence-ttl", "PRESENCE_TTL_SECONDS", "30", "with --redis: how long a node that stopped (crashed) still counts its listeners; nodes refresh every third of it", seconds(func(c *Config) *time.Duration { return &c.PresenceTTL })},
 }
 
+// bareFlags are switches that may be given without a value
+// (--tls-self-signed for --tls-self-signed=true). Older boolean settings
+// keep taking a separate value (--pprof true).
+var bareFlags = map[string]bool{"tls-self-signed": true}
+
+// boolFlag is a string flag that, given bare, means "true".
+type boolFlag string
+
+func (b *boolFlag) String() string     { return string(*b) }
+func (b *boolFlag) Set(v string) error { *b = boolFlag(v); return nil }
+func (b *boolFlag) IsBoolFlag() bool   { return true }
+
 // LoadConfig builds the configuration: defaults, then the file named by
 // --config (KEY=VALUE lines using the environment names), then the
 // environment, then flags. getenv is os.Getenv outside tests.
@@ -200,7 +252,13 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 	configFile := fs.String("config", "", "")
 	flagValues := make(map[string]*string, len(settings))
 	for _, s := range settings {
-		flagValues[s.flag] = fs.String(s.flag, "", "")
+		v := new(string)
+		if bareFlags[s.flag] {
+			fs.Var((*boolFlag)(v), s.flag, "")
+		} else {
+			fs.StringVar(v, s.flag, "", "")
+		}
+		flagValues[s.flag] = v
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -252,6 +310,32 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 func (c *Config) validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key must be given together")
+	}
+	modes := 0
+	for _, on := range []bool{c.TLSCert != "", c.TLSSelfSigned, len(c.TLSAuto) > 0} {
+		if on {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return fmt.Errorf("--tls-cert, --tls-self-signed and --tls-auto are alternatives: give one of them")
+	}
+	if c.ACMEEmail != "" && len(c.TLSAuto) == 0 {
+		return fmt.Errorf("--acme-email (PENTECOST_ACME_EMAIL) needs --tls-auto")
+	}
+	if c.ACMEDirectory != certs.DefaultACMEDirectory && len(c.TLSAuto) == 0 {
+		return fmt.Errorf("--acme-directory (PENTECOST_ACME_DIRECTORY) needs --tls-auto")
+	}
+	switch {
+	case c.TLSAddr != "" && modes == 0:
+		return fmt.Errorf("--tls-addr (PENTECOST_TLS_ADDR) needs --tls-self-signed, --tls-auto or --tls-cert")
+	case c.TLSAddr == "" && c.TLSSelfSigned:
+		c.TLSAddr = ":8443"
+	case c.TLSAddr == "" && len(c.TLSAuto) > 0:
+		c.TLSAddr = ":443"
+	}
+	if c.TLSAddr != "" && c.TLSAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
+		return fmt.Errorf("--tls-addr and --addr must differ: plain HTTP and HTTPS each need a port")
 	}
 	if c.CognitoPool != "" && (c.CognitoRegion == "" || c.CognitoClient == "") {
 		return fmt.Errorf("COGNITO_USER_POOL_ID needs AWS_REGION and COGNITO_CLIENT_ID as well")

@@ -80,6 +80,25 @@ func TestLoadConfig(t *testing.T) {
 			}
 		}
 	})
+	t.Run("TLS", func(t *testing.T) {
+		for _, tt := range []struct {
+			args         []string
+			addr, domain string
+		}{
+			{[]string{"--tls-self-signed"}, ":8443", ""},
+			{[]string{"--tls-auto", "Live.Example.org., www.example.org"}, ":443", "live.example.org"},
+			{[]string{"--tls-self-signed", "--tls-addr", "127.0.0.1:9443"}, "127.0.0.1:9443", ""},
+			{[]string{"--tls-cert", "c.pem", "--tls-key", "k.pem"}, "", ""},
+		} {
+			c, err := LoadConfig(tt.args, env(nil), &bytes.Buffer{})
+			if err != nil {
+				t.Fatalf("%v: %v", tt.args, err)
+			}
+			if c.TLSAddr != tt.addr || (tt.domain != "" && c.TLSAuto[0] != tt.domain) {
+				t.Errorf("%v: tls addr %q, domains %v", tt.args, c.TLSAddr, c.TLSAuto)
+			}
+		}
+	})
 	t.Run("TrustedProxies", func(t *testing.T) {
 		c, err := LoadConfig([]string{"--trusted-proxies", "10.0.0.0/8, 127.0.0.1"}, env(nil), &bytes.Buffer{})
 		if err != nil {
@@ -99,6 +118,14 @@ func TestLoadConfig(t *testing.T) {
 		{"ErrNegative", []string{"--heartbeat-interval", "-1"}, nil, "--heartbeat-interval"},
 		{"ErrFractionalCount", nil, map[string]string{"RATE_LIMIT_SESSIONS_PER_HOUR": "1.5"}, "RATE_LIMIT_SESSIONS_PER_HOUR"},
 		{"ErrTLSHalf", []string{"--tls-cert", "c.pem"}, nil, "--tls-key"},
+		{"ErrTLSModes", []string{"--tls-self-signed", "--tls-auto", "live.example.org"}, nil, "--tls-auto"},
+		{"ErrTLSModesCert", []string{"--tls-cert", "c.pem", "--tls-key", "k.pem"}, map[string]string{"PENTECOST_TLS_SELF_SIGNED": "1"}, "--tls-self-signed"},
+		{"ErrTLSAutoIP", []string{"--tls-auto", "192.168.1.20"}, nil, "PENTECOST_TLS_AUTO"},
+		{"ErrTLSAutoNoDot", []string{"--tls-auto", "lectern"}, nil, "--tls-auto"},
+		{"ErrTLSAddrAlone", []string{"--tls-addr", ":8443"}, nil, "--tls-addr"},
+		{"ErrTLSAddrSame", []string{"--tls-self-signed", "--tls-addr", ":8080"}, nil, "--tls-addr"},
+		{"ErrACMEEmailAlone", []string{"--acme-email", "ops@example.org"}, nil, "--tls-auto"},
+		{"ErrACMEDirectoryAlone", []string{"--acme-directory", "https://acme-staging-v02.api.letsencrypt.org/directory"}, nil, "--tls-auto"},
 		{"ErrCognitoHalf", nil, map[string]string{"COGNITO_USER_POOL_ID": "eu-west-1_abc"}, "AWS_REGION"},
 		{"ErrProxy", []string{"--trusted-proxies", "not-an-ip"}, nil, "not-an-ip"},
 		{"ErrHeartbeat", nil, map[string]string{"HEARTBEAT_TIMEOUT_SECONDS": "10", "HEARTBEAT_INTERVAL_SECONDS": "30"}, "HEARTBEAT_TIMEOUT_SECONDS"},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pentecost/pentecost"
 	"github.com/pentecost/pentecost/auth"
+	"github.com/pentecost/pentecost/certs"
 	pentecosthttp "github.com/pentecost/pentecost/http"
 	"github.com/pentecost/pentecost/realtime"
 	"github.com/pentecost/pentecost/redis"
@@ -53,6 +54,16 @@ type Main struct {
 	HTTPServer *pentecosthttp.Server
 	Realtime   *realtime.Server
 
+	// Local is the private CA and certificate of --tls-self-signed; ACME
+	// the certificate manager of --tls-auto.
+	Local *certs.Local
+	ACME  *certs.ACME
+	// ACMEHTTPAddr is where --tls-auto answers HTTP-01 challenges and
+	// redirects to HTTPS (":80"); ACMEHTTPClient talks to the ACME CA
+	// (default client when nil). Tests change both.
+	ACMEHTTPAddr   string
+	ACMEHTTPClient *nethttp.Client
+
 	cancel   context.CancelFunc
 	done     chan struct{}
 	draining atomic.Bool
@@ -65,6 +76,7 @@ func NewMain(cfg *Config, stdout, stderr io.Writer) *Main {
 		Logger:        newLogger(cfg, stderr),
 		Stdout:        stdout,
 		SweepInterval: 15 * time.Second,
+		ACMEHTTPAddr:  ":80",
 	}
 }
 
@@ -159,6 +171,10 @@ func (m *Main) Run(ctx context.Context) error {
 	s := pentecosthttp.NewServer()
 	s.Addr = cfg.Addr
 	s.TLSCertFile, s.TLSKeyFile = cfg.TLSCert, cfg.TLSKey
+	s.TLSAddr = cfg.TLSAddr
+	if err := m.openCerts(s); err != nil {
+		return err
+	}
 	s.Logger = m.Logger.With("component", "http")
 	s.Sessions = rt.NotifyingSessions(m.Sessions)
 	s.Verifier = verifier
@@ -179,6 +195,11 @@ func (m *Main) Run(ctx context.Context) error {
 		return shared.ping(ctx)
 	}
 	s.Handle("GET /ws", rt)
+	if m.Local != nil {
+		// For phones and laptops that want to trust the CA rather than
+		// click through a warning; served on both ports.
+		s.Handle("GET /ca.crt", m.Local)
+	}
 	pages := web.NewHandler()
 	pages.PublicURL = cfg.PublicURL
 	pages.SignInLinks = cfg.SignInLinks
@@ -193,7 +214,18 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.HTTPServer = s
 	if err := s.Open(); err != nil {
+		if cfg.TLSAddr != "" {
+			return fmt.Errorf("listen on %s and %s: %w", cfg.Addr, cfg.TLSAddr, err)
+		}
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if m.ACME != nil {
+		// The :80 redirect sends browsers to the TLS port actually bound.
+		_, tlsAddr := s.Addrs()
+		m.ACME.TLSPort = tlsAddr.Port
+		if err := m.ACME.Open(); err != nil {
+			return err
+		}
 	}
 
 	sweepCtx, cancel := context.WithCancel(context.Background())
@@ -201,10 +233,11 @@ func (m *Main) Run(ctx context.Context) error {
 	go m.sweep(sweepCtx)
 
 	if m.Redis != nil {
-		m.Logger.Info("pentecost serving", "url", s.URL(), "redis", redactedRedisURL(cfg.RedisURL))
+		m.Logger.Info("pentecost serving", "url", s.URL(), "tls_url", s.TLSURL(), "redis", redactedRedisURL(cfg.RedisURL))
 	} else {
-		m.Logger.Info("pentecost serving", "url", s.URL(), "data_dir", cfg.DataDir)
+		m.Logger.Info("pentecost serving", "url", s.URL(), "tls_url", s.TLSURL(), "data_dir", cfg.DataDir)
 	}
+	m.announceHTTPS()
 	return nil
 }
 
@@ -228,6 +261,9 @@ func (m *Main) Close() error {
 		keep(m.Realtime.Shutdown(ctx))
 		cancel()
 	}
+	if m.ACME != nil {
+		keep(m.ACME.Close())
+	}
 	if m.HTTPServer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 		// Requests still running at the deadline are cut off; that is the
@@ -236,6 +272,9 @@ func (m *Main) Close() error {
 			keep(err)
 		}
 		cancel()
+	}
+	if m.Local != nil {
+		keep(m.Local.Close())
 	}
 	for _, o := range m.OIDC {
 		o.Close()
