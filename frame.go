@@ -47,8 +47,15 @@ type Frame struct {
 	Seq   uint64
 	Epoch string
 
-	// Time is when the server received the frame from its producer.
+	// Time is when the server received the frame from its producer. The
+	// broker keeps history by it; it is never earlier than the publish.
 	Time time.Time
+
+	// SourceTime, when set, is the capture time of the speech a worker's
+	// translated audio carries (its sourceTimestamp): what clients get as
+	// the frame's timestamp, so that they can show mouth-to-ear delay.
+	// Zero for the speaker's own audio, whose capture time is about Time.
+	SourceTime time.Time
 
 	// Data is the audio exactly as produced (FrameAudio).
 	Data []byte
@@ -99,4 +106,14 @@ type StreamPosition struct {
 	// First is the oldest Seq still held (0 when the history is empty);
 	// Last is the newest Seq ever published (0 when none).
 	First, Last uint64
+}
+
+// Timestamp is the frame's time as clients see it (the timestamp of
+// audioData and of the binary header): the capture time of its speech,
+// SourceTime when set, else Time.
+func (f *Frame) Timestamp() time.Time {
+	if !f.SourceTime.IsZero() {
+		return f.SourceTime
+	}
+	return f.Time
 }

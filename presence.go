@@ -79,4 +79,38 @@ type Presence interface {
 	// ProducedLanguages returns the languages some worker produces for a session.
 	// Errors: EUNAVAILABLE.
 	ProducedLanguages(ctx context.Context, sessionID string) ([]string, error)
+
+	// SpeakerJoin records that connID is a live speaker connection of a
+	// session and reports whether another speaker connection of it was
+	// live already (a refresh or a replacement, not a speaker arriving).
+	// Calling it again for the same connection renews its entry, which
+	// expires like a listener entry: the speaker's node renews it at every
+	// refresh, so a dead node's speaker stops counting within the expiry.
+	// Errors: EUNAVAILABLE.
+	SpeakerJoin(ctx context.Context, sessionID, connID string) (others bool, err error)
+
+	// SpeakerLeave removes a speaker connection (idempotent).
+	// Errors: EUNAVAILABLE.
+	SpeakerLeave(ctx context.Context, sessionID, connID string) error
+
+	// SpeakerConnected reports whether a speaker connection of the session
+	// is live (on any node, for a shared presence).
+	// Errors: EUNAVAILABLE.
+	SpeakerConnected(ctx context.Context, sessionID string) (bool, error)
+
+	// OfferLanguages records what a worker connection can produce: target
+	// languages by source language. It replaces the connection's previous
+	// offer; an empty offer withdraws it. An offer expires like a listener
+	// entry: the worker's node offers again at every refresh.
+	// Errors: EUNAVAILABLE.
+	OfferLanguages(ctx context.Context, workerID string, offer LanguageOffer) error
+
+	// OfferedLanguages returns, sorted and without duplicates, the target
+	// languages some worker connection offers for speech in source.
+	// Errors: EUNAVAILABLE.
+	OfferedLanguages(ctx context.Context, source string) ([]string, error)
 }
+
+// LanguageOffer is what a translation worker can produce: target language
+// codes by source language code, e.g. {"en": ["es", "ca", "gl"]}.
+type LanguageOffer map[string][]string

@@ -26,6 +26,10 @@ type Joined struct {
 	Seq   uint64
 	// Reconnect is set after a lost connection, Refresh after a refresh.
 	Reconnect, Refresh bool
+	// SpeakerConnected says whether the session's speaker was connected
+	// (on any node) at the join; nil from a server that does not say. After
+	// false, speakerReconnected (an Event) tells that the speaker arrived.
+	SpeakerConnected *bool
 }
 
 // Listener hears one session in one language. Create it with NewListener,
@@ -300,7 +304,7 @@ func (l *Listener) joined(c *conn, m *wireMsg) {
 	if l.OnJoined != nil {
 		j := Joined{SessionID: m.SessionID, TargetLanguage: m.TargetLanguage, SourceLanguage: m.SourceLanguage,
 			ConnectionID: m.ConnectionID, Epoch: m.Epoch, Seq: m.SequenceNumber,
-			Reconnect: c.kind == dialReconnect, Refresh: c.kind == dialRefresh}
+			Reconnect: c.kind == dialReconnect, Refresh: c.kind == dialRefresh, SpeakerConnected: m.SpeakerConnected}
 		if m.BroadcastState != nil {
 			j.BroadcastState = *m.BroadcastState
 		}

@@ -50,7 +50,10 @@ type Frame struct {
 	Language string
 	// Seq is the chunk's sequence number in its stream (1, 2, 3, …).
 	Seq uint64
-	// Timestamp is when the server received the chunk.
+	// Timestamp is the capture time of the chunk's speech: for the
+	// speaker's audio when the server received it (about capture plus the
+	// one-way network delay), for a worker's translation the time of the
+	// source speech it translates. Now minus Timestamp is mouth-to-ear delay.
 	Timestamp time.Time
 	// Data is the audio exactly as the speaker or worker sent it. It is
 	// only valid during the callback: copy it to keep it.
@@ -143,6 +146,7 @@ type wireMsg struct {
 	SequenceNumber uint64          `json:"sequenceNumber"`
 	BroadcastState *BroadcastState `json:"broadcastState"`
 
+	SpeakerConnected     *bool          `json:"speakerConnected"`
 	ListenerCount        int            `json:"listenerCount"`
 	LanguageDistribution map[string]int `json:"languageDistribution"`
 	SessionDuration      float64        `json:"sessionDuration"`

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/pentecost/pentecost/sessionid"
@@ -78,6 +80,7 @@ type Worker struct {
 	mu     sync.Mutex
 	subs   map[string]*workerSub // guarded by mu; positions by b.cbMu
 	claims map[claimKey]bool     // guarded by mu; true: exclusive
+	offer  map[string][]string   // guarded by mu; sent again on every new connection
 	// connID is the server's ID of the installed connection, which the
 	// next one names when it restores exclusive claims.
 	connID string // guarded by mu
@@ -293,15 +296,69 @@ func claimMsg(id, lang string, exclusive bool, previous string) []byte {
 }
 
 // PublishAudio publishes a chunk of audio in a claimed language. The server
-// confirms nothing; a refusal reaches OnError.
+// confirms nothing; a refusal reaches OnError. Its listeners' timestamp is
+// when the server received it; PublishAudioAt tells the source speech's.
 func (w *Worker) PublishAudio(ctx context.Context, sessionID, lang string, pcm []byte) error {
+	return w.PublishAudioAt(ctx, sessionID, lang, pcm, time.Time{})
+}
+
+// PublishAudioAt is PublishAudio with the capture time of the source speech
+// the audio translates (sourceTimestamp): listeners get it as the chunk's
+// timestamp, and so see the delay from the speaker's voice. A zero source
+// time sends none. The server falls back to its receive time for a time
+// more than a few seconds ahead of its clock or older than 10 minutes.
+func (w *Worker) PublishAudioAt(ctx context.Context, sessionID, lang string, pcm []byte, source time.Time) error {
 	if len(pcm) < MinAudioChunk || len(pcm) > MaxAudioChunk {
 		return &Error{Code: "INVALID_AUDIO_CHUNK", Message: "Audio chunks must be between 100 bytes and 32 KB.", HTTPStatus: 400, SessionID: sessionID}
 	}
 	w.pubMu.Lock()
 	defer w.pubMu.Unlock()
 	w.buf = appendAudioAction(w.buf[:0], "publishAudio", sessionID, lang, pcm, 0)
+	if !source.IsZero() {
+		// appendAudioAction ends with the object's closing brace.
+		w.buf = append(w.buf[:len(w.buf)-1], `,"sourceTimestamp":`...)
+		w.buf = strconv.AppendInt(w.buf, source.UnixMilli(), 10)
+		w.buf = append(w.buf, '}')
+	}
 	return w.b.write(ctx, websocket.MessageText, w.buf)
+}
+
+// OfferLanguages tells the server which languages this worker can produce,
+// target languages by source language (e.g. {"en": {"es", "ca"}}), and
+// waits for its confirmation. Listeners' pages then list those languages
+// as available for sessions in that source language; production starts
+// when a listener picks one. The offer replaces the previous one, is sent
+// again on every new connection, and is dropped by the server when the
+// worker disconnects. Like Claim, it must not be called from a callback,
+// and a connection lost before the answer is no error.
+func (w *Worker) OfferLanguages(ctx context.Context, offer map[string][]string) error {
+	cp := make(map[string][]string, len(offer))
+	for src, targets := range offer {
+		cp[src] = append([]string(nil), targets...)
+	}
+	var prev map[string][]string
+	set := func() error {
+		w.mu.Lock()
+		prev, w.offer = w.offer, cp
+		w.mu.Unlock()
+		return nil
+	}
+	// A refused offer leaves the server with the previous one.
+	undo := func(err error) {
+		var e *Error
+		if errors.As(err, &e) {
+			w.mu.Lock()
+			w.offer = prev
+			w.mu.Unlock()
+		}
+	}
+	return w.request(ctx, reqKey{"offerLanguages", "", ""}, set, func() []byte { return offerMsg(cp) },
+		func(m *wireMsg) bool { return m.Type == "languagesOffered" }, undo)
+}
+
+func offerMsg(offer map[string][]string) []byte {
+	p, _ := json.Marshal(map[string]any{"action": "offerLanguages", "languages": offer})
+	return p
 }
 
 // PublishCaption publishes a caption in a claimed language, or a transcript
@@ -449,8 +506,16 @@ func (w *Worker) prepare(ctx context.Context, c *conn) (err error) {
 	// The connection being replaced may still hold the claims (a refresh,
 	// or a loss the server has not noticed yet): exclusive claims name it.
 	previous := w.connID
+	offer := w.offer
 	w.mu.Unlock()
 	w.b.hookAt("prepare")
+	if offer != nil {
+		err := c.request(ctx, reqKey{"offerLanguages", "", ""}, offerMsg(offer), func(m *wireMsg) bool { return m.Type == "languagesOffered" })
+		var e *Error
+		if err != nil && !errors.As(err, &e) {
+			return err // the connection failed; a refusal is the offer's own fault and is not retried
+		}
+	}
 	for i, id := range ids {
 		err := c.request(ctx, reqKey{"subscribeSession", id, ""}, w.subscribeMsg(id, subs[i]), func(m *wireMsg) bool {
 			return m.Type == "subscribed" && m.SessionID == id
@@ -591,7 +656,7 @@ func (w *Worker) handle(c *conn, m *wireMsg) {
 		if had {
 			w.event(m.event())
 		}
-	case "unsubscribed", "languageClaimed", "languageReleased":
+	case "unsubscribed", "languageClaimed", "languageReleased", "languagesOffered":
 	default:
 		w.event(m.event())
 	}

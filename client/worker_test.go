@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -321,4 +322,93 @@ func TestWorker_ClaimLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, "a's refused publish", func() bool { return a.errorCount("ACTION_NOT_ALLOWED") == 1 })
+}
+
+// TestWorker_OfferLanguages: the offer reaches the server's presence, a
+// refused one leaves the previous in place, and after a lost connection
+// the Worker offers again on the new one (the server dropped the old
+// connection's offer).
+func TestWorker_OfferLanguages(t *testing.T) {
+	e := newEnv(t)
+	w := client.NewWorker(e.URL, workerSecret)
+	w.MinBackoff = 20 * time.Millisecond
+	var mu sync.Mutex
+	installs := 0
+	client.SetHook(w, func(point string) {
+		if point == "installed" {
+			mu.Lock()
+			installs++
+			mu.Unlock()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := w.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	offered := func() []string {
+		langs, err := e.Presence.OfferedLanguages(ctx, "en")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return langs
+	}
+	if err := w.OfferLanguages(ctx, map[string][]string{"en": {"es", "ca"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := offered(); !reflect.DeepEqual(got, []string{"ca", "es"}) {
+		t.Fatalf("offered = %v", got)
+	}
+	var ce *client.Error
+	if err := w.OfferLanguages(ctx, map[string][]string{"en": {"klingon"}}); !errors.As(err, &ce) || ce.Code != "INVALID_LANGUAGE" {
+		t.Fatalf("bad offer: %v, want INVALID_LANGUAGE", err)
+	}
+
+	e.cutAll()
+	// Installed again (its prepare offered), and the old connection has
+	// left (its offer withdrawn): the only worker connection is the new one.
+	poll(t, "new connection installed, old one gone", func() bool {
+		mu.Lock()
+		n := installs
+		mu.Unlock()
+		return n >= 2 && e.metric("pentecost_ws_connections") == 1
+	})
+	if got := offered(); !reflect.DeepEqual(got, []string{"ca", "es"}) {
+		t.Fatalf("offered after reconnecting = %v, want the last good offer", got)
+	}
+}
+
+// TestWorker_PublishAudioAt: the source time reaches listeners as the
+// frame's timestamp.
+func TestWorker_PublishAudioAt(t *testing.T) {
+	e := newEnv(t)
+	id := e.createSession("alice")
+	w := newRelayWorker(t, e, id, "es")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := w.Claim(ctx, id, "es"); err != nil {
+		t.Fatal(err)
+	}
+	_, js := openListener(t, e, id, "es", false)
+	_, bin := openListener(t, e, id, "es", true)
+	// No speaker yet: the join says so.
+	js.mu.Lock()
+	if len(js.joins) != 1 || js.joins[0].SpeakerConnected == nil || *js.joins[0].SpeakerConnected {
+		t.Fatalf("joins = %+v, want one with SpeakerConnected false", js.joins)
+	}
+	js.mu.Unlock()
+	spoken := time.Now().Add(-2 * time.Second).Truncate(time.Millisecond)
+	if err := w.PublishAudioAt(ctx, id, "es", chunk(1, 640), spoken); err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range map[string]*recorder{"json": js, "binary": bin} {
+		poll(t, name+" frame", func() bool { return r.frameCount() == 1 })
+		r.mu.Lock()
+		got := r.frames[0].Timestamp
+		r.mu.Unlock()
+		if !got.Equal(spoken) {
+			t.Fatalf("%s: timestamp %v, want the source time %v", name, got, spoken)
+		}
+	}
 }

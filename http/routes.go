@@ -28,6 +28,7 @@ var routes = []route{
 	{Method: "POST", Path: "/sessions", Auth: true, Body: true, Limited: true, Serve: (*Server).handleCreateSession},
 	{Method: "GET", Path: "/sessions", Auth: true, Serve: (*Server).handleListSessions},
 	{Method: "GET", Path: "/sessions/{id}", Serve: (*Server).handleGetSession},
+	{Method: "GET", Path: "/sessions/{id}/languages", Serve: (*Server).handleSessionLanguages},
 	{Method: "PATCH", Path: "/sessions/{id}", Auth: true, Body: true, Serve: (*Server).handleUpdateSession},
 	{Method: "DELETE", Path: "/sessions/{id}", Auth: true, Serve: (*Server).handleEndSession},
 	{Method: "GET", Path: "/languages", Serve: (*Server).handleLanguages},

@@ -84,6 +84,38 @@ func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, sess)
 }
 
+// sessionLanguagesResponse is the body of GET /sessions/{id}/languages.
+type sessionLanguagesResponse struct {
+	*pentecost.SessionLanguages
+	Timestamp int64 `json:"timestamp"`
+}
+
+// handleSessionLanguages tells anyone who knows a session's ID which
+// languages it offers: its source, the translations workers produce now
+// (live) and those connected workers can start when a listener picks them
+// (available). The answer comes from presence, through Sessions when it is
+// a pentecost.SessionLanguageService (the real-time server's
+// NotifyingSessions); a server without one knows only the source.
+func (s *Server) handleSessionLanguages(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var langs *pentecost.SessionLanguages
+	if svc, ok := s.Sessions.(pentecost.SessionLanguageService); ok {
+		var err error
+		if langs, err = svc.SessionLanguages(r.Context(), id); err != nil {
+			Error(w, r, err)
+			return
+		}
+	} else {
+		sess, err := s.Sessions.FindSessionByID(r.Context(), id)
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		langs = pentecost.BuildSessionLanguages(sess.ID, sess.SourceLanguage, nil, nil)
+	}
+	writeJSON(w, http.StatusOK, sessionLanguagesResponse{SessionLanguages: langs, Timestamp: s.Now().UnixMilli()})
+}
+
 // handleListSessions returns the speaker's own sessions, newest first.
 func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) {
 	filter, err := parseSessionFilter(r.URL.Query())

@@ -14,17 +14,20 @@ import (
 type Presence struct {
 	mu       sync.Mutex
 	sessions map[string]*presenceSession
+	offers   map[string]pentecost.LanguageOffer // worker connection → offer
 }
 
 type presenceSession struct {
 	conns  map[string]string // connID → language
 	counts map[string]int    // language → listeners
 	claims map[string]map[string]struct{}
+	// speakers are the session's live speaker connections.
+	speakers map[string]struct{}
 }
 
 // NewPresence returns an empty presence.
 func NewPresence() *Presence {
-	return &Presence{sessions: make(map[string]*presenceSession)}
+	return &Presence{sessions: make(map[string]*presenceSession), offers: make(map[string]pentecost.LanguageOffer)}
 }
 
 func (p *Presence) session(id string, create bool) *presenceSession {
@@ -36,9 +39,10 @@ func (p *Presence) session(id string, create bool) *presenceSession {
 	return s
 }
 
-// gc drops a session with neither listeners nor claims so the map does not grow.
+// gc drops a session with no listeners, claims or speakers so the map does
+// not grow.
 func (p *Presence) gc(id string, s *presenceSession) {
-	if len(s.conns) == 0 && len(s.claims) == 0 {
+	if len(s.conns) == 0 && len(s.claims) == 0 && len(s.speakers) == 0 {
 		delete(p.sessions, id)
 	}
 }
@@ -221,6 +225,87 @@ func (p *Presence) ProducedLanguages(ctx context.Context, sessionID string) ([]s
 	out := make([]string, 0, len(s.claims))
 	for l := range s.claims {
 		out = append(out, l)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// SpeakerJoin implements pentecost.Presence.
+func (p *Presence) SpeakerJoin(ctx context.Context, sessionID, connID string) (bool, error) {
+	if sessionID == "" || connID == "" {
+		return false, pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Session and connection are required.")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.session(sessionID, true)
+	if s.speakers == nil {
+		s.speakers = make(map[string]struct{})
+	}
+	others := false
+	for id := range s.speakers {
+		if id != connID {
+			others = true
+		}
+	}
+	s.speakers[connID] = struct{}{}
+	return others, nil
+}
+
+// SpeakerLeave implements pentecost.Presence.
+func (p *Presence) SpeakerLeave(ctx context.Context, sessionID, connID string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.session(sessionID, false)
+	if s == nil {
+		return nil
+	}
+	delete(s.speakers, connID)
+	p.gc(sessionID, s)
+	return nil
+}
+
+// SpeakerConnected implements pentecost.Presence.
+func (p *Presence) SpeakerConnected(ctx context.Context, sessionID string) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.session(sessionID, false)
+	return s != nil && len(s.speakers) > 0, nil
+}
+
+// OfferLanguages implements pentecost.Presence.
+func (p *Presence) OfferLanguages(ctx context.Context, workerID string, offer pentecost.LanguageOffer) error {
+	if workerID == "" {
+		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "A worker connection is required.")
+	}
+	cp := make(pentecost.LanguageOffer, len(offer))
+	for src, targets := range offer {
+		if len(targets) > 0 {
+			cp[src] = append([]string(nil), targets...)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(cp) == 0 {
+		delete(p.offers, workerID)
+	} else {
+		p.offers[workerID] = cp
+	}
+	return nil
+}
+
+// OfferedLanguages implements pentecost.Presence.
+func (p *Presence) OfferedLanguages(ctx context.Context, source string) ([]string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := map[string]bool{}
+	out := []string{}
+	for _, offer := range p.offers {
+		for _, l := range offer[source] {
+			if !seen[l] {
+				seen[l] = true
+				out = append(out, l)
+			}
+		}
 	}
 	sort.Strings(out)
 	return out, nil

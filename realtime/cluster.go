@@ -11,8 +11,8 @@ import (
 // Several nodes share one session through a shared Presence and Broker
 // (Redis). What a node must do for that, besides fanning out, is here:
 //
-//   - keep its listeners' presence entries and its workers' language claims
-//     alive (Server.PresenceRefresh), so that a crashed node's listeners
+//   - keep its listeners' presence entries, its speaker's entry and its
+//     workers' language claims and offers alive (Server.PresenceRefresh), so that a crashed node's listeners
 //     leave the counts within the presence expiry, and a node cut off from
 //     Redis puts its listeners back when it returns;
 //   - store the counts of its sessions again after each refresh, since
@@ -129,12 +129,23 @@ func (cl *cluster) refresh(ctx context.Context) {
 			entries = append(entries, pentecost.PresenceEntry{SessionID: hs.id, ConnID: c.id, Language: c.language})
 		}
 		speakerHere, graceHere := hs.speaker != nil, hs.grace != nil
+		speakerID := ""
+		if speakerHere {
+			speakerID = hs.speaker.id
+		}
 		hs.mu.Unlock()
 		live[hs.id] = true
 
 		if len(entries) > 0 {
 			if err := s.Presence.Refresh(ctx, hs.id, entries); err != nil {
 				s.Logger.Warn("refresh presence", logSession, hs.id, logError, err)
+			}
+		}
+		// Under presenceMu too: a speaker leaving meanwhile removes its
+		// entry after this renewal, not before.
+		if speakerID != "" {
+			if _, err := s.Presence.SpeakerJoin(ctx, hs.id, speakerID); err != nil {
+				s.Logger.Warn("refresh speaker presence", logSession, hs.id, logError, err)
 			}
 		}
 		hs.presenceMu.Unlock()
@@ -297,10 +308,16 @@ func (cl *cluster) refreshWorkerClaims(ctx context.Context, c *conn) {
 			claims = append(claims, claim{id, l})
 		}
 	}
+	offer := c.wstate.offer
 	c.wstate.mu.Unlock()
 	for _, k := range claims {
 		if _, err := s.Presence.ClaimLanguage(ctx, k.id, k.lang, c.id); err != nil {
 			s.Logger.Warn("refresh language claim", logSession, k.id, logError, err)
+		}
+	}
+	if len(offer) > 0 {
+		if err := s.Presence.OfferLanguages(ctx, c.id, offer); err != nil {
+			s.Logger.Warn("refresh language offer", logError, err)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/pentecost/pentecost"
 )
@@ -181,8 +182,15 @@ func (hs *hubSession) handleEvent(f *pentecost.Frame) {
 				targets = append(targets, c)
 			}
 		}
+		sp := hs.speaker
 		hs.mu.Unlock()
 		broadcast(targets, m)
+		if sp != nil {
+			// The speaker's page shows which translations are running.
+			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+			s.sendStatus(ctx, sp, "sessionStatus", "producedLanguagesChanged")
+			cancel()
+		}
 	}
 }
 

@@ -84,6 +84,7 @@ func (s *Server) joinListener(ctx context.Context, c *conn, q query) error {
 		c.session, c.language = hs, lang
 		reply["broadcastState"] = hs.info.BroadcastState
 		reply["epoch"], reply["sequenceNumber"] = pos.Epoch, pos.Last
+		reply["speakerConnected"] = s.speakerConnected(ctx, hs)
 		c.send(reply)
 	})
 	if err != nil {
@@ -98,6 +99,21 @@ func (s *Server) joinListener(ctx context.Context, c *conn, q query) error {
 	s.translationNotice(ctx, c, sess, lang)
 	s.countsChanged(hs, counts)
 	return nil
+}
+
+// speakerConnected reports whether a speaker connection of the session is
+// live on any node. Called with hs.mu held, while a joining listener
+// becomes one of hs.listeners: a speaker arriving or leaving records it in
+// presence before publishing its event, whose handler waits for hs.mu, so
+// the listener either sees the change here or hears its event after its
+// reply. When presence cannot answer, this node's view stands in.
+func (s *Server) speakerConnected(ctx context.Context, hs *hubSession) bool {
+	ok, err := s.Presence.SpeakerConnected(ctx, hs.id)
+	if err != nil {
+		s.Logger.Warn("speaker presence", logSession, hs.id, logError, err)
+		return hs.speaker != nil
+	}
+	return ok
 }
 
 // translationNotice tells a listener when nobody produces its language.

@@ -30,6 +30,13 @@ type Message struct {
 	// Exclusive and PreviousConnectionID are used by workers' claimLanguage.
 	Exclusive            bool   `json:"exclusive,omitempty"`
 	PreviousConnectionID string `json:"previousConnectionId,omitempty"`
+	// Languages is a worker's offerLanguages offer, checked by the action
+	// (raw, so that a malformed offer is that action's error and never
+	// another action's).
+	Languages json.RawMessage `json:"languages,omitempty"`
+	// SourceTimestamp is publishAudio's capture time of the source speech,
+	// Unix ms. Raw: a value of any other type is ignored, never an error.
+	SourceTimestamp json.RawMessage `json:"sourceTimestamp,omitempty"`
 }
 
 // DecodeMessage parses a client's text message. It never panics on any

@@ -49,4 +49,37 @@ func (n *notifyingSessions) EndSession(ctx context.Context, id string) (*penteco
 	return sess, nil
 }
 
-var _ pentecost.SessionService = (*notifyingSessions)(nil)
+// SessionLanguages implements pentecost.SessionLanguageService for the
+// HTTP API's GET /sessions/{id}/languages: the source, the languages
+// workers produce for the session now (live) and those connected workers
+// offer for its source language (available), from the shared presence.
+// An ended session offers only its source.
+func (n *notifyingSessions) SessionLanguages(ctx context.Context, id string) (*pentecost.SessionLanguages, error) {
+	return n.rt.SessionLanguages(ctx, n.SessionService, id)
+}
+
+// SessionLanguages answers for a session found in svc; see
+// NotifyingSessions. Errors: EINVALIDSESSIONID, ESESSIONNOTFOUND, EUNAVAILABLE.
+func (s *Server) SessionLanguages(ctx context.Context, svc pentecost.SessionService, id string) (*pentecost.SessionLanguages, error) {
+	sess, err := svc.FindSessionByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if sess.Status == pentecost.SessionEnded {
+		return pentecost.BuildSessionLanguages(sess.ID, sess.SourceLanguage, nil, nil), nil
+	}
+	produced, err := s.Presence.ProducedLanguages(ctx, sess.ID)
+	if err != nil {
+		return nil, err
+	}
+	offered, err := s.Presence.OfferedLanguages(ctx, sess.SourceLanguage)
+	if err != nil {
+		return nil, err
+	}
+	return pentecost.BuildSessionLanguages(sess.ID, sess.SourceLanguage, produced, offered), nil
+}
+
+var (
+	_ pentecost.SessionService         = (*notifyingSessions)(nil)
+	_ pentecost.SessionLanguageService = (*notifyingSessions)(nil)
+)

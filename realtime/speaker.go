@@ -105,8 +105,24 @@ func (s *Server) attachSpeaker(ctx context.Context, c *conn, u *pentecost.User, 
 	c.session, c.user = hs, u
 	hs.mu.Unlock()
 
+	// Recorded before the event below, so that a listener joining in
+	// between either hears the event or finds the speaker in presence.
+	others, err := s.Presence.SpeakerJoin(ctx, hs.id, c.id)
+	if err != nil {
+		c.log.Warn("speaker presence", logError, err)
+		others = old != nil // this node's view is the best left
+	}
 	if inGrace {
 		s.hub.release(hs) // the grace period's reference
+	}
+	// Listeners hear speakerReconnected whenever a speaker arrives after a
+	// time with none: back within the grace period, or for the first time
+	// (they joined before the speaker; sessionJoined said
+	// speakerConnected false). The name is kept for compatibility: the
+	// original system's clients already handle it. A refresh or a
+	// replacement, with another speaker connection still live, is no
+	// arrival.
+	if inGrace || !others {
 		s.publishEvent(ctx, hs.id, &pentecost.SessionEvent{Type: pentecost.EventSpeakerReconnected})
 	}
 	if old != nil && old != c && !refresh {
@@ -144,6 +160,17 @@ func (s *Server) leaveSpeaker(c *conn) {
 		hs.grace = time.AfterFunc(grace, func() { s.graceExpired(hs, gen, user) })
 	}
 	hs.mu.Unlock()
+
+	// Before speakerDisconnected is published, for the same reason as in
+	// attachSpeaker; under presenceMu so that a cluster refresh that saw
+	// this speaker cannot renew its entry after this (cluster.go).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	hs.presenceMu.RLock()
+	if err := s.Presence.SpeakerLeave(ctx, hs.id, c.id); err != nil {
+		c.log.Warn("speaker presence leave", logError, err) // the entry expires by itself
+	}
+	hs.presenceMu.RUnlock()
+	cancel()
 
 	switch {
 	case startGrace && grace > 0:

@@ -16,15 +16,30 @@ func (s *Server) sendStatus(ctx context.Context, c *conn, typ, reason string) {
 		c.replyError(err)
 		return
 	}
+	produced := s.producedLanguages(ctx, hs.id)
 	hs.mu.Lock()
 	hs.statusCounts, hs.statusSent = counts, true
 	info := hs.info
 	hs.mu.Unlock()
-	c.send(s.statusObj(typ, reason, &info, counts))
+	c.send(s.statusObj(typ, reason, &info, counts, produced))
 }
 
-func (s *Server) statusObj(typ, reason string, info *pentecost.Session, counts pentecost.PresenceCounts) obj {
+// producedLanguages returns the languages workers produce for a session
+// now ([] when presence cannot say: the status is still worth sending).
+func (s *Server) producedLanguages(ctx context.Context, id string) []string {
+	langs, err := s.Presence.ProducedLanguages(ctx, id)
+	if err != nil || langs == nil {
+		return []string{}
+	}
+	return langs
+}
+
+// statusObj builds sessionStatus or stateRestored. producedLanguages lists
+// the languages a worker produces now, so that the speaker sees which
+// translations are running.
+func (s *Server) statusObj(typ, reason string, info *pentecost.Session, counts pentecost.PresenceCounts, produced []string) obj {
 	o := obj{
+		"producedLanguages":    produced,
 		"type":                 typ,
 		"sessionId":            info.ID,
 		"listenerCount":        counts.Total,
@@ -66,7 +81,9 @@ func (s *Server) countsChanged(hs *hubSession, counts pentecost.PresenceCounts) 
 	hs.statusCounts, hs.statusSent = counts, true
 	info := hs.info
 	hs.mu.Unlock()
-	sp.send(s.statusObj("sessionStatus", reason, &info, counts))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sp.send(s.statusObj("sessionStatus", reason, &info, counts, s.producedLanguages(ctx, hs.id)))
 }
 
 func newLanguage(prev, cur pentecost.PresenceCounts) bool {

@@ -103,7 +103,7 @@ func encodeBinaryAudio(f *pentecost.Frame) *wsMsg {
 	h[0], h[1] = BinaryVersion, BinaryKindAudio
 	copy(h[2:4], langBytes(f.Language))
 	binary.BigEndian.PutUint64(h[4:], f.Seq)
-	binary.BigEndian.PutUint64(h[12:], uint64(pentecost.UnixMilli(f.Time)))
+	binary.BigEndian.PutUint64(h[12:], uint64(pentecost.UnixMilli(f.Timestamp())))
 	copy(h[BinaryHeaderSize:], f.Data)
 	return newMsg(opBinary, buf, true)
 }
@@ -130,7 +130,7 @@ func encodeJSONAudio(sessionID string, f *pentecost.Frame) *wsMsg {
 	buf = append(buf, `","sequenceNumber":`...)
 	buf = strconv.AppendUint(buf, f.Seq, 10)
 	buf = append(buf, `,"timestamp":`...)
-	buf = strconv.AppendInt(buf, pentecost.UnixMilli(f.Time), 10)
+	buf = strconv.AppendInt(buf, pentecost.UnixMilli(f.Timestamp()), 10)
 	buf = append(buf, `,"language":"`...)
 	buf = append(buf, f.Language...)
 	buf = append(buf, `"}`...)

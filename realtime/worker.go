@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -39,6 +40,7 @@ type workerState struct {
 	mu         sync.Mutex
 	subs       map[string]*hubSession
 	claims     map[string]map[string]struct{} // session → languages
+	offer      pentecost.LanguageOffer        // what it can produce (offerLanguages)
 	lastDemand []byte
 }
 
@@ -204,6 +206,8 @@ func (s *Server) handleWorker(ctx context.Context, c *conn, m *Message) {
 		s.workerClaim(ctx, c, m)
 	case "publishAudio", "publishCaption":
 		s.workerPublish(ctx, c, m)
+	case "offerLanguages":
+		s.workerOffer(ctx, c, m)
 	default:
 		c.replyWorkerError(m, pentecost.Errorf(pentecost.EUNKNOWNACTION, "Unknown action."))
 	}
@@ -322,8 +326,10 @@ func (s *Server) workerPublish(ctx context.Context, c *conn, m *Message) {
 	_, claimed := ws.claims[id][lang]
 	hs := ws.subs[id]
 	ws.mu.Unlock()
-	f := &pentecost.Frame{Language: lang, Time: s.Now()}
+	now := s.Now()
+	f := &pentecost.Frame{Language: lang, Time: now}
 	if m.Action == "publishAudio" {
+		f.SourceTime = sourceTime(m.SourceTimestamp, now)
 		if !claimed {
 			c.replyWorkerError(m, pentecost.Errorf(pentecost.EACTIONNOTALLOWED, "Claim the language before publishing to it."))
 			return
@@ -386,6 +392,16 @@ func (s *Server) leaveWorker(c *conn) {
 	for _, cl := range claims {
 		s.workerRelease(ctx, c, cl.id, cl.lang)
 	}
+	ws.mu.Lock()
+	offered := len(ws.offer) > 0
+	ws.offer = nil
+	ws.mu.Unlock()
+	if offered {
+		if err := s.Presence.OfferLanguages(ctx, c.id, nil); err != nil {
+			// The offer expires by itself (PresenceTTL).
+			c.log.Warn("withdraw language offer", logError, err)
+		}
+	}
 	s.claimMu.Unlock()
 	for _, id := range ids {
 		s.workerUnsubscribe(c, id)
@@ -400,4 +416,120 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// Bounds of an offerLanguages offer: far above what a worker's engines
+// cover (the offline engines offer 3 pairs, a cloud worker a few hundred),
+// low enough that one message cannot make the presence hold thousands.
+const (
+	maxOfferSources = 64
+	maxOfferPairs   = 1024
+)
+
+// Bounds of a publishAudio sourceTimestamp: a worker's clock a little
+// ahead of the server's is tolerated; a time further ahead, or older than
+// any translation of live speech can be, is not a capture time.
+const (
+	maxSourceAhead = 5 * time.Second
+	maxSourceAge   = 10 * time.Minute
+)
+
+// sourceTime reads publishAudio's sourceTimestamp (Unix ms). Anything
+// missing, not a number or absurd (more than maxSourceAhead in the future,
+// older than maxSourceAge) gives a zero time: the frame's timestamp is
+// then the server's receive time. It never fails the publish.
+func sourceTime(raw json.RawMessage, now time.Time) time.Time {
+	if len(raw) == 0 {
+		return time.Time{}
+	}
+	var ms float64
+	if err := json.Unmarshal(raw, &ms); err != nil || math.IsNaN(ms) || math.IsInf(ms, 0) {
+		return time.Time{}
+	}
+	// Compare in milliseconds first: a huge value must not overflow time.Duration.
+	nowMs := float64(now.UnixMilli())
+	if ms > nowMs+float64(maxSourceAhead.Milliseconds()) || ms < nowMs-float64(maxSourceAge.Milliseconds()) {
+		return time.Time{}
+	}
+	return time.UnixMilli(int64(ms))
+}
+
+// workerOffer records what a worker connection can produce (offerLanguages).
+// The offer replaces the connection's previous one; an empty one withdraws
+// it. Errors (the connection stays): INVALID_MESSAGE (missing or not an
+// object of arrays of strings), INVALID_LANGUAGE or UNSUPPORTED_LANGUAGE
+// (a code, with details.language), VALIDATION_INVALID_FIELD (too large),
+// SERVICE_UNAVAILABLE.
+func (s *Server) workerOffer(ctx context.Context, c *conn, m *Message) {
+	offer, err := parseOffer(m.Languages)
+	if err != nil {
+		c.replyWorkerError(m, err)
+		return
+	}
+	// Under claimMu like claims, so that a cluster refresh cannot renew
+	// the previous offer after this one (or after the worker left).
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	if err := s.Presence.OfferLanguages(ctx, c.id, offer); err != nil {
+		c.replyWorkerError(m, err)
+		return
+	}
+	ws := c.wstate
+	ws.mu.Lock()
+	ws.offer = offer
+	ws.mu.Unlock()
+	c.log.Info("languages offered", "pairs", offerPairs(offer))
+	c.send(obj{"type": "languagesOffered", "languages": offer})
+}
+
+// parseOffer checks an offerLanguages offer and returns it normalised:
+// codes in lower case, sorted, without duplicates and without a target
+// equal to its source.
+func parseOffer(raw json.RawMessage) (pentecost.LanguageOffer, error) {
+	if len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil, pentecost.Errorf(pentecost.EINVALIDMESSAGE, "languages is required: an object of source language to target languages.")
+	}
+	var in map[string][]string
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return nil, pentecost.Errorf(pentecost.EINVALIDMESSAGE, "languages must be an object of source language to an array of target languages.")
+	}
+	if len(in) > maxOfferSources {
+		return nil, fieldError("languages", "languages may name at most 64 source languages.")
+	}
+	out := make(pentecost.LanguageOffer, len(in))
+	pairs := 0
+	for src, targets := range in {
+		from, err := pentecost.ValidateLanguage(src)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range targets {
+			to, err := pentecost.ValidateLanguage(t)
+			if err != nil {
+				return nil, err
+			}
+			if to != from && !contains(out[from], to) {
+				out[from] = append(out[from], to)
+				pairs++
+			}
+		}
+		if pairs > maxOfferPairs {
+			return nil, fieldError("languages", "languages may offer at most 1024 pairs.")
+		}
+		sort.Strings(out[from])
+	}
+	for src, targets := range out {
+		if len(targets) == 0 {
+			delete(out, src)
+		}
+	}
+	return out, nil
+}
+
+func offerPairs(o pentecost.LanguageOffer) int {
+	n := 0
+	for _, t := range o {
+		n += len(t)
+	}
+	return n
 }

@@ -26,12 +26,20 @@ import (
 //	12+L   n    body: audio bytes as produced (FrameAudio), caption text
 //	            (FrameCaption), or the event as JSON (FrameEvent)
 //
+// A frame with a SourceTime (a worker's translated audio) is codec version 2:
+// the same header with the source time, Unix nanoseconds, big-endian int64,
+// inserted at offset 12 (so the language starts at 20). Frames without one
+// stay version 1, which nodes of earlier versions read; those drop version 2
+// frames as malformed until they are upgraded too.
+//
 // The Pub/Sub message is "<seq> <epoch> <payload>": the number and epoch are
 // only known inside the publish script, which prepends them as text.
 const (
-	codecVersion = 1
-	headerLen    = 12
-	flagFinal    = 1
+	codecVersion       = 1
+	codecVersionSource = 2
+	headerLen          = 12
+	headerLenSource    = 20
+	flagFinal          = 1
 )
 
 var errBadFrame = errors.New("redis: malformed frame payload")
@@ -55,21 +63,32 @@ func encodeFrame(f *pentecost.Frame) ([]byte, error) {
 	default:
 		body = f.Data
 	}
-	b := make([]byte, headerLen+len(f.Language)+len(body))
-	b[0], b[1] = codecVersion, byte(f.Kind)
+	version, hl := byte(codecVersion), headerLen
+	if !f.SourceTime.IsZero() {
+		version, hl = codecVersionSource, headerLenSource
+	}
+	b := make([]byte, hl+len(f.Language)+len(body))
+	b[0], b[1] = version, byte(f.Kind)
 	if f.Final {
 		b[2] |= flagFinal
 	}
 	b[3] = byte(len(f.Language))
 	binary.BigEndian.PutUint64(b[4:], uint64(f.Time.UnixNano()))
-	copy(b[headerLen:], f.Language)
-	copy(b[headerLen+len(f.Language):], body)
+	if version == codecVersionSource {
+		binary.BigEndian.PutUint64(b[12:], uint64(f.SourceTime.UnixNano()))
+	}
+	copy(b[hl:], f.Language)
+	copy(b[hl+len(f.Language):], body)
 	return b, nil
 }
 
 // decodeFrame reads a payload back into a frame with the given number and epoch.
 func decodeFrame(p string, seq uint64, epoch string) (*pentecost.Frame, error) {
-	if len(p) < headerLen || p[0] != codecVersion || len(p) < headerLen+int(p[3]) {
+	hl := headerLen
+	if len(p) > 0 && p[0] == codecVersionSource {
+		hl = headerLenSource
+	}
+	if len(p) < hl || (p[0] != codecVersion && p[0] != codecVersionSource) || len(p) < hl+int(p[3]) {
 		return nil, errBadFrame
 	}
 	n := int(p[3])
@@ -77,11 +96,14 @@ func decodeFrame(p string, seq uint64, epoch string) (*pentecost.Frame, error) {
 		Kind:     pentecost.FrameKind(p[1]),
 		Final:    p[2]&flagFinal != 0,
 		Time:     time.Unix(0, int64(binary.BigEndian.Uint64([]byte(p[4:12])))),
-		Language: p[headerLen : headerLen+n],
+		Language: p[hl : hl+n],
 		Seq:      seq,
 		Epoch:    epoch,
 	}
-	body := p[headerLen+n:]
+	if hl == headerLenSource {
+		f.SourceTime = time.Unix(0, int64(binary.BigEndian.Uint64([]byte(p[12:20]))))
+	}
+	body := p[hl+n:]
 	switch f.Kind {
 	case pentecost.FrameCaption:
 		f.Text = body

@@ -32,9 +32,11 @@ const presenceKeyTTL = time.Hour
 //	…presence:{id}:langs   hash        connID → language
 //	…presence:{id}:counts  hash        language → listeners
 //	…presence:{id}:claims  sorted set  "language\nworkerID" → expiry
+//	…presence:{id}:speakers sorted set speaker connID → expiry
 //
-// and one index of sessions with listeners, …presence:sessions (session ID
-// → latest expiry). Each change is one Lua script, so the cap holds across
+// one index of sessions with listeners, …presence:sessions (session ID
+// → latest expiry), and the workers' offers, …presence:offers, a sorted
+// set of "workerID\nsource\ntarget" → expiry. Each change is one Lua script, so the cap holds across
 // nodes and counts never go negative. Every script first removes the
 // session's expired entries, so a crashed node's listeners leave the counts
 // at the first call after their expiry.
@@ -59,7 +61,16 @@ func (p *Presence) claimsKey(sessionID string) string {
 	return p.db.Prefix + "presence:{" + sessionID + "}:claims"
 }
 
+func (p *Presence) speakersKey(sessionID string) string {
+	return p.db.Prefix + "presence:{" + sessionID + "}:speakers"
+}
+
 func (p *Presence) indexKey() string { return p.db.Prefix + "presence:sessions" }
+
+// offersKey holds every worker connection's offer. Offers are not session
+// data (they apply to every session of a source language), so one key
+// outside the sessions' slots holds them all: workers are few.
+func (p *Presence) offersKey() string { return p.db.Prefix + "presence:offers" }
 
 // presenceLib is shared by the presence scripts: KEYS[1..3] are a session's
 // conns, langs and counts; now is in Unix milliseconds.
@@ -295,7 +306,7 @@ func (p *Presence) RemoveSession(ctx context.Context, sessionID string) error {
 	if sessionID == "" {
 		return nil
 	}
-	keys := append(p.keys(sessionID), p.claimsKey(sessionID))
+	keys := append(p.keys(sessionID), p.claimsKey(sessionID), p.speakersKey(sessionID))
 	if err := p.db.client.Del(ctx, keys...).Err(); err != nil {
 		return p.db.storeError(ctx, "presence remove session", err)
 	}
@@ -402,6 +413,125 @@ func (p *Presence) claims(ctx context.Context, sessionID, language, workerID, mo
 		langs[lang] = struct{}{}
 	}
 	return langs, nil
+}
+
+// speakerScript: ARGV now, conn, expiry, key TTL, mode (join, leave or
+// check). join returns how many other speaker connections were present,
+// check how many are present.
+var speakerScript = goredis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if ARGV[5] == 'join' then
+  local n = redis.call('ZCARD', KEYS[1])
+  if redis.call('ZSCORE', KEYS[1], ARGV[2]) then n = n - 1 end
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return n
+elseif ARGV[5] == 'leave' then
+  redis.call('ZREM', KEYS[1], ARGV[2])
+  return 0
+end
+return redis.call('ZCARD', KEYS[1])`)
+
+func (p *Presence) speaker(ctx context.Context, sessionID, connID, mode string) (int, error) {
+	if sessionID == "" {
+		return 0, pentecost.Errorf(pentecost.EVALIDATIONFIELD, "A session is required.")
+	}
+	now, expiry := p.times()
+	n, err := speakerScript.Run(ctx, p.db.client, []string{p.speakersKey(sessionID)},
+		now, connID, expiry, presenceKeyTTL.Milliseconds(), mode).Int()
+	if err != nil {
+		return 0, p.db.storeError(ctx, "presence speaker", err)
+	}
+	return n, nil
+}
+
+// SpeakerJoin implements pentecost.Presence. The entry expires like a
+// listener's; the speaker's node joins again at every refresh.
+func (p *Presence) SpeakerJoin(ctx context.Context, sessionID, connID string) (bool, error) {
+	if connID == "" {
+		return false, pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Session and connection are required.")
+	}
+	n, err := p.speaker(ctx, sessionID, connID, "join")
+	return n > 0, err
+}
+
+// SpeakerLeave implements pentecost.Presence.
+func (p *Presence) SpeakerLeave(ctx context.Context, sessionID, connID string) error {
+	if sessionID == "" {
+		return nil
+	}
+	_, err := p.speaker(ctx, sessionID, connID, "leave")
+	return err
+}
+
+// SpeakerConnected implements pentecost.Presence.
+func (p *Presence) SpeakerConnected(ctx context.Context, sessionID string) (bool, error) {
+	if sessionID == "" {
+		return false, nil
+	}
+	n, err := p.speaker(ctx, sessionID, "", "check")
+	return n > 0, err
+}
+
+// offerScript: ARGV now, member prefix of the worker ("workerID\n"),
+// expiry, key TTL, then the members to add. It removes expired members and
+// the worker's previous ones, then adds the new ones.
+var offerScript = goredis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(m, 1, #ARGV[2]) == ARGV[2] then redis.call('ZREM', KEYS[1], m) end
+end
+for i = 5, #ARGV do redis.call('ZADD', KEYS[1], ARGV[3], ARGV[i]) end
+if #ARGV >= 5 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return 1`)
+
+// offeredScript: ARGV now. Returns the live members.
+var offeredScript = goredis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)`)
+
+// OfferLanguages implements pentecost.Presence. The offer expires like a
+// listener entry; the worker's node offers again at every refresh.
+func (p *Presence) OfferLanguages(ctx context.Context, workerID string, offer pentecost.LanguageOffer) error {
+	if workerID == "" || strings.Contains(workerID, claimSep) {
+		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "A worker connection is required.")
+	}
+	now, expiry := p.times()
+	args := []any{now, workerID + claimSep, expiry, presenceKeyTTL.Milliseconds()}
+	for src, targets := range offer {
+		if src == "" || strings.Contains(src, claimSep) {
+			continue
+		}
+		for _, t := range targets {
+			if t != "" && !strings.Contains(t, claimSep) {
+				args = append(args, workerID+claimSep+src+claimSep+t)
+			}
+		}
+	}
+	if err := offerScript.Run(ctx, p.db.client, []string{p.offersKey()}, args...).Err(); err != nil {
+		return p.db.storeError(ctx, "presence offer", err)
+	}
+	return nil
+}
+
+// OfferedLanguages implements pentecost.Presence.
+func (p *Presence) OfferedLanguages(ctx context.Context, source string) ([]string, error) {
+	now, _ := p.times()
+	members, err := offeredScript.Run(ctx, p.db.client, []string{p.offersKey()}, now).StringSlice()
+	if err != nil {
+		return nil, p.db.storeError(ctx, "presence offers", err)
+	}
+	seen := map[string]bool{}
+	out := []string{}
+	for _, m := range members {
+		parts := strings.Split(m, claimSep)
+		if len(parts) == 3 && parts[1] == source && !seen[parts[2]] {
+			seen[parts[2]] = true
+			out = append(out, parts[2])
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // times returns now and the expiry of an entry made now, in Unix ms.

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -210,5 +211,62 @@ func TestPresence_KeysKeepExpiry(t *testing.T) {
 		if ttl := db.Client().PTTL(ctx, key).Val(); ttl <= 0 {
 			t.Errorf("%s: PTTL %v, want an expiry", key, ttl)
 		}
+	}
+}
+
+// TestPresence_OffersAndSpeakersAcrossNodes: a worker's offer and a
+// speaker's entry made on one node are seen on another, and a dead node's
+// expire after DefaultEntryTTL unless renewed, like listener entries.
+func TestPresence_OffersAndSpeakersAcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock()
+	a, b := twoPresences(t, srv, clock)
+	ctx := context.Background()
+	if err := a.OfferLanguages(ctx, "worker-on-a", pentecost.LanguageOffer{"en": {"es", "ca"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.OfferLanguages(ctx, "worker-on-b", pentecost.LanguageOffer{"en": {"gl"}}); err != nil {
+		t.Fatal(err)
+	}
+	if others, err := a.SpeakerJoin(ctx, "s", "speaker-on-a"); err != nil || others {
+		t.Fatalf("speaker join = %v, %v", others, err)
+	}
+	if langs, err := b.OfferedLanguages(ctx, "en"); err != nil || !reflect.DeepEqual(langs, []string{"ca", "es", "gl"}) {
+		t.Fatalf("offered on b = %v, %v", langs, err)
+	}
+	if ok, err := b.SpeakerConnected(ctx, "s"); err != nil || !ok {
+		t.Fatalf("speaker seen on b = %v, %v", ok, err)
+	}
+	// A speaker connecting on b while a's is live is no arrival.
+	if others, err := b.SpeakerJoin(ctx, "s", "speaker-on-b"); err != nil || !others {
+		t.Fatalf("second speaker = %v, %v", others, err)
+	}
+	_ = b.SpeakerLeave(ctx, "s", "speaker-on-b")
+
+	// B renews its worker's offer; A has died.
+	for range 2 {
+		clock.Add(redis.DefaultRefreshInterval)
+		if err := b.OfferLanguages(ctx, "worker-on-b", pentecost.LanguageOffer{"en": {"gl"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Add(redis.DefaultEntryTTL - 2*redis.DefaultRefreshInterval - time.Millisecond)
+	if langs, _ := b.OfferedLanguages(ctx, "en"); len(langs) != 3 {
+		t.Fatalf("offered just before expiry = %v", langs)
+	}
+	if ok, _ := b.SpeakerConnected(ctx, "s"); !ok {
+		t.Fatal("speaker gone before expiry")
+	}
+	clock.Add(time.Millisecond)
+	if langs, _ := b.OfferedLanguages(ctx, "en"); !reflect.DeepEqual(langs, []string{"gl"}) {
+		t.Fatalf("offered after a's expired = %v, want gl", langs)
+	}
+	if ok, _ := b.SpeakerConnected(ctx, "s"); ok {
+		t.Fatal("dead node's speaker still connected")
+	}
+	// A comes back: renewing brings its entries back, and its speaker is
+	// then the only one (others == false).
+	if others, err := a.SpeakerJoin(ctx, "s", "speaker-on-a"); err != nil || others {
+		t.Fatalf("renewed speaker = %v, %v", others, err)
 	}
 }

@@ -205,6 +205,8 @@ func RunBrokerTests(t *testing.T, newBroker BrokerFactory) {
 			{Kind: pentecost.FrameAudio, Data: make([]byte, pentecost.MaxAudioChunk), Time: at},
 			{Kind: pentecost.FrameCaption, Language: "es", Text: "Buenos días ☀", Final: true},
 			{Kind: pentecost.FrameAudio, Data: []byte{0, ' ', '\n', 255}},
+			// A worker's translated audio carries its speech's capture time.
+			{Kind: pentecost.FrameAudio, Data: []byte{1, 2, 3}, SourceTime: at.Add(-4321 * time.Millisecond)},
 		}
 		frames[0].Data[7] = 42
 		for _, f := range frames {
@@ -232,7 +234,7 @@ func RunBrokerTests(t *testing.T, newBroker BrokerFactory) {
 			t.Fatal(err)
 		}
 		for name, got := range map[string][]*pentecost.Frame{
-			"delivered": c.WaitFor(t, 3), "history": history,
+			"delivered": c.WaitFor(t, len(frames)), "history": history,
 			"delivered event": cc.WaitFor(t, 1), "event history": ctlHistory,
 		} {
 			want := frames
@@ -386,7 +388,8 @@ func RunBrokerTests(t *testing.T, newBroker BrokerFactory) {
 func wantFrame(tb testing.TB, got, want *pentecost.Frame) {
 	tb.Helper()
 	if got.Kind != want.Kind || got.Language != want.Language || got.Seq != want.Seq || got.Epoch != want.Epoch ||
-		!got.Time.Equal(want.Time) || string(got.Data) != string(want.Data) || got.Text != want.Text || got.Final != want.Final {
+		!got.Time.Equal(want.Time) || !got.SourceTime.Equal(want.SourceTime) ||
+		string(got.Data) != string(want.Data) || got.Text != want.Text || got.Final != want.Final {
 		tb.Fatalf("frame = %+v, want %+v", got, want)
 	}
 	if (got.Event == nil) != (want.Event == nil) {

@@ -354,4 +354,130 @@ func RunPresenceTests(t *testing.T, newPresence PresenceFactory) {
 			t.Fatalf("%d workers won, want exactly 1", won)
 		}
 	})
+
+	t.Run("Speakers", func(t *testing.T) {
+		t.Run("OK", func(t *testing.T) {
+			p := newPresence(t)
+			wantSpeaker(t, p, "s", false)
+			if others, err := p.SpeakerJoin(ctx, "s", "a"); err != nil || others {
+				t.Fatalf("first speaker: others = %v, %v", others, err)
+			}
+			wantSpeaker(t, p, "s", true)
+			wantSpeaker(t, p, "t", false)
+			if others, err := p.SpeakerJoin(ctx, "s", "a"); err != nil || others {
+				t.Fatalf("joining again (a renewal): others = %v, %v", others, err)
+			}
+		})
+		t.Run("RefreshOverlaps", func(t *testing.T) {
+			p := newPresence(t)
+			_, _ = p.SpeakerJoin(ctx, "s", "a")
+			// A refresh: the new connection joins before the old one leaves.
+			if others, err := p.SpeakerJoin(ctx, "s", "b"); err != nil || !others {
+				t.Fatalf("second connection: others = %v, %v", others, err)
+			}
+			if err := p.SpeakerLeave(ctx, "s", "a"); err != nil {
+				t.Fatal(err)
+			}
+			wantSpeaker(t, p, "s", true)
+			if err := p.SpeakerLeave(ctx, "s", "b"); err != nil {
+				t.Fatal(err)
+			}
+			wantSpeaker(t, p, "s", false)
+		})
+		t.Run("LeaveIdempotent", func(t *testing.T) {
+			p := newPresence(t)
+			for range 2 {
+				if err := p.SpeakerLeave(ctx, "s", "a"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantSpeaker(t, p, "s", false)
+		})
+		t.Run("RemoveSession", func(t *testing.T) {
+			p := newPresence(t)
+			_, _ = p.SpeakerJoin(ctx, "s", "a")
+			if err := p.RemoveSession(ctx, "s"); err != nil {
+				t.Fatal(err)
+			}
+			wantSpeaker(t, p, "s", false)
+		})
+		t.Run("ErrValidationField", func(t *testing.T) {
+			p := newPresence(t)
+			if _, err := p.SpeakerJoin(ctx, "", "a"); pentecost.ErrorCode(err) != pentecost.EVALIDATIONFIELD {
+				t.Fatalf("no session: %v", err)
+			}
+			if _, err := p.SpeakerJoin(ctx, "s", ""); pentecost.ErrorCode(err) != pentecost.EVALIDATIONFIELD {
+				t.Fatalf("no connection: %v", err)
+			}
+		})
+	})
+
+	t.Run("Offers", func(t *testing.T) {
+		t.Run("OK", func(t *testing.T) {
+			p := newPresence(t)
+			wantOffered(t, p, "en")
+			if err := p.OfferLanguages(ctx, "w1", pentecost.LanguageOffer{"en": {"gl", "es", "ca"}, "es": {"en"}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.OfferLanguages(ctx, "w2", pentecost.LanguageOffer{"en": {"es", "fr"}}); err != nil {
+				t.Fatal(err)
+			}
+			wantOffered(t, p, "en", "ca", "es", "fr", "gl")
+			wantOffered(t, p, "es", "en")
+			wantOffered(t, p, "de")
+		})
+		t.Run("Replaces", func(t *testing.T) {
+			p := newPresence(t)
+			_ = p.OfferLanguages(ctx, "w1", pentecost.LanguageOffer{"en": {"es", "ca"}})
+			_ = p.OfferLanguages(ctx, "w2", pentecost.LanguageOffer{"en": {"fr"}})
+			if err := p.OfferLanguages(ctx, "w1", pentecost.LanguageOffer{"en": {"gl"}}); err != nil {
+				t.Fatal(err)
+			}
+			wantOffered(t, p, "en", "fr", "gl")
+		})
+		t.Run("Withdraw", func(t *testing.T) {
+			p := newPresence(t)
+			_ = p.OfferLanguages(ctx, "w1", pentecost.LanguageOffer{"en": {"es"}})
+			_ = p.OfferLanguages(ctx, "w2", pentecost.LanguageOffer{"en": {"es"}})
+			if err := p.OfferLanguages(ctx, "w1", nil); err != nil {
+				t.Fatal(err)
+			}
+			wantOffered(t, p, "en", "es") // w2 still offers it
+			if err := p.OfferLanguages(ctx, "w2", pentecost.LanguageOffer{}); err != nil {
+				t.Fatal(err)
+			}
+			wantOffered(t, p, "en")
+			if err := p.OfferLanguages(ctx, "w3", nil); err != nil {
+				t.Fatalf("withdrawing nothing: %v", err)
+			}
+		})
+		t.Run("ErrValidationField", func(t *testing.T) {
+			p := newPresence(t)
+			if err := p.OfferLanguages(ctx, "", pentecost.LanguageOffer{"en": {"es"}}); pentecost.ErrorCode(err) != pentecost.EVALIDATIONFIELD {
+				t.Fatalf("no worker: %v", err)
+			}
+		})
+	})
+}
+
+func wantSpeaker(tb testing.TB, p pentecost.Presence, sessionID string, want bool) {
+	tb.Helper()
+	got, err := p.SpeakerConnected(context.Background(), sessionID)
+	if err != nil || got != want {
+		tb.Fatalf("SpeakerConnected(%q) = %v, %v; want %v", sessionID, got, err, want)
+	}
+}
+
+func wantOffered(tb testing.TB, p pentecost.Presence, source string, want ...string) {
+	tb.Helper()
+	got, err := p.OfferedLanguages(context.Background(), source)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(got) == 0 && len(want) == 0 {
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		tb.Fatalf("OfferedLanguages(%q) = %v, want %v", source, got, want)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 )
 
 // Recognizer turns an utterance of speech into text.
@@ -54,6 +55,21 @@ type Engines struct {
 // speech in to.
 func (e *Engines) CanProduce(from, to string) bool {
 	return e.Recognizers[from] != nil && e.Translators[Pair{from, to}] != nil && e.Synthesizers[to] != nil
+}
+
+// Offer lists every pair the engines cover (CanProduce): target languages
+// by source language, sorted, as a worker offers them to the server.
+func (e *Engines) Offer() map[string][]string {
+	out := map[string][]string{}
+	for p := range e.Translators {
+		if p.From != p.To && e.CanProduce(p.From, p.To) {
+			out[p.From] = append(out[p.From], p.To)
+		}
+	}
+	for _, targets := range out {
+		slices.Sort(targets)
+	}
+	return out
 }
 
 // Close releases what the engines hold (generated model files).

@@ -20,7 +20,7 @@ type session struct {
 	rec    Recognizer
 	log    *slog.Logger
 
-	in   chan []int16
+	in   chan sourceChunk
 	utts chan utterance
 
 	ctx    context.Context
@@ -31,16 +31,27 @@ type session struct {
 	streams map[string]*stream // guarded by mu
 }
 
-// utterance is a segment to recognise and when its speech ended.
-type utterance struct {
+// sourceChunk is a chunk of source audio and when it was captured (the
+// server's timestamp of the frame).
+type sourceChunk struct {
 	pcm []int16
-	end time.Time
+	at  time.Time
+}
+
+// utterance is a segment to recognise, when its speech ended (by the
+// worker's clock, for the delay metric), and the capture time and length
+// of its source speech, which its translations carry to listeners.
+type utterance struct {
+	pcm   []int16
+	end   time.Time
+	start time.Time     // capture time of pcm's first sample; zero if unknown
+	dur   time.Duration // length of pcm
 }
 
 func newSession(w *Worker, id, source string) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{w: w, id: id, source: source, rec: w.Engines.Recognizers[source],
-		log: w.Logger.With(logSession, id), in: make(chan []int16, 1024), utts: make(chan utterance, 8),
+		log: w.Logger.With(logSession, id), in: make(chan sourceChunk, 1024), utts: make(chan utterance, 8),
 		ctx: ctx, cancel: cancel, streams: make(map[string]*stream)}
 	s.wg.Add(2)
 	go s.segment()
@@ -48,11 +59,12 @@ func newSession(w *Worker, id, source string) *session {
 	return s
 }
 
-// push hands source audio to the pipeline; it never blocks the
-// connection's reader: audio that does not fit is dropped and counted.
-func (s *session) push(pcm []int16) {
+// push hands source audio, captured up to at, to the pipeline; it never
+// blocks the connection's reader: audio that does not fit is dropped and
+// counted.
+func (s *session) push(pcm []int16, at time.Time) {
 	select {
-	case s.in <- pcm:
+	case s.in <- sourceChunk{pcm: pcm, at: at}:
 	default:
 		s.w.m.dropped.WithLabelValues(s.source).Inc()
 	}
@@ -76,10 +88,14 @@ func (s *session) stop() {
 func (s *session) segment() {
 	defer s.wg.Done()
 	seg := s.w.newSegmenter()
+	// The segmenter sees exactly the chunks recorded here, so its sample
+	// offsets are the timeline's.
+	var tl timeline
 	emit := func(u Utterance) {
 		s.w.m.segments.WithLabelValues(s.source).Inc()
 		select {
-		case s.utts <- utterance{pcm: u.PCM, end: s.w.Now().Add(-u.Trailing)}:
+		case s.utts <- utterance{pcm: u.PCM, end: s.w.Now().Add(-u.Trailing),
+			start: tl.at(u.Offset), dur: samplesDuration(int64(len(u.PCM)))}:
 		default:
 			s.w.m.dropped.WithLabelValues(s.source).Inc()
 			s.log.Warn("recogniser behind: utterance dropped")
@@ -91,8 +107,13 @@ func (s *session) segment() {
 		select {
 		case <-s.ctx.Done():
 			return
-		case pcm := <-s.in:
-			seg.Write(pcm, emit)
+		case c := <-s.in:
+			at := c.at
+			if at.IsZero() {
+				at = s.w.Now() // a server that sends no timestamp
+			}
+			tl.add(len(c.pcm), at)
+			seg.Write(c.pcm, emit)
 			idle.Reset(seg.Hangover + 100*time.Millisecond)
 		case <-idle.C:
 			seg.Flush(emit)
@@ -193,7 +214,7 @@ func (s *session) transcribed(r *recognition) {
 	}
 	s.mu.Lock()
 	for _, st := range s.streams {
-		st.push(job{text: text, end: r.u.end})
+		st.push(job{text: text, end: r.u.end, start: r.u.start, dur: r.u.dur})
 	}
 	s.mu.Unlock()
 }
@@ -256,15 +277,20 @@ type stream struct {
 	pace pacer // owned by play
 }
 
+// job is a transcript to translate; end, start and dur are its utterance's.
 type job struct {
-	text string
-	end  time.Time
+	text  string
+	end   time.Time
+	start time.Time
+	dur   time.Duration
 }
 
 type speech struct {
-	text string
-	pcm  []int16
-	end  time.Time
+	text  string
+	pcm   []int16
+	end   time.Time
+	start time.Time     // capture time of the source speech
+	dur   time.Duration // length of the source speech
 }
 
 func newStream(s *session, lang string) *stream {
@@ -341,7 +367,7 @@ func (st *stream) produce() {
 			continue
 		}
 		select {
-		case st.speech <- speech{text: text, pcm: pcm, end: j.end}:
+		case st.speech <- speech{text: text, pcm: pcm, end: j.end, start: j.start, dur: j.dur}:
 		case <-st.ctx.Done():
 			return
 		}
@@ -380,7 +406,8 @@ func (st *stream) play() {
 			}
 			clear(buf)
 			PutPCM(buf, sp.pcm[off:min(off+FrameSamples, len(sp.pcm))])
-			if err := w.client.PublishAudio(st.ctx, st.s.id, st.lang, buf); err != nil && st.ctx.Err() == nil {
+			src := frameSourceTime(sp.start, sp.dur, off, len(sp.pcm))
+			if err := w.client.PublishAudioAt(st.ctx, st.s.id, st.lang, buf, src); err != nil && st.ctx.Err() == nil {
 				st.log.Warn("publishing audio", logError, err)
 			}
 			w.m.audio.WithLabelValues(st.lang).Add(frameDuration.Seconds())

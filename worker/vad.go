@@ -32,6 +32,7 @@ type Segmenter struct {
 	silent  int       // trailing unvoiced frames in cur
 	active  bool
 	noise   float64
+	pos     int64 // samples cut into frames so far, the current frame included
 }
 
 // NewSegmenter returns a Segmenter with a 400 ms hangover, 200 ms pre-roll,
@@ -48,6 +49,10 @@ type Utterance struct {
 	// Trailing is how long after the last voiced frame the utterance was
 	// closed (the hangover): the speaker stopped that long ago.
 	Trailing time.Duration
+	// Offset is where PCM starts in everything written to the Segmenter,
+	// in samples: with the times the audio was captured, it places the
+	// utterance in time (see timeline).
+	Offset int64
 }
 
 func frames(d time.Duration) int { return int(d / (20 * time.Millisecond)) }
@@ -71,6 +76,7 @@ func (s *Segmenter) Flush(emit func(Utterance)) {
 }
 
 func (s *Segmenter) frame(f []int16, emit func(Utterance)) {
+	s.pos += int64(len(f))
 	e := RMS(f)
 	voiced := e > s.Threshold && e > 3*s.noise
 	if !voiced {
@@ -115,7 +121,7 @@ func (s *Segmenter) end(n int, emit func(Utterance)) {
 	keep := min(len(s.energy), n+frames(100*time.Millisecond))
 	trailing := time.Duration(len(s.energy)-n) * 20 * time.Millisecond
 	if s.voiced >= frames(s.MinSpeech) {
-		emit(Utterance{PCM: append([]int16(nil), s.cur[:keep*FrameSamples]...), Trailing: trailing})
+		emit(Utterance{PCM: append([]int16(nil), s.cur[:keep*FrameSamples]...), Trailing: trailing, Offset: s.pos - int64(len(s.cur))})
 	}
 	s.active, s.voiced, s.silent = false, 0, 0
 	s.cur, s.energy = s.cur[:0], s.energy[:0]
@@ -130,7 +136,7 @@ func (s *Segmenter) split(emit func(Utterance)) {
 			cut = i
 		}
 	}
-	emit(Utterance{PCM: append([]int16(nil), s.cur[:cut*FrameSamples]...)})
+	emit(Utterance{PCM: append([]int16(nil), s.cur[:cut*FrameSamples]...), Offset: s.pos - int64(len(s.cur))})
 	rest := append([]int16(nil), s.cur[cut*FrameSamples:]...)
 	energy := append([]float64(nil), s.energy[cut:]...)
 	s.cur, s.energy = rest, energy

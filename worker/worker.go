@@ -120,7 +120,7 @@ func (w *Worker) Open(ctx context.Context) error {
 		s := w.sessions[f.SessionID]
 		w.mu.Unlock()
 		if s != nil {
-			s.push(PCM(f.Data))
+			s.push(PCM(f.Data), f.Timestamp)
 		}
 	}
 	c.OnEvent = func(e client.Event) {
@@ -133,6 +133,15 @@ func (w *Worker) Open(ctx context.Context) error {
 	w.client = c
 	if err := c.Open(ctx); err != nil {
 		return fmt.Errorf("worker: connecting to %s: %w", w.URL, err)
+	}
+	// What the engines can produce, so that listeners' pages offer those
+	// languages before anyone listens to them. The client sends it again
+	// on every new connection. A server of an earlier version refuses the
+	// action (UNKNOWN_ACTION): the worker works as before.
+	if offer := w.Engines.Offer(); len(offer) > 0 {
+		if err := c.OfferLanguages(ctx, offer); err != nil {
+			w.Logger.Warn("offering languages", logError, err)
+		}
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel

@@ -1,0 +1,142 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func tone(d time.Duration) []int16 {
+	out := make([]int16, int(d.Seconds()*SampleRate))
+	for i := range out {
+		out[i] = int16(8000 * math.Sin(2*math.Pi*300*float64(i)/SampleRate))
+	}
+	return out
+}
+
+func quiet(d time.Duration) []int16 { return make([]int16, int(d.Seconds()*SampleRate)) }
+
+func TestTimeline(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_000)
+	var tl timeline
+	// Three 100 ms chunks, each stamped with when its last sample arrived.
+	for i := range 3 {
+		tl.add(1600, t0.Add(time.Duration(i+1)*100*time.Millisecond))
+	}
+	for _, tt := range []struct {
+		offset int64
+		want   time.Time
+	}{
+		{0, t0},
+		{800, t0.Add(50 * time.Millisecond)},
+		{1600, t0.Add(100 * time.Millisecond)},
+		{4799, t0.Add(300*time.Millisecond - samplesDuration(1))},
+	} {
+		if got := tl.at(tt.offset); !got.Equal(tt.want) {
+			t.Errorf("at(%d) = %v, want %v", tt.offset, got.Sub(t0), tt.want.Sub(t0))
+		}
+	}
+	if got := tl.at(4800); !got.IsZero() {
+		t.Errorf("at(end) = %v, want zero: not recorded yet", got)
+	}
+	// A long talk: the timeline keeps a bounded window and still answers
+	// for recent audio.
+	for i := 3; i < 3+20*60; i++ { // 2 minutes more
+		tl.add(1600, t0.Add(time.Duration(i+1)*100*time.Millisecond))
+	}
+	if len(tl.chunks) > timelineKeep/1600+2 {
+		t.Fatalf("timeline holds %d chunks", len(tl.chunks))
+	}
+	if got, want := tl.at(tl.total-1600), t0.Add(time.Duration(3+20*60-1)*100*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("recent offset at %v, want %v", got.Sub(t0), want.Sub(t0))
+	}
+}
+
+func TestFrameSourceTime(t *testing.T) {
+	start := time.UnixMilli(1_700_000_000_000)
+	dur := 2 * time.Second
+	n := 3 * SampleRate // the translation is longer than the speech
+	prev := time.Time{}
+	for off := 0; off < n; off += FrameSamples {
+		got := frameSourceTime(start, dur, off, n)
+		if got.Before(start) || !got.Before(start.Add(dur)) || got.Before(prev) {
+			t.Fatalf("frame at %d: %v, outside the source span or going back", off, got.Sub(start))
+		}
+		prev = got
+	}
+	if got := frameSourceTime(start, dur, 0, n); !got.Equal(start) {
+		t.Fatalf("first frame %v, want the utterance's start", got.Sub(start))
+	}
+	if got := frameSourceTime(start, dur, n/2, n); !got.Equal(start.Add(dur / 2)) {
+		t.Fatalf("middle frame %v, want the middle of the speech", got.Sub(start))
+	}
+	if got := frameSourceTime(time.Time{}, dur, n/2, n); !got.IsZero() {
+		t.Fatalf("unknown start gave %v", got)
+	}
+}
+
+// TestSegmentStamps runs a session's segmenter goroutine on chunks stamped
+// as the server stamps them: the utterance it cuts carries the capture time
+// of its first sample (pre-roll included) and the length of its speech.
+func TestSegmentStamps(t *testing.T) {
+	w := &Worker{VAD: *NewSegmenter(), Now: time.Now, Logger: slog.New(slog.DiscardHandler)}
+	w.m = newMetrics(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{w: w, source: "en", log: w.Logger, in: make(chan sourceChunk, 1024), utts: make(chan utterance, 8), ctx: ctx, cancel: cancel}
+	s.wg.Add(1)
+	go s.segment()
+	defer func() { cancel(); s.wg.Wait() }()
+
+	t0 := time.UnixMilli(1_700_000_000_000)
+	var pcm []int16
+	pcm = append(pcm, quiet(time.Second)...)
+	pcm = append(pcm, tone(time.Second)...)
+	pcm = append(pcm, quiet(time.Second)...)
+	const chunk = 1600 // 100 ms, as browsers send
+	for off := 0; off < len(pcm); off += chunk {
+		end := min(off+chunk, len(pcm))
+		s.push(pcm[off:end], t0.Add(samplesDuration(int64(end))))
+	}
+	var u utterance
+	select {
+	case u = <-s.utts:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no utterance")
+	}
+	// Speech starts at 1 s; the pre-roll (200 ms) starts the utterance.
+	if want := t0.Add(800 * time.Millisecond); !u.start.Equal(want) {
+		t.Fatalf("utterance starts at %v, want %v", u.start.Sub(t0), want.Sub(t0))
+	}
+	if u.dur != samplesDuration(int64(len(u.pcm))) || u.dur < time.Second {
+		t.Fatalf("utterance lasts %v for %d samples", u.dur, len(u.pcm))
+	}
+}
+
+type stubEngine struct{ name string }
+
+func (e stubEngine) Name() string { return e.name }
+func (stubEngine) Recognize(context.Context, []int16, string) (string, error) {
+	return "", nil
+}
+func (stubEngine) Translate(context.Context, string, string, string) (string, error) {
+	return "", nil
+}
+func (stubEngine) Synthesize(context.Context, string, string) ([]int16, error) { return nil, nil }
+
+// TestEnginesOffer lists exactly the pairs CanProduce accepts.
+func TestEnginesOffer(t *testing.T) {
+	e := stubEngine{"stub"}
+	engines := &Engines{
+		Recognizers:  map[string]Recognizer{"en": e, "es": e},
+		Translators:  map[Pair]Translator{{"en", "gl"}: e, {"en", "es"}: e, {"en", "ca"}: e, {"es", "en"}: e, {"fr", "es"}: e, {"en", "de"}: e},
+		Synthesizers: map[string]Synthesizer{"es": e, "ca": e, "gl": e, "en": e},
+	}
+	// No German voice, no French recogniser.
+	want := map[string][]string{"en": {"ca", "es", "gl"}, "es": {"en"}}
+	if got := engines.Offer(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Offer = %v, want %v", got, want)
+	}
+}
