@@ -16,7 +16,14 @@ import (
 // listener link. The session need not exist: the code only encodes a URL,
 // and not asking the store keeps this cheap. A malformed ID gets the API's
 // INVALID_SESSION_ID error.
+//
+// The link starts with the first of the listener bases (listenerBases),
+// or the one ?base=N (its index) or ?host=ADDR (its host, port optional)
+// names; a base or host that is not one of them gets 400
+// VALIDATION_INVALID_FIELD, so no client can have a QR code made of a URL
+// of its own.
 func (h *Handler) serveQR(w http.ResponseWriter, r *http.Request) {
+	h.init()
 	file := r.PathValue("file")
 	raw, ok := strings.CutSuffix(file, ".svg")
 	if !ok {
@@ -36,41 +43,35 @@ func (h *Handler) serveQR(w http.ResponseWriter, r *http.Request) {
 			Message: "The Host header is too long to be a server name.", Details: map[string]string{"field": "Host"}})
 		return
 	}
-	link := h.baseURL(r) + "/listen/" + id
-	svg, err := qrSVG(link)
+	base, err := pickBase(h.listenerBases(r), r.URL.Query())
+	if err != nil {
+		pthttp.Error(w, r, err)
+		return
+	}
+	svg, err := qrSVG(base + "/listen/" + id)
 	if err != nil {
 		pthttp.Error(w, r, err)
 		return
 	}
 	setSecurityHeaders(w, r, h.PublicURL)
-	hd := w.Header()
-	hd.Set("Content-Type", "image/svg+xml")
-	if h.PublicURL == "" {
-		// The link depends on the Host the request came in with; shared
-		// caches must not hand one client's code to another.
-		hd.Set("Cache-Control", "private, max-age=3600")
-		hd.Add("Vary", "Host")
-	} else {
+	if h.PublicURL != "" {
+		hd := w.Header()
+		hd.Set("Content-Type", "image/svg+xml")
 		hd.Set("Cache-Control", "public, max-age=3600")
+		_, _ = w.Write(svg)
+		return
 	}
-	_, _ = w.Write(svg)
+	// The link depends on the Host the request came in with and on this
+	// machine's addresses, which change when the laptop changes networks:
+	// revalidate every time (a 304 by ETag), and keep shared caches from
+	// handing one client's code to another.
+	w.Header().Add("Vary", "Host")
+	newAsset("qr.svg", svg).serve(w, r)
 }
 
 // maxHostLen is the longest Host a listener link is built from: a DNS name
 // (253) with a port.
 const maxHostLen = 253 + len(":65535")
-
-// baseURL is PublicURL, or else the scheme and host of the request.
-func (h *Handler) baseURL(r *http.Request) string {
-	if h.PublicURL != "" {
-		return strings.TrimSuffix(h.PublicURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
 
 // qrSVG renders text as a QR code in SVG: one path of dark modules on a
 // white square, quiet zone included, scalable to any size.

@@ -27,9 +27,23 @@ type testServer struct {
 	Web      *web.Handler
 }
 
+// serverOption changes how startServer wires the server.
+type serverOption func(*serverSetup)
+
+// serverSetup holds the choices serverOptions make.
+type serverSetup struct {
+	notifying bool
+}
+
+// withNotifyingSessions gives the HTTP API the real-time server's view of
+// the sessions (rt.NotifyingSessions), as cmd/pentecost does: changes made
+// over HTTP reach connected clients, and GET /sessions/{id}/languages
+// knows which languages workers produce.
+func withNotifyingSessions() serverOption { return func(s *serverSetup) { s.notifying = true } }
+
 // startServer starts a server; configure adjusts the pages and the
-// real-time server before they serve.
-func startServer(t testing.TB, configureWeb func(*web.Handler), configureRT func(*realtime.Server)) *testServer {
+// real-time server before they serve; opts change the wiring.
+func startServer(t testing.TB, configureWeb func(*web.Handler), configureRT func(*realtime.Server), opts ...serverOption) *testServer {
 	t.Helper()
 	ctx := context.Background()
 
@@ -70,9 +84,16 @@ func startServer(t testing.TB, configureWeb func(*web.Handler), configureRT func
 		configureWeb(h)
 	}
 
+	var setup serverSetup
+	for _, o := range opts {
+		o(&setup)
+	}
 	api := pthttp.NewServer()
 	api.Addr = "127.0.0.1:0"
 	api.Sessions, api.Verifier = sessions, verifier
+	if setup.notifying {
+		api.Sessions = rt.NotifyingSessions(sessions)
+	}
 	api.Accounts, api.Issuer = accounts, issuer
 	api.RateLimiter = inmem.NewRateLimiter()
 	reg := prometheus.NewRegistry()

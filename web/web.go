@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -64,8 +65,26 @@ type Route struct {
 type Handler struct {
 	// PublicURL is the base URL listeners reach the server at, e.g.
 	// "https://live.example.org"; it is used for the QR code and the link
-	// the speaker shares. When empty, the URL the request came in on is used.
+	// the speaker shares. When empty, the URL the request came in on is
+	// used, except that a loopback host (localhost, 127.0.0.1, ::1), which
+	// no phone can open, is replaced by this machine's LAN address, and
+	// the speaker page offers the others (see LANAddrs).
 	PublicURL string
+
+	// ListenerPort is the port of the plain-HTTP listener the server runs
+	// beside its TLS one (e.g. 8080 when the speaker page is on
+	// https://…:8443). When set, listener links and QR codes use http and
+	// this port whatever page the speaker opened, so that phones stay on
+	// plain HTTP with no certificate warning. 0: the request's scheme and
+	// port. PublicURL wins over it.
+	ListenerPort int
+
+	// LANAddrs returns this machine's addresses on its local networks, in
+	// order of preference, for listener links when the speaker opened the
+	// page as localhost. Defaults to lan.MachineAddrs (read on each
+	// request, so a laptop that joins the venue's Wi-Fi after start is
+	// seen); tests set it to describe other machines.
+	LANAddrs func() ([]netip.Addr, error)
 
 	// SignInLinks are external identity providers offered on the speaker
 	// page. None by default: the page then offers only embedded accounts.
@@ -75,7 +94,9 @@ type Handler struct {
 	Logger *slog.Logger
 
 	once   sync.Once
-	pages  map[string]*asset // rendered HTML by page name
+	tmpl   *template.Template
+	links  []SignInLink      // SignInLinks with defaults filled in
+	pages  map[string]*asset // rendered HTML by page name, for pages whose config does not vary
 	static map[string]*asset // by path below static/
 	mux    *http.ServeMux
 	err    error
@@ -92,7 +113,10 @@ func NewHandler() *Handler {
 //	GET /listen/{id}      listener page
 //	GET /speak            speaker page
 //	GET /static/          embedded assets
-//	GET /qr/{file}        QR code of a listener link, /qr/{sessionId}.svg
+//	GET /qr/{file}        QR code of a listener link, /qr/{sessionId}.svg;
+//	                      ?base=N or ?host=ADDR picks one of the listener
+//	                      addresses the speaker page offers (400
+//	                      VALIDATION_INVALID_FIELD for any other)
 func (h *Handler) Routes() []Route {
 	return []Route{
 		{"GET /{$}", http.HandlerFunc(h.serveLanding)},
@@ -136,37 +160,75 @@ func (h *Handler) init() {
 type pageConfig struct {
 	PublicURL   string       `json:"publicUrl"`
 	SignInLinks []SignInLink `json:"signInLinks"`
+	// ListenerBases (speaker page only) are the base URLs the listener
+	// link may start with, the default first: see listenerBases. The page
+	// lets the speaker pick one when there are several.
+	ListenerBases []string `json:"listenerBases,omitempty"`
 }
 
+// renderPages parses the templates and renders the pages whose config is
+// the same for every request; the speaker page is rendered per request,
+// since its listener links depend on the host it was opened at.
 func (h *Handler) renderPages() (map[string]*asset, error) {
 	tmpl, err := template.ParseFS(files, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("web: parse templates: %w", err)
 	}
-	links := make([]SignInLink, 0, len(h.SignInLinks))
+	h.tmpl = tmpl
+	h.links = make([]SignInLink, 0, len(h.SignInLinks))
 	for _, l := range h.SignInLinks {
 		if l.TokenParam == "" {
 			l.TokenParam = "id_token"
 		}
-		links = append(links, l)
-	}
-	cfg, err := json.Marshal(pageConfig{PublicURL: strings.TrimSuffix(h.PublicURL, "/"), SignInLinks: links})
-	if err != nil {
-		return nil, err
+		h.links = append(h.links, l)
 	}
 	pages := map[string]*asset{}
 	for _, name := range []string{"index", "listen", "speak"} {
-		var b bytes.Buffer
-		if err := tmpl.ExecuteTemplate(&b, name+".html", map[string]any{"Config": string(cfg)}); err != nil {
-			return nil, fmt.Errorf("web: render %s: %w", name, err)
+		a, err := h.renderPage(name, nil)
+		if err != nil {
+			return nil, err
 		}
-		pages[name] = newAsset(name+".html", b.Bytes())
+		pages[name] = a
 	}
 	return pages, nil
 }
 
+// renderPage renders one page with the server's config and the given
+// listener bases.
+func (h *Handler) renderPage(name string, bases []string) (*asset, error) {
+	cfg, err := json.Marshal(pageConfig{PublicURL: strings.TrimSuffix(h.PublicURL, "/"), SignInLinks: h.links, ListenerBases: bases})
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := h.tmpl.ExecuteTemplate(&b, name+".html", map[string]any{"Config": string(cfg)}); err != nil {
+		return nil, fmt.Errorf("web: render %s: %w", name, err)
+	}
+	return newAsset(name+".html", b.Bytes()), nil
+}
+
 func (h *Handler) serveLanding(w http.ResponseWriter, r *http.Request) { h.servePage(w, r, "index") }
-func (h *Handler) serveSpeak(w http.ResponseWriter, r *http.Request)   { h.servePage(w, r, "speak") }
+
+// serveSpeak serves the speaker page with the listener links for the host
+// it was opened at (listenerBases).
+func (h *Handler) serveSpeak(w http.ResponseWriter, r *http.Request) {
+	h.init()
+	if h.err != nil {
+		pthttp.Error(w, r, h.err) // internal: logged, not shown
+		return
+	}
+	a, err := h.renderPage("speak", h.listenerBases(r))
+	if err != nil {
+		h.Logger.Error("render page", logKeyPage, "speak", logKeyError, err)
+		pthttp.Error(w, r, err)
+		return
+	}
+	setSecurityHeaders(w, r, h.PublicURL)
+	if h.PublicURL == "" {
+		w.Header().Add("Vary", "Host")
+	}
+	a.serve(w, r)
+}
 
 // serveListen serves the listener page. An ID typed loosely
 // (/listen/Golden-Eagle-427) is redirected to its canonical form so that

@@ -11,10 +11,13 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -49,14 +52,40 @@ func get(t *testing.T, url string, header ...string) (*http.Response, string) {
 }
 
 func newPages(t *testing.T, configure func(*web.Handler)) *httptest.Server {
+	srv := httptest.NewServer(newHandler(configure))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// newHandler returns a Handler set up by configure (if not nil).
+func newHandler(configure func(*web.Handler)) *web.Handler {
 	h := web.NewHandler()
 	if configure != nil {
 		configure(h)
 	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv
+	return h
 }
+
+// mustURL parses a URL the test made.
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
 
 var scriptTag = regexp.MustCompile(`(?is)<script\b[^>]*>`)
 
@@ -300,38 +329,91 @@ func modules(t *testing.T, svg string) [][]bool {
 	return m
 }
 
-func TestQR(t *testing.T) {
-	check := func(t *testing.T, base, path, wantLink string) {
-		resp, body := get(t, base+path)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("status = %d: %s", resp.StatusCode, body)
-		}
-		if ct := resp.Header.Get("Content-Type"); ct != "image/svg+xml" {
-			t.Errorf("Content-Type = %q", ct)
-		}
-		want, err := qrcode.New(wantLink, qrcode.Medium)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := modules(t, body)
-		bits := want.Bitmap()
-		if len(got) != len(bits) {
-			t.Fatalf("QR code is %d modules wide, want %d for %q", len(got), len(bits), wantLink)
-		}
-		for y := range bits {
-			for x := range bits[y] {
-				if got[y][x] != bits[y][x] {
-					t.Fatalf("module (%d,%d) differs from the code of %q", x, y, wantLink)
-				}
+// noLAN configures a Handler for a machine with no LAN address, so that
+// links keep the loopback host the test server listens on.
+func noLAN(h *web.Handler) { h.LANAddrs = func() ([]netip.Addr, error) { return nil, nil } }
+
+// checkQR fetches a QR code and fails unless it encodes wantLink, module
+// for module (the code go-qrcode makes of wantLink). host, if not empty,
+// is sent as the request's Host.
+func checkQR(t *testing.T, base, path, host, wantLink string) {
+	t.Helper()
+	resp, body := getHost(t, base+path, host)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d: %s", resp.StatusCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "image/svg+xml" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	if !qrEncodes(t, body, wantLink) {
+		t.Fatalf("the QR code does not encode %q", wantLink)
+	}
+}
+
+// qrEncodes reports whether svg is the QR code go-qrcode makes of link,
+// module for module (no QR decoder needed: the encoder is deterministic).
+func qrEncodes(t *testing.T, svg, link string) bool {
+	t.Helper()
+	want, err := qrcode.New(link, qrcode.Medium)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := modules(t, svg)
+	bits := want.Bitmap()
+	if len(got) != len(bits) {
+		t.Logf("QR code is %d modules wide, want %d for %q", len(got), len(bits), link)
+		return false
+	}
+	for y := range bits {
+		for x := range bits[y] {
+			if got[y][x] != bits[y][x] {
+				t.Logf("module (%d,%d) differs from the code of %q", x, y, link)
+				return false
 			}
 		}
 	}
+	return true
+}
+
+// getHost is get with the request's Host set to host (when not empty).
+func getHost(t *testing.T, url, host string) (*http.Response, string) {
+	t.Helper()
+	return getClient(t, http.DefaultClient, url, host)
+}
+
+// getClient is getHost with the given client (e.g. a TLS test server's).
+func getClient(t *testing.T, c *http.Client, url, host string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+func TestQR(t *testing.T) {
+	check := func(t *testing.T, base, path, wantLink string) {
+		t.Helper()
+		checkQR(t, base, path, "", wantLink)
+	}
 	t.Run("OK", func(t *testing.T) {
-		srv := newPages(t, nil)
+		srv := newPages(t, noLAN)
 		check(t, srv.URL, "/qr/golden-eagle-427.svg", srv.URL+"/listen/golden-eagle-427")
 	})
 	t.Run("Forgiving", func(t *testing.T) {
-		srv := newPages(t, nil)
+		srv := newPages(t, noLAN)
 		check(t, srv.URL, "/qr/Golden-Eagle-427.svg", srv.URL+"/listen/golden-eagle-427")
 	})
 	t.Run("PublicURL", func(t *testing.T) {

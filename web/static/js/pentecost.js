@@ -86,6 +86,31 @@ export function createSession(token, { sourceLanguage, qualityTier = 'standard' 
   return api(baseUrl, 'POST', '/sessions', { token, body: { sourceLanguage, qualityTier } });
 }
 
+/**
+ * Lists the token's speaker's own sessions, newest first (GET /sessions):
+ * {sessions, total}. status (optional) is 'active', 'paused' or 'ended';
+ * limit (1–100, default 20) and offset page through them.
+ */
+export function listSessions(token, { status, limit, offset } = {}, baseUrl = '') {
+  const q = new URLSearchParams();
+  if (status) q.set('status', status);
+  if (limit !== undefined) q.set('limit', String(limit));
+  if (offset !== undefined) q.set('offset', String(offset));
+  const qs = q.toString();
+  return api(baseUrl, 'GET', '/sessions' + (qs ? '?' + qs : ''), { token });
+}
+
+/**
+ * The languages a session offers now (GET /sessions/{id}/languages):
+ * {sessionId, sourceLanguage, languages: [{code, status}]}, status being
+ * 'source' (the speaker's), 'live' (a worker produces it now) or
+ * 'available' (a connected worker starts it when a listener picks it).
+ * Languages nobody can produce are not listed. No sign-in needed.
+ */
+export function sessionLanguages(sessionId, baseUrl = '') {
+  return api(baseUrl, 'GET', '/sessions/' + encodeURIComponent(sessionId) + '/languages');
+}
+
 /** Ends a session at once (DELETE /sessions/{id}). */
 export function endSession(token, id, baseUrl = '') {
   return api(baseUrl, 'DELETE', '/sessions/' + encodeURIComponent(id), { token });

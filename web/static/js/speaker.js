@@ -1,24 +1,38 @@
-// Speaker page: sign in, create a session, show its code and QR code, and
-// stream the microphone as 16 kHz PCM frames. The token and the session ID
-// live in sessionStorage, so a reload of the page reattaches to the running
+// Speaker page: sign in, create a session (or resume one of the speaker's
+// running sessions), show its code and QR code, and stream the microphone
+// as 16 kHz PCM frames. The token and the session ID live in
+// sessionStorage, so a reload of the page reattaches to the running
 // session; the client module handles reconnects and server refreshes.
+// "Show to the room" puts the code, the QR code and the listener counts
+// full screen for a projector.
 
-import { Speaker, createSession, endSession, getSession, login } from './pentecost.js';
-import { $, fillLanguages, languages, listenerLink, pageConfig, preferredLanguage, show, store, testHooks } from './ui.js';
+import { Speaker, createSession, endSession, getSession, listSessions, login, sessionLanguages } from './pentecost.js';
+import { $, fillLanguages, languages, pageConfig, publicBase, preferredLanguage, show, store, testHooks } from './ui.js';
 
-const KEY = { token: 'pentecost.token', exp: 'pentecost.tokenExpiresAt', user: 'pentecost.user', session: 'pentecost.session', oidc: 'pentecost.oidcState' };
+const KEY = {
+  token: 'pentecost.token', exp: 'pentecost.tokenExpiresAt', user: 'pentecost.user', session: 'pentecost.session',
+  oidc: 'pentecost.oidcState', listenerHost: 'pentecost.listenerHost',
+};
 const STATUS_EVERY_MS = 10000;
+const LANGUAGES_EVERY_MS = 3000; // at most one GET /sessions/{id}/languages this often
 
-const views = ['loading', 'signin-view', 'create-view', 'live-view', 'ended-view'];
+const views = ['loading', 'signin-view', 'create-view', 'live-view', 'room-view', 'ended-view'];
 let speaker = null;
 let mic = null; // {ctx, stream, node}
 let langs = [];
 let broadcast = { isPaused: false, isMuted: false, volume: 1 };
 let statusTimer = 0;
 let level = 0;
+// The session shown: its ID and source language, the listeners by
+// language, and which languages a worker produces (live) or could
+// (available), from sessionStatus and GET /sessions/{id}/languages.
+let current = { id: '', source: '', distribution: {}, count: 0, live: new Set(), available: new Set(), statusSaysLive: false };
+let languagesTimer = 0;
+let languagesAt = 0;
 
 function view(id) {
   for (const v of views) show($(v), v === id);
+  if (id !== 'room-view' && document.fullscreenElement) document.exitFullscreen().catch(() => {});
 }
 
 function fail(el, message) {
@@ -124,10 +138,103 @@ $('signin-form').addEventListener('submit', async (e) => {
 async function showCreate() {
   view('create-view');
   $('user-name').textContent = store.get(KEY.user) || 'speaker';
+  await loadLanguages();
+  fillLanguages($('source'), langs, { selected: $('source').value || preferredLanguage(langs) });
+  await showYourSessions();
+}
+
+async function loadLanguages() {
   if (!langs.length) {
     try { langs = await languages(); } catch { langs = []; }
   }
-  fillLanguages($('source'), langs, { selected: $('source').value || preferredLanguage(langs) });
+}
+
+// --- your sessions: finding a running session again ---------------------------
+
+// showYourSessions lists the speaker's sessions that have not ended, so
+// that one whose tab was closed (sessionStorage is per tab) can resume.
+async function showYourSessions() {
+  const box = $('your-sessions');
+  const list = $('session-list');
+  const token = validToken();
+  if (!token) {
+    show(box, false);
+    return;
+  }
+  let sessions = [];
+  try {
+    const pages = await Promise.all(['active', 'paused'].map((status) => listSessions(token, { status, limit: 20 })));
+    sessions = pages.flatMap((p) => p.sessions || [])
+      .filter((s) => s.status !== 'ended' && (!s.expiresAt || s.expiresAt > Date.now()))
+      .sort((a, b) => (b.createdAt || 0) - (a.createdAt || 0));
+    show($('sessions-error'), false);
+  } catch (err) {
+    if (err.status === 401) {
+      showSignIn('Your sign-in has expired. Sign in again.');
+      return;
+    }
+    fail($('sessions-error'), 'Your running sessions could not be listed: ' + err.message);
+    show(box, true);
+    return;
+  }
+  list.replaceChildren();
+  for (const s of sessions) list.append(sessionItem(s));
+  show(box, sessions.length > 0);
+  if (testHooks) testHooks.yourSessions = sessions.map((s) => s.sessionId);
+}
+
+function sessionItem(s) {
+  const li = document.createElement('li');
+  li.className = 'session-item';
+  const text = document.createElement('div');
+  text.className = 'session-text';
+  const code = document.createElement('span');
+  code.className = 'mono session-code';
+  code.textContent = s.sessionId;
+  const meta = document.createElement('span');
+  meta.className = 'hint';
+  const started = s.createdAt ? new Date(s.createdAt).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
+  const parts = [languageName(s.sourceLanguage)];
+  if (started) parts.push('started ' + started);
+  if (s.status === 'paused' || s.broadcastState?.isPaused) parts.push('paused');
+  if (typeof s.listenerCount === 'number') parts.push(s.listenerCount === 1 ? '1 listener' : `${s.listenerCount} listeners`);
+  meta.textContent = parts.join(' · ');
+  text.append(code, meta);
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'primary resume';
+  b.textContent = 'Resume';
+  b.setAttribute('aria-label', 'Resume ' + s.sessionId);
+  b.dataset.session = s.sessionId;
+  b.addEventListener('click', () => resume(s.sessionId, b));
+  li.append(text, b);
+  return li;
+}
+
+// resume reattaches to a running session as a reload of its tab does.
+async function resume(id, button) {
+  button.disabled = true;
+  try {
+    const s = await getSession(id);
+    if (s.status === 'ended') {
+      await showYourSessions();
+      return;
+    }
+    store.set(KEY.session, s.sessionId);
+    showLive(s);
+    // The tap that pressed Resume lets the microphone start at once.
+    startMic().catch(() => renderState());
+  } catch (err) {
+    fail($('sessions-error'), err.code === 'SESSION_NOT_FOUND' ? 'That session has ended.' : err.message);
+    await showYourSessions();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function languageName(code) {
+  const l = langs.find((x) => x.code === code);
+  return l ? l.nativeName : code || '';
 }
 
 $('create-form').addEventListener('submit', async (e) => {
@@ -192,31 +299,226 @@ function renderState() {
   $('health-sent').textContent = `${speaker.sent} frames` + (queued ? `, ${queued} waiting` : '') + (speaker.dropped ? `, ${speaker.dropped} dropped` : '');
 }
 
-function renderDistribution(msg) {
-  if (typeof msg.listenerCount === 'number') $('listener-count').textContent = String(msg.listenerCount);
-  if (!msg.languageDistribution) return;
+// Each language with listeners is the source, translated by a worker now,
+// or not translated (listeners wait for a language nobody produces): the
+// last is what the speaker must notice.
+const LANG_STATUS = {
+  source: 'original',
+  live: 'translated, live',
+  available: 'no translation yet',
+  none: 'no translation',
+};
+
+function languageStatus(code) {
+  if (code === current.source) return 'source';
+  if (current.live.has(code)) return 'live';
+  if (current.available.has(code)) return 'available';
+  return 'none';
+}
+
+function onStatusMessage(msg) {
+  if (typeof msg.listenerCount === 'number') current.count = msg.listenerCount;
+  if (msg.languageDistribution) current.distribution = msg.languageDistribution;
+  if (msg.sourceLanguage) current.source = msg.sourceLanguage;
+  if (Array.isArray(msg.producedLanguages)) {
+    current.live = new Set(msg.producedLanguages);
+    current.statusSaysLive = true;
+  }
+  renderDistribution();
+  if (Object.keys(current.distribution).some((c) => current.distribution[c] > 0 && c !== current.source)) refreshLanguages();
+}
+
+// refreshLanguages asks which languages are live or available, at most
+// every LANGUAGES_EVERY_MS; a request inside that time is made at its end.
+function refreshLanguages() {
+  if (languagesTimer) return;
+  const wait = Math.max(0, languagesAt + LANGUAGES_EVERY_MS - Date.now());
+  languagesTimer = setTimeout(async () => {
+    const id = current.id;
+    languagesAt = Date.now();
+    try {
+      const r = await sessionLanguages(id);
+      if (id !== current.id) return;
+      // The socket's producedLanguages is the fresher word on what is
+      // live; the endpoint adds what a connected worker could start.
+      if (!current.statusSaysLive) current.live = new Set(r.languages.filter((l) => l.status === 'live').map((l) => l.code));
+      current.available = new Set(r.languages.filter((l) => l.status === 'available').map((l) => l.code));
+      if (r.sourceLanguage) current.source = r.sourceLanguage;
+      renderDistribution();
+    } catch {
+      // Shown again at the next status; the counts stay right meanwhile.
+    } finally {
+      languagesTimer = 0;
+    }
+  }, wait);
+}
+
+function renderDistribution() {
+  $('listener-count').textContent = String(current.count);
+  const entries = Object.entries(current.distribution).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   const list = $('distribution');
+  const room = $('room-languages');
   list.replaceChildren();
-  const entries = Object.entries(msg.languageDistribution).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+  room.replaceChildren();
   for (const [code, n] of entries) {
+    const status = languageStatus(code);
     const li = document.createElement('li');
-    const l = langs.find((x) => x.code === code);
-    li.textContent = `${l ? l.nativeName : code}: ${n}`;
+    li.className = 'lang-row';
+    li.dataset.lang = code;
+    li.dataset.status = status;
+    const name = document.createElement('span');
+    name.className = 'lang-name';
+    name.lang = code;
+    name.textContent = languageName(code);
+    const count = document.createElement('span');
+    count.className = 'lang-count';
+    count.textContent = String(n);
+    const tag = document.createElement('span');
+    tag.className = 'lang-status';
+    tag.textContent = LANG_STATUS[status];
+    li.append(name, count, tag);
     list.append(li);
+
+    const r = document.createElement('li');
+    r.dataset.lang = code;
+    const rn = document.createElement('span');
+    rn.lang = code;
+    rn.textContent = languageName(code);
+    const rc = document.createElement('strong');
+    rc.textContent = String(n);
+    r.append(rn, ' ', rc);
+    room.append(r);
+  }
+  $('room-count').textContent = String(current.count);
+  $('room-count-unit').textContent = current.count === 1 ? 'listener' : 'listening';
+  if (testHooks) {
+    testHooks.distribution = Object.fromEntries(entries);
+    testHooks.languageStatus = Object.fromEntries(entries.map(([c]) => [c, languageStatus(c)]));
   }
 }
+
+// --- listener links: which address phones open --------------------------------
+
+// The base URLs the server offers for listener links (this machine's LAN
+// addresses when the page is open as localhost), the default first.
+const bases = (() => {
+  const list = pageConfig().listenerBases;
+  return Array.isArray(list) && list.length ? list : [publicBase()];
+})();
+let baseIndex = 0;
+
+function hostOf(base) {
+  try { return new URL(base).host; } catch { return ''; }
+}
+
+function isLoopback(base) {
+  let h = '';
+  try { h = new URL(base).hostname.toLowerCase(); } catch { return false; }
+  return h === 'localhost' || h.endsWith('.localhost') || h.startsWith('127.') || h === '[::1]';
+}
+
+function setupLinkPicker() {
+  const saved = store.get(KEY.listenerHost, localStorage);
+  const i = bases.findIndex((b) => hostOf(b) === saved);
+  baseIndex = i >= 0 ? i : 0;
+  const select = $('link-base');
+  select.replaceChildren();
+  bases.forEach((b, n) => {
+    const o = document.createElement('option');
+    o.value = String(n);
+    o.textContent = hostOf(b) || b;
+    select.append(o);
+  });
+  select.value = String(baseIndex);
+  show($('link-pick'), bases.length > 1);
+}
+
+$('link-base').addEventListener('change', () => {
+  baseIndex = Number($('link-base').value) || 0;
+  store.set(KEY.listenerHost, hostOf(bases[baseIndex]), localStorage);
+  renderShare();
+});
+
+// renderShare shows the listener link and its QR code for the chosen
+// address; the server makes the QR code only of an address it offered.
+function renderShare() {
+  const id = current.id;
+  if (!id) return;
+  const base = bases[baseIndex] || bases[0];
+  const link = base + '/listen/' + id;
+  const qr = '/qr/' + id + '.svg?host=' + encodeURIComponent(hostOf(base));
+  $('share-link').href = link;
+  $('share-link').textContent = link.replace(/^https?:\/\//, '');
+  show($('qr-error'), false);
+  $('qr').src = qr;
+  $('room-qr').src = qr;
+  $('room-link').textContent = link;
+  show($('link-hint'), isLoopback(base));
+  if (testHooks) testHooks.listenerLink = link;
+}
+
+$('qr').addEventListener('error', () => show($('qr-error'), true));
+
+// --- show to the room -------------------------------------------------------
+
+let roomFullscreen = false;
+
+async function openRoom() {
+  view('room-view');
+  $('room-code').textContent = current.id;
+  renderDistribution();
+  if (testHooks) testHooks.room = true;
+  $('room-close').focus();
+  const el = $('room-view');
+  if (el.requestFullscreen && document.fullscreenEnabled) {
+    try {
+      await el.requestFullscreen({ navigationUI: 'hide' });
+      roomFullscreen = true;
+    } catch {
+      // Not allowed here (an embedded frame, a policy): the view still fills the window.
+    }
+  }
+}
+
+function closeRoom() {
+  if ($('room-view').hidden) return;
+  const wasFull = roomFullscreen;
+  roomFullscreen = false;
+  if (wasFull && document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  if (speaker || current.id) view('live-view');
+  if (testHooks) testHooks.room = false;
+  $('room-open').focus();
+}
+
+$('room-open').addEventListener('click', openRoom);
+$('room-close').addEventListener('click', closeRoom);
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && !$('room-view').hidden) closeRoom();
+});
+// Esc in full screen is taken by the browser, which leaves full screen:
+// take the room view down with it.
+document.addEventListener('fullscreenchange', () => {
+  if (!document.fullscreenElement && roomFullscreen) closeRoom();
+});
 
 function showLive(session) {
   view('live-view');
   const id = session.sessionId;
+  if (current.id !== id) {
+    current = { id, source: session.sourceLanguage || '', distribution: {}, count: 0, live: new Set(), available: new Set(), statusSaysLive: false };
+  } else if (session.sourceLanguage) {
+    current.source = session.sourceLanguage;
+  }
+  if (typeof session.listenerCount === 'number') current.count = session.listenerCount;
   $('code').textContent = id;
+  $('room-code').textContent = id;
+  // CSSOM, which the policy allows (unlike style attributes): the room
+  // view sizes the code to fit one line.
+  $('room-code').style.setProperty('--chars', String(id.length));
   document.title = id + ' — Pentecost';
-  $('qr').src = '/qr/' + id + '.svg';
-  const link = listenerLink(id);
-  $('share-link').href = link;
-  $('share-link').textContent = link.replace(/^https?:\/\//, '');
-  const host = new URL(link).hostname;
-  show($('link-hint'), host === 'localhost' || host.startsWith('127.') || host === '[::1]');
+  renderShare();
+  renderDistribution();
+  if (!langs.length) loadLanguages().then(renderDistribution);
   if (session.broadcastState) broadcast = session.broadcastState;
   $('volume').value = String(broadcast.volume ?? 1);
   attach(id);
@@ -247,9 +549,9 @@ function attach(sessionId) {
   });
   speaker.on('refreshed', () => { if (testHooks) testHooks.refreshes = (testHooks.refreshes || 0) + 1; });
   speaker.on('rtt', renderState);
-  speaker.on('speakerConnected', (msg) => { onState(msg); renderDistribution(msg); speaker.requestStatus(); });
-  speaker.on('stateRestored', (msg) => { onState(msg); renderDistribution(msg); });
-  speaker.on('sessionStatus', (msg) => { onState(msg); renderDistribution(msg); });
+  speaker.on('speakerConnected', (msg) => { onState(msg); onStatusMessage(msg); speaker.requestStatus(); });
+  speaker.on('stateRestored', (msg) => { onState(msg); onStatusMessage(msg); });
+  speaker.on('sessionStatus', (msg) => { onState(msg); onStatusMessage(msg); });
   for (const t of ['sessionPaused', 'sessionResumed', 'broadcastMuted', 'broadcastUnmuted', 'volumeChanged']) speaker.on(t, onState);
   speaker.on('sessionEnded', () => ended('Listeners have been told. Thank you.'));
   speaker.on('error', (err) => setSpeakerState('error', 'The server refused that.', err.message));
@@ -279,6 +581,8 @@ function attach(sessionId) {
 
 function ended(text) {
   clearInterval(statusTimer);
+  if (!$('room-view').hidden) closeRoom();
+  current.id = '';
   stopMic();
   store.remove(KEY.session);
   const s = speaker;
@@ -426,6 +730,7 @@ async function afterSignIn() {
 }
 
 async function init() {
+  setupLinkPicker();
   takeOIDCRedirect();
   requestAnimationFrame(drawMeter);
   if (!validToken()) {
