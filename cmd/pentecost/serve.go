@@ -204,6 +204,11 @@ func (m *Main) Run(ctx context.Context) error {
 	pages.PublicURL = cfg.PublicURL
 	pages.SignInLinks = cfg.SignInLinks
 	pages.Logger = m.Logger.With("component", "web")
+	if cfg.TLSSelfSigned {
+		// The speaker is on HTTPS with a private CA; listener links point
+		// at plain HTTP, which phones open without a certificate warning.
+		pages.ListenerPort = addrPort(cfg.Addr)
+	}
 	for _, r := range pages.Routes() {
 		s.Handle(r.Pattern, r.Handler)
 	}
@@ -218,6 +223,11 @@ func (m *Main) Run(ctx context.Context) error {
 			return fmt.Errorf("listen on %s and %s: %w", cfg.Addr, cfg.TLSAddr, err)
 		}
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if plain, _ := s.Addrs(); plain != nil && pages.ListenerPort == 0 && cfg.TLSSelfSigned {
+		// --addr with port 0 (tests): known only now, before any client
+		// has been told where the server is.
+		pages.ListenerPort = plain.Port
 	}
 	if m.ACME != nil {
 		// The :80 redirect sends browsers to the TLS port actually bound.
@@ -238,6 +248,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger.Info("pentecost serving", "url", s.URL(), "tls_url", s.TLSURL(), "data_dir", cfg.DataDir)
 	}
 	m.announceHTTPS()
+	m.announceListeners()
 	return nil
 }
 
