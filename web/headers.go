@@ -1,6 +1,7 @@
 package web
 
 import (
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,7 +37,29 @@ func setSecurityHeaders(w http.ResponseWriter, r *http.Request, publicURL string
 	// Listener links carry the session ID; do not hand it to other sites.
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Permissions-Policy", "microphone=(self), camera=(), geolocation=(), payment=()")
-	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	// Browsers honour COOP only from potentially trustworthy origins and log
+	// an error for it on plain HTTP to any other host (a venue's LAN address).
+	if trustworthyOrigin(r) {
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	}
+}
+
+// trustworthyOrigin reports whether browsers treat the request's origin as
+// potentially trustworthy: HTTPS, or a loopback host.
+func trustworthyOrigin(r *http.Request) bool {
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return true
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.Trim(host, "[]"))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // wsHosts returns the hosts WebSockets may go to: the request's own host

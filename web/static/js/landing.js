@@ -1,7 +1,8 @@
 // Landing page: type a session code, pick a language, join.
 
 import { getSession, normalizeSessionId } from './pentecost.js';
-import { $, fillLanguages, languages, preferredLanguage, show, store } from './ui.js';
+import { $, fillLanguages, languages, preferredLanguage, show, store, testHooks } from './ui.js';
+import { setLanguage, t, uiLanguage } from './i18n.js';
 
 const form = $('join-form');
 const code = $('code');
@@ -15,17 +16,31 @@ function fail(message) {
   code.focus();
 }
 
+// The interface follows the language picked, when it has a catalogue,
+// else the browser's languages.
+async function translatePage(code) {
+  await setLanguage([code, ...(navigator.languages || [navigator.language])]);
+  if (testHooks) testHooks.uiLanguage = uiLanguage();
+}
+
 async function init() {
   const fromQuery = new URLSearchParams(location.search).get('code');
   if (fromQuery) code.value = fromQuery;
+  const early = translatePage(store.get('pentecost.lang', localStorage) || '');
   try {
     const list = await languages();
     fillLanguages(lang, list, { selected: preferredLanguage(list) });
+    await early;
+    await translatePage(lang.value);
   } catch {
-    $('lang-error').textContent = 'Languages could not be loaded. Check your connection and reload.';
+    await early;
+    $('lang-error').dataset.i18n = 'landing.languagesFailed';
+    $('lang-error').textContent = t('landing.languagesFailed');
     show($('lang-error'));
   }
 }
+
+lang.addEventListener('change', () => translatePage(lang.value));
 
 form.addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -33,9 +48,7 @@ form.addEventListener('submit', async (e) => {
   code.removeAttribute('aria-invalid');
   const id = normalizeSessionId(code.value);
   if (!id) {
-    fail(code.value.trim()
-      ? 'That does not look like a session code. It has two words and a number, like “golden eagle 427”.'
-      : 'Type the session code first.');
+    fail(t(code.value.trim() ? 'landing.malformed' : 'landing.empty'));
     return;
   }
   const button = $('join');
@@ -43,16 +56,16 @@ form.addEventListener('submit', async (e) => {
   try {
     const s = await getSession(id);
     if (s.status === 'ended') {
-      fail('That session has ended.');
+      fail(t('landing.ended'));
       return;
     }
   } catch (err) {
     if (err.code === 'SESSION_NOT_FOUND') {
-      fail('No session has that code. Check it with the speaker.');
+      fail(t('landing.notFound'));
       return;
     }
     if (err.code === 'INVALID_SESSION_ID') {
-      fail('That does not look like a session code.');
+      fail(t('landing.invalid'));
       return;
     }
     // Anything else (a network hiccup): the listener page will retry.
