@@ -124,7 +124,7 @@ var settings = []setting{
 		c.ACMEEmail = v
 		return nil
 	}},
-	{"public-url", "PUBLIC_URL", "", "base URL listeners reach the server at (for QR codes and shared links); default: the URL each request came in on", func(c *Config, v string) error {
+	{"public-url", "PUBLIC_URL", "", "base URL listeners reach the server at (for QR codes and shared links); default: the URL each request came in on, with this machine's LAN address in place of localhost", func(c *Config, v string) error {
 		if v == "" {
 			c.PublicURL = ""
 			return nil
