@@ -6,36 +6,26 @@
 package worker
 
 import (
-	"context"
 	"errors"
 	"io"
 	"slices"
+
+	"github.com/pentecost/pentecost/worker/engine"
 )
 
-// Recognizer turns an utterance of speech into text.
-type Recognizer interface {
-	// Name identifies the engine in metrics and logs, e.g. "pocketsphinx".
-	Name() string
-	// Recognize returns the transcript of pcm (16 kHz mono) spoken in lang;
-	// "" when nothing was recognised.
-	Recognize(ctx context.Context, pcm []int16, lang string) (string, error)
-}
-
-// Translator translates text from one language to another.
-type Translator interface {
-	// Name identifies the engine in metrics and logs, e.g. "apertium".
-	Name() string
-	// Translate returns text, in language from, translated into to.
-	Translate(ctx context.Context, text, from, to string) (string, error)
-}
-
-// Synthesizer turns text into speech.
-type Synthesizer interface {
-	// Name identifies the engine in metrics and logs, e.g. "espeak-ng".
-	Name() string
-	// Synthesize returns text spoken in lang as 16 kHz mono samples.
-	Synthesize(ctx context.Context, text, lang string) ([]int16, error)
-}
+// The engine interfaces live in package engine, so that engines can be
+// packages of their own; these names keep the pipeline's code short.
+type (
+	Recognizer           = engine.Recognizer
+	StreamingRecognizer  = engine.StreamingRecognizer
+	RecognitionStream    = engine.RecognitionStream
+	Hypothesis           = engine.Hypothesis
+	Translator           = engine.Translator
+	ContextTranslator    = engine.ContextTranslator
+	Synthesizer          = engine.Synthesizer
+	StreamingSynthesizer = engine.StreamingSynthesizer
+	Prosody              = engine.Prosody
+)
 
 // Pair is a translation direction, e.g. {"en", "es"}.
 type Pair struct{ From, To string }
