@@ -23,7 +23,10 @@ import (
 //   - when the host is one of those LAN addresses, that one first and the
 //     others after it, so the speaker can pick the network the room is on;
 //   - otherwise (a name, or an address behind a proxy) the request's host
-//     only: strangers on the internet do not learn the LAN addresses.
+//     only: strangers on the internet do not learn the LAN addresses;
+//   - and the request's host only, too, whatever it is, for a client that
+//     is not on this machine or a local network, or that came through a
+//     proxy (X-Forwarded-For, Forwarded): Host is the client's to choose.
 //
 // The port is the request's, and the scheme http or https as it came in,
 // unless ListenerPort is set: then always http and that port.
@@ -42,7 +45,9 @@ func (h *Handler) listenerBases(r *http.Request) []string {
 	own := joinBase(scheme, host, port)
 	ip, isIP := parseIP(host)
 	loopback := isIP && ip.IsLoopback() || isLoopbackName(host)
-	if !loopback && !isIP {
+	if !loopback && !isIP || !localClient(r) {
+		// The Host header is the client's to choose: this machine's
+		// addresses go only to clients on it or on its local networks.
 		return []string{own}
 	}
 	addrs := h.lanAddrs()
@@ -148,6 +153,21 @@ func parseIP(host string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return ip.Unmap(), true
+}
+
+// localClient reports whether r came straight from this machine or a
+// device on a local network (loopback, private or link-local address),
+// not through a proxy, which may be forwarding anyone from the internet.
+func localClient(r *http.Request) bool {
+	if r.Header.Get("X-Forwarded-For") != "" || r.Header.Get("Forwarded") != "" {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast()
 }
 
 // isLoopbackName reports whether host is localhost or a name under it

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/pentecost/pentecost/lan"
@@ -185,5 +186,52 @@ func expectFieldError(t *testing.T, url, host, field string) {
 	if err := json.Unmarshal([]byte(body), &e); err != nil || resp.StatusCode != http.StatusBadRequest ||
 		e.Code != "VALIDATION_INVALID_FIELD" || e.Details["field"] != field || e.Message == "" {
 		t.Fatalf("status %d, body %s: want 400 VALIDATION_INVALID_FIELD for %s", resp.StatusCode, body, field)
+	}
+}
+
+// TestListenerLinksHostSpoofing checks that a client from the internet
+// cannot learn this machine's LAN addresses by sending Host: localhost (or
+// one of the addresses), directly or through a proxy.
+func TestListenerLinksHostSpoofing(t *testing.T) {
+	h := newHandler(venueLAN)
+	for _, tc := range []struct {
+		name, remote, host, forwarded string
+		lan                           bool
+	}{
+		{name: "LocalSpeaker", remote: "127.0.0.1:50000", host: "localhost:8080", lan: true},
+		{name: "LANClientAtLANAddress", remote: "192.168.1.33:50000", host: "192.168.1.20:8080", lan: true},
+		{name: "InternetClaimsLocalhost", remote: "203.0.113.5:50000", host: "localhost:8080"},
+		{name: "InternetAtLANAddress", remote: "203.0.113.5:50000", host: "192.168.1.20:8080"},
+		{name: "ThroughProxy", remote: "127.0.0.1:50000", host: "localhost:8080", forwarded: "203.0.113.5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/speak", "/qr/golden-eagle-427.svg"} {
+				r := httptest.NewRequest("GET", "http://"+tc.host+path, nil)
+				r.RemoteAddr = tc.remote
+				if tc.forwarded != "" {
+					r.Header.Set("X-Forwarded-For", tc.forwarded)
+				}
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != http.StatusOK {
+					t.Fatalf("%s: status %d", path, w.Code)
+				}
+				body := w.Body.String()
+				if path == "/qr/golden-eagle-427.svg" {
+					want := "http://" + tc.host + "/listen/golden-eagle-427"
+					if tc.lan && tc.host == "localhost:8080" {
+						want = "http://192.168.1.20:8080/listen/golden-eagle-427"
+					}
+					if !qrEncodes(t, body, want) {
+						t.Fatalf("QR code does not encode %s", want)
+					}
+					continue
+				}
+				leaked := strings.Contains(body, "10.0.0.7")
+				if leaked != tc.lan {
+					t.Fatalf("speaker page lists the other LAN addresses = %v, want %v", leaked, tc.lan)
+				}
+			}
+		})
 	}
 }

@@ -191,3 +191,29 @@ export async function runScript(main, work, totalMs = Number(process.env.PENTECO
     rmSync(work, { recursive: true, force: true });
   }
 }
+
+/**
+ * Checks the accessibility rules every page keeps: one visible h1, tap
+ * targets of at least 44 px, and no aria-label or aria-labelledby on
+ * elements whose role forbids naming (span, div, p… without a role).
+ */
+export async function checkA11y(page, what) {
+  const r = await page.evaluate(() => {
+    const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+    const h1 = [...document.querySelectorAll('h1')].filter(shown).map((h) => h.textContent.trim());
+    const small = [...document.querySelectorAll('main button, main select, main input, main a[href]')]
+      .filter(shown)
+      // A radio button's target is its whole label.
+      .map((el) => ({ el, box: (el.type === 'radio' || el.type === 'checkbox' ? el.closest('label') || el : el).getBoundingClientRect() }))
+      .filter(({ el, box }) => (el.type === 'range' ? box.height : Math.min(box.height, box.width)) < 44)
+      .map(({ el, box }) => `${el.tagName.toLowerCase()}#${el.id || el.className} ${Math.round(box.width)}×${Math.round(box.height)}`);
+    const generic = new Set(['SPAN', 'DIV', 'P', 'B', 'I', 'STRONG', 'EM', 'SMALL', 'CODE', 'PRE']);
+    const prohibited = [...document.querySelectorAll('[aria-label], [aria-labelledby]')]
+      .filter((el) => generic.has(el.tagName) && !el.getAttribute('role'))
+      .map((el) => `${el.tagName.toLowerCase()}#${el.id || el.className}`);
+    return { h1, small, prohibited };
+  });
+  check(r.h1.length === 1, `${what}: ${r.h1.length} visible h1 (${r.h1.join(' | ')}), want one`);
+  check(r.small.length === 0, `${what}: tap targets under 44 px: ${r.small.join(', ')}`);
+  check(r.prohibited.length === 0, `${what}: aria-label on elements that cannot be named: ${r.prohibited.join(', ')}`);
+}

@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  STEP_TIMEOUT, check, launch, log, openPage, runScript, sampleOutput, shot, tapAudioOutput, waitFor, waitState, writeToneWav,
+  STEP_TIMEOUT, check, checkA11y, launch, log, openPage, runScript, sampleOutput, shot, tapAudioOutput, waitFor, waitState, writeToneWav,
 } from './lib.mjs';
 
 const BASE = process.env.PENTECOST_URL;
@@ -107,6 +107,7 @@ async function run(work) {
     check(venueRms > 0.02, `venue listener: output RMS ${venueRms.toFixed(4)}, want the tone (> 0.02)`);
     check(/^\d+(\.\d)? s$/.test(await venue.locator('#latency').textContent()), 'venue listener shows no delay');
     await shot(venue, 'listener-venue-live.png');
+    await checkA11y(venue, 'listener page over plain HTTP');
 
     // A listener on 127.0.0.1 plays through the AudioWorklet.
     const local = await open('local listener');
@@ -151,6 +152,7 @@ async function run(work) {
         `${lang}: static strings not translated: ${JSON.stringify(seen)}`);
       check(script.test(seen.state) && script.test(seen.hear), `${lang}: state not in ${lang}: ${JSON.stringify(seen)}`);
       await shot(p, `listener-${lang}.png`);
+      await checkA11y(p, `listener page in ${lang}`);
       await p.close();
     }
     log('Arabic (right to left) and Chinese interfaces shown');
@@ -255,6 +257,9 @@ async function run(work) {
       window.__framesAtDrop = window.__PENTECOST_TEST__.frames.length;
       L.dropConnection();
     });
+    // The phone is online; only its socket is gone: "reconnecting", not
+    // "waiting for the speaker".
+    await waitState(w, 'retrying', 'the listener whose socket dropped, still online');
     const sentAtDrop = await helper.evaluate(() => window.__spk.sent);
     await waitFor(helper, (n) => window.__spk.sent >= n + 25, sentAtDrop, 'the speaker to send while a listener is away');
     await helper.evaluate(() => window.__spk.close());
@@ -307,6 +312,8 @@ async function run(work) {
     await helper.evaluate(() => window.__spk.end());
     await waitState(w, 'ended', 'the listener of an ended session');
     check(await w.locator('#play').isDisabled(), 'Play is enabled after the end');
+    // The phone may rest: no wake lock, no audio context, no timers.
+    await waitFor(w, () => window.__PENTECOST_TEST__.stopped === true && window.__PENTECOST_TEST__.playing === false, null, 'the ended page to let go of sound and timers');
     await shot(w, 'listener-venue-ended.png');
     log('ended, Play disabled');
 

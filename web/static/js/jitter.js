@@ -66,6 +66,11 @@ export class JitterBuffer {
       this.played = Math.max(this.played, this.readPos);
       this.fade = 0;
       this.dropped++;
+      // Marks of dropped audio will never be heard; without this they pile
+      // up while the context is not running (a locked iPhone).
+      let k = 0;
+      while (k < this.marks.length && this.marks[k].end <= this.readPos) k++;
+      if (k) this.marks.splice(0, k);
     }
     for (let i = 0; i < n; i++) this.ring[(this.written + i) % this.cap] = pcm[i] / 32768;
     this.written += n;

@@ -49,6 +49,7 @@ let audio = null; // {ctx, player, gain} once Play was pressed
 let playing = false;
 let stats = null;
 let wakeLock = null;
+let languagesTimer = 0;
 
 function langName(code) {
   const l = state.langs.find((x) => x.code === code);
@@ -73,7 +74,30 @@ function currentState() {
   return ['live', t('state.live'), playing ? '' : t('state.pressPlay')];
 }
 
+// stopAll lets the phone rest once the page cannot play any more (ended,
+// or a fatal error): no wake lock keeping the screen on, no audio context,
+// no timers feeding a player nobody hears.
+function stopAll() {
+  if (state.stopped) return;
+  state.stopped = true;
+  playing = false;
+  wakeLock?.release().catch(() => {});
+  wakeLock = null;
+  clearInterval(languagesTimer);
+  if (audio) {
+    audio.player.close();
+    audio.ctx.close().catch(() => {});
+    audio = null;
+  }
+  renderPlayButton();
+  if (testHooks) {
+    testHooks.playing = false;
+    testHooks.stopped = true;
+  }
+}
+
 function render() {
+  if (state.ended || state.fatal) stopAll();
   const [key, text, detail] = currentState();
   const shown = key + '|' + text + '|' + detail;
   if (shown !== state.shown) {
@@ -477,7 +501,7 @@ async function init() {
   connect(target);
   await early;
   await setInterfaceLanguage(target);
-  setInterval(refreshLanguages, LANGUAGES_EVERY_MS);
+  languagesTimer = setInterval(refreshLanguages, LANGUAGES_EVERY_MS);
 }
 
 function toggleLarger() {

@@ -128,6 +128,15 @@ class BufferPlayer {
     const now = ctx.currentTime;
     const rate = ctx.sampleRate;
     let ahead = this.end - now;
+    if (this.jb.playing && this.end < now) {
+      // The page stalled (a long task, a throttled tab) past everything
+      // scheduled: buffers started now would overlap the next ones' times.
+      // Re-anchor on the clock and fade in, as after an underrun.
+      this.end = now + LEAD;
+      this.jb.fade = 0;
+      this.jb.underruns++;
+      ahead = LEAD;
+    }
     if (!this.jb.playing) {
       if (this.end <= now) this.jb.tail = 0; // ran out: nothing left sounding
       if (ahead < LOW && this.jb.tailing()) this.schedule(Math.round(TAIL * rate));
