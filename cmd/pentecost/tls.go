@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -124,9 +126,12 @@ func (m *Main) announceHTTPS() {
 			}
 			caURL = "http://" + net.JoinHostPort(host, strconv.Itoa(plain.Port)) + "/ca.crt"
 		}
-		fmt.Fprintf(&b, "The certificate comes from this server's own CA, so browsers warn the first time:\naccept the warning, or install the CA on the device from %s (file %s).\n\n", caURL, m.Local.CAPath())
+		// /ca.crt travels over plain HTTP: the fingerprint lets whoever
+		// installs it check that nobody on the network swapped it.
+		fingerprint := caFingerprint(m.Local.CA())
+		fmt.Fprintf(&b, "The certificate comes from this server's own CA, so browsers warn the first time:\naccept the warning, or install the CA on the device from %s (file %s;\nits SHA-256 fingerprint, to check on the device before trusting it: %s).\n\n", caURL, m.Local.CAPath(), fingerprint)
 		m.Logger.Info("serving HTTPS with a private CA", "urls", urls, "ca", m.Local.CAPath(), "ca_url", caURL,
-			"spki_sha256", certs.SPKIHash(m.Local.Leaf()))
+			"spki_sha256", certs.SPKIHash(m.Local.Leaf()), "ca_sha256", fingerprint)
 	} else {
 		b.WriteString("Certificates come from the ACME CA on the first visit to each name.\n\n")
 		http := "off"
@@ -136,4 +141,15 @@ func (m *Main) announceHTTPS() {
 		m.Logger.Info("serving HTTPS with ACME certificates", "urls", urls, "directory", m.Config.ACMEDirectory, "http_challenges_and_redirect", http)
 	}
 	fmt.Fprint(m.Stdout, b.String())
+}
+
+// caFingerprint returns the SHA-256 of a certificate as phones and
+// browsers show it: upper-case hex pairs separated by colons.
+func caFingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	parts := make([]string, len(sum))
+	for i, b := range sum {
+		parts[i] = fmt.Sprintf("%02X", b)
+	}
+	return strings.Join(parts, ":")
 }

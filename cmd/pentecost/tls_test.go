@@ -33,7 +33,8 @@ func TestServe_TLSSelfSigned(t *testing.T) {
 	plainURL := m.HTTPServer.URL()
 	tlsURL := "https://localhost:" + strconv.Itoa(tlsAddr.Port)
 	caPath := filepath.Join(dir, "tls", "ca.pem")
-	if out := stdout.String(); !strings.Contains(out, "https://127.0.0.1:"+strconv.Itoa(tlsAddr.Port)+"/speak") || !strings.Contains(out, caPath) || !strings.Contains(out, "/ca.crt") {
+	if out := stdout.String(); !strings.Contains(out, "https://127.0.0.1:"+strconv.Itoa(tlsAddr.Port)+"/speak") || !strings.Contains(out, caPath) || !strings.Contains(out, "/ca.crt") ||
+		!strings.Contains(out, caFingerprint(m.Local.CA())) {
 		t.Fatalf("start-up text lacks the HTTPS URL or the CA:\n%s", out)
 	}
 
