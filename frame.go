@@ -98,6 +98,25 @@ type SessionEvent struct {
 
 	// Grace is how long the speaker has to come back (EventSpeakerDisconnected).
 	Grace time.Duration
+
+	// Report is a worker's status of the language it produces
+	// (EventLanguageStatus); Language names the language.
+	Report *LanguageReport
+}
+
+// EventLanguageStatus carries a worker's LanguageReport to the session's
+// speaker, whichever node it is on.
+const EventLanguageStatus = "languageStatus"
+
+// LanguageReport is how a worker fares producing one language of a
+// session: which stage fails, with which error code, and how late its
+// output is. It never carries engine text.
+type LanguageReport struct {
+	WorkerID  string
+	Stage     string // "recognize", "translate", "synthesize" or "" (all well)
+	ErrorCode string // "timeout", "throttled", "unavailable", "refused", "bad_response", "unsupported", "internal" or ""
+	LatencyMs int
+	At        time.Time
 }
 
 // StreamPosition describes a stream's history at one moment.

@@ -1,6 +1,9 @@
 package pentecost
 
-import "context"
+import (
+	"context"
+	"sort"
+)
 
 // PresenceEntry is one live listener connection.
 type PresenceEntry struct {
@@ -109,8 +112,64 @@ type Presence interface {
 	// languages some worker connection offers for speech in source.
 	// Errors: EUNAVAILABLE.
 	OfferedLanguages(ctx context.Context, source string) ([]string, error)
+
+	// AllOffered returns the union of every live worker connection's offer:
+	// target languages by source, each list sorted and without duplicates,
+	// including the quality tiers under OfferTiersKey. Empty, never nil,
+	// when no worker offers anything.
+	// Errors: EUNAVAILABLE.
+	AllOffered(ctx context.Context) (LanguageOffer, error)
 }
 
 // LanguageOffer is what a translation worker can produce: target language
 // codes by source language code, e.g. {"en": ["es", "ca", "gl"]}.
+//
+// An offer may also name the quality tiers the worker serves, under the
+// key OfferTiersKey (not a language code), e.g. {"tiers": ["premium",
+// "standard"]}; an offer without it serves the standard tier only.
 type LanguageOffer map[string][]string
+
+// OfferTiersKey is the key of a LanguageOffer that lists quality tiers
+// rather than target languages. It cannot be a language code (those have
+// two letters).
+const OfferTiersKey = "tiers"
+
+// Capabilities is what the connected workers, on every node, can do
+// together: the quality tiers they serve and the target languages they
+// offer by source language. GET /capabilities answers with it.
+type Capabilities struct {
+	Tiers     []string            `json:"tiers"`
+	Languages map[string][]string `json:"languages"`
+}
+
+// CapabilityService tells what the connected workers can do. The HTTP API
+// finds it on its SessionService when that implements it (the real-time
+// server's NotifyingSessions does); without one it answers with the
+// standard tier and no languages.
+type CapabilityService interface {
+	// Capabilities returns the union of the connected workers' offers.
+	// Errors: EUNAVAILABLE.
+	Capabilities(ctx context.Context) (*Capabilities, error)
+}
+
+// CapabilitiesOf turns the union of offers (Presence.AllOffered) into
+// Capabilities: the standard tier is always served (a worker that names no
+// tier serves it, and a session of the standard tier is never refused).
+func CapabilitiesOf(all LanguageOffer) *Capabilities {
+	c := &Capabilities{Tiers: []string{string(QualityStandard)}, Languages: map[string][]string{}}
+	for k, v := range all {
+		if k == OfferTiersKey {
+			for _, t := range v {
+				if QualityTier(t).Valid() && t != string(QualityStandard) {
+					c.Tiers = append(c.Tiers, t)
+				}
+			}
+			continue
+		}
+		if len(v) > 0 {
+			c.Languages[k] = append([]string(nil), v...)
+		}
+	}
+	sort.Strings(c.Tiers[1:])
+	return c
+}

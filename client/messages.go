@@ -119,9 +119,20 @@ type Status struct {
 	Duration       time.Duration
 	BroadcastState BroadcastState
 	// UpdateReason is "requested", "periodic", "listenerCountChanged",
-	// "newLanguage" or "stateRestored".
+	// "newLanguage", "producedLanguagesChanged", "languageStatusChanged"
+	// or "stateRestored".
 	UpdateReason string
 	Timestamp    time.Time
+	// Languages is the workers' last report of each language they produce
+	// (sessionStatus.languageStatus), by language.
+	Languages map[string]ProducedLanguage
+}
+
+// ProducedLanguage is a worker's last report of a language it produces.
+type ProducedLanguage struct {
+	WorkerID string
+	LanguageStatus
+	UpdatedAt time.Time
 }
 
 // wireMsg is every field a server message may carry. One is reused per
@@ -149,8 +160,15 @@ type wireMsg struct {
 	SpeakerConnected     *bool          `json:"speakerConnected"`
 	ListenerCount        int            `json:"listenerCount"`
 	LanguageDistribution map[string]int `json:"languageDistribution"`
-	SessionDuration      float64        `json:"sessionDuration"`
-	UpdateReason         string         `json:"updateReason"`
+	LanguageStatus       map[string]struct {
+		WorkerID  string `json:"workerId"`
+		Stage     string `json:"stage"`
+		ErrorCode string `json:"errorCode"`
+		LatencyMs int    `json:"latencyMs"`
+		UpdatedAt int64  `json:"updatedAt"`
+	} `json:"languageStatus"`
+	SessionDuration float64 `json:"sessionDuration"`
+	UpdateReason    string  `json:"updateReason"`
 
 	AudioData base64Bytes `json:"audioData"`
 	Language  string      `json:"language"`
@@ -199,6 +217,13 @@ func (m *wireMsg) status() Status {
 		Timestamp: msTime(m.Timestamp)}
 	if m.BroadcastState != nil {
 		st.BroadcastState = *m.BroadcastState
+	}
+	if len(m.LanguageStatus) > 0 {
+		st.Languages = make(map[string]ProducedLanguage, len(m.LanguageStatus))
+		for l, r := range m.LanguageStatus {
+			st.Languages[l] = ProducedLanguage{WorkerID: r.WorkerID, UpdatedAt: msTime(r.UpdatedAt),
+				LanguageStatus: LanguageStatus{Stage: r.Stage, ErrorCode: r.ErrorCode, LatencyMs: r.LatencyMs}}
+		}
 	}
 	return st
 }

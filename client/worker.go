@@ -81,6 +81,7 @@ type Worker struct {
 	subs   map[string]*workerSub // guarded by mu; positions by b.cbMu
 	claims map[claimKey]bool     // guarded by mu; true: exclusive
 	offer  map[string][]string   // guarded by mu; sent again on every new connection
+	tiers  []string              // guarded by mu; sent with the offer (OfferTiers)
 	// connID is the server's ID of the installed connection, which the
 	// next one names when it restores exclusive claims.
 	connID string // guarded by mu
@@ -352,13 +353,68 @@ func (w *Worker) OfferLanguages(ctx context.Context, offer map[string][]string) 
 			w.mu.Unlock()
 		}
 	}
-	return w.request(ctx, reqKey{"offerLanguages", "", ""}, set, func() []byte { return offerMsg(cp) },
+	w.mu.Lock()
+	tiers := w.tiers
+	w.mu.Unlock()
+	return w.request(ctx, reqKey{"offerLanguages", "", ""}, set, func() []byte { return offerMsg(cp, tiers) },
 		func(m *wireMsg) bool { return m.Type == "languagesOffered" }, undo)
 }
 
-func offerMsg(offer map[string][]string) []byte {
-	p, _ := json.Marshal(map[string]any{"action": "offerLanguages", "languages": offer})
+// OfferTiers sets the quality tiers ("standard", "premium") this worker
+// serves. They go with the language offer: call it before OfferLanguages;
+// they are sent with every offer after, including the one made again on
+// every new connection. Without a call the server takes "standard". The
+// speaker page offers only tiers some connected worker serves.
+func (w *Worker) OfferTiers(tiers []string) {
+	w.mu.Lock()
+	w.tiers = append([]string(nil), tiers...)
+	w.mu.Unlock()
+}
+
+func offerMsg(offer map[string][]string, tiers []string) []byte {
+	m := map[string]any{"action": "offerLanguages", "languages": offer}
+	if len(tiers) > 0 {
+		m["tiers"] = tiers
+	}
+	p, _ := json.Marshal(m)
 	return p
+}
+
+// LanguageStatus is how the worker fares producing a language, for the
+// speaker's page (ReportLanguageStatus). It never carries engine text.
+type LanguageStatus struct {
+	// Stage is the failing stage: "recognize", "translate", "synthesize",
+	// or "" when all is well.
+	Stage string
+	// ErrorCode is why it fails: "timeout", "throttled", "unavailable",
+	// "refused", "bad_response", "unsupported", "internal", or "".
+	ErrorCode string
+	// LatencyMs is the recent delay from source speech to published output.
+	LatencyMs int
+}
+
+// reportTimeout bounds how long ReportLanguageStatus waits for a
+// connection: a status is soon stale, and the pipeline must not stall.
+const reportTimeout = 2 * time.Second
+
+// ReportLanguageStatus tells the session's speaker how a language this
+// worker claimed is being produced: recent latency, or the stage and error
+// code that fail. The server checks it (a language not claimed, an unknown
+// stage or code come back as reply errors through OnError) and limits
+// reports to about 20 a second per connection: report after each utterance
+// and on every failure, not per audio frame. It returns once the report is
+// written, or an error when no connection took it within 2 s.
+func (w *Worker) ReportLanguageStatus(sessionID, lang string, st LanguageStatus) error {
+	p, err := json.Marshal(map[string]any{"action": "reportLanguageStatus", "sessionId": sessionID, "targetLanguage": lang,
+		"stage": st.Stage, "errorCode": st.ErrorCode, "latencyMs": max(st.LatencyMs, 0)})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
+	defer cancel()
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
+	return w.b.write(ctx, websocket.MessageText, p)
 }
 
 // PublishCaption publishes a caption in a claimed language, or a transcript
@@ -506,11 +562,11 @@ func (w *Worker) prepare(ctx context.Context, c *conn) (err error) {
 	// The connection being replaced may still hold the claims (a refresh,
 	// or a loss the server has not noticed yet): exclusive claims name it.
 	previous := w.connID
-	offer := w.offer
+	offer, tiers := w.offer, w.tiers
 	w.mu.Unlock()
 	w.b.hookAt("prepare")
 	if offer != nil {
-		err := c.request(ctx, reqKey{"offerLanguages", "", ""}, offerMsg(offer), func(m *wireMsg) bool { return m.Type == "languagesOffered" })
+		err := c.request(ctx, reqKey{"offerLanguages", "", ""}, offerMsg(offer, tiers), func(m *wireMsg) bool { return m.Type == "languagesOffered" })
 		var e *Error
 		if err != nil && !errors.As(err, &e) {
 			return err // the connection failed; a refusal is the offer's own fault and is not retried

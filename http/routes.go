@@ -32,6 +32,7 @@ var routes = []route{
 	{Method: "PATCH", Path: "/sessions/{id}", Auth: true, Body: true, Serve: (*Server).handleUpdateSession},
 	{Method: "DELETE", Path: "/sessions/{id}", Auth: true, Serve: (*Server).handleEndSession},
 	{Method: "GET", Path: "/languages", Serve: (*Server).handleLanguages},
+	{Method: "GET", Path: "/capabilities", Serve: (*Server).handleCapabilities},
 	{Method: "POST", Path: "/auth/login", Body: true, Limited: true, Serve: (*Server).handleLogin},
 	{Method: "GET", Path: "/healthz", Serve: (*Server).handleHealthz},
 	{Method: "GET", Path: "/readyz", Serve: (*Server).handleReadyz},

@@ -2,6 +2,7 @@ package inmem
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 
@@ -308,6 +309,26 @@ func (p *Presence) OfferedLanguages(ctx context.Context, source string) ([]strin
 		}
 	}
 	sort.Strings(out)
+	return out, nil
+}
+
+// AllOffered implements pentecost.Presence.
+func (p *Presence) AllOffered(ctx context.Context) (pentecost.LanguageOffer, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := pentecost.LanguageOffer{}
+	for _, offer := range p.offers {
+		for src, targets := range offer {
+			for _, l := range targets {
+				if !slices.Contains(out[src], l) {
+					out[src] = append(out[src], l)
+				}
+			}
+		}
+	}
+	for _, targets := range out {
+		sort.Strings(targets)
+	}
 	return out, nil
 }
 

@@ -80,6 +80,7 @@ type conn struct {
 	language string // listener: the language it hears
 	paused   atomic.Bool
 	user     *pentecost.User   // speaker
+	audio    *audioCheck       // speaker: microphone checks (reader only)
 	worker   *pentecost.Worker // worker
 	wstate   *workerState      // worker
 

@@ -169,10 +169,13 @@ func (hs *hubSession) handleEvent(f *pentecost.Frame) {
 		hs.onSpeakerPresent(ev)
 	case eventSpeakerQuery:
 		hs.onSpeakerQuery(ev)
+	case pentecost.EventLanguageStatus:
+		hs.onLanguageStatus(ev)
 	case pentecost.EventTranslationAvailable, pentecost.EventTranslationUnavailable:
 		o := obj{"type": ev.Type, "sessionId": hs.id, "targetLanguage": ev.Language}
 		if ev.Type == pentecost.EventTranslationUnavailable {
 			o["message"] = "No translation is being produced for this language right now."
+			hs.forgetLanguageStatus(ev.Language)
 		}
 		m := s.jsonMsg(o)
 		hs.mu.Lock()

@@ -78,6 +78,12 @@ type hubSession struct {
 	statusCounts pentecost.PresenceCounts
 	statusSent   bool
 
+	// Workers' reports of the languages they produce (reportLanguageStatus),
+	// and when the speaker last heard of a change (langstatus.go).
+	langStatus      map[string]pentecost.LanguageReport
+	langStatusSent  time.Time
+	langStatusTimer *time.Timer
+
 	lastTouch time.Time
 }
 

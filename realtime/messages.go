@@ -37,6 +37,13 @@ type Message struct {
 	// SourceTimestamp is publishAudio's capture time of the source speech,
 	// Unix ms. Raw: a value of any other type is ignored, never an error.
 	SourceTimestamp json.RawMessage `json:"sourceTimestamp,omitempty"`
+	// Tiers is offerLanguages' quality tiers (raw, checked by the action).
+	Tiers json.RawMessage `json:"tiers,omitempty"`
+	// Stage, ErrorCode and LatencyMs are reportLanguageStatus's; LatencyMs
+	// raw, so that a bad value is that action's error.
+	Stage     string          `json:"stage,omitempty"`
+	ErrorCode string          `json:"errorCode,omitempty"`
+	LatencyMs json.RawMessage `json:"latencyMs,omitempty"`
 }
 
 // DecodeMessage parses a client's text message. It never panics on any

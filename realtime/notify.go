@@ -79,7 +79,25 @@ func (s *Server) SessionLanguages(ctx context.Context, svc pentecost.SessionServ
 	return pentecost.BuildSessionLanguages(sess.ID, sess.SourceLanguage, produced, offered), nil
 }
 
+// Capabilities implements pentecost.CapabilityService for GET
+// /capabilities: see Server.Capabilities.
+func (n *notifyingSessions) Capabilities(ctx context.Context) (*pentecost.Capabilities, error) {
+	return n.rt.Capabilities(ctx)
+}
+
+// Capabilities returns what the workers connected to any node offer: their
+// quality tiers (standard always) and target languages by source.
+// Errors: EUNAVAILABLE.
+func (s *Server) Capabilities(ctx context.Context) (*pentecost.Capabilities, error) {
+	all, err := s.Presence.AllOffered(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pentecost.CapabilitiesOf(all), nil
+}
+
 var (
 	_ pentecost.SessionService         = (*notifyingSessions)(nil)
 	_ pentecost.SessionLanguageService = (*notifyingSessions)(nil)
+	_ pentecost.CapabilityService      = (*notifyingSessions)(nil)
 )

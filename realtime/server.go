@@ -91,7 +91,11 @@ type Server struct {
 	MaxConnDuration time.Duration
 	// SpeakerGrace is how long a dropped speaker may take to come back
 	// before the session ends; 0 ends it at once.
-	SpeakerGrace   time.Duration
+	SpeakerGrace time.Duration
+	// SilenceWarning is how long the speaker's microphone may stay silent
+	// (below -55 dBFS) while the session is live, not paused or muted,
+	// before the speaker's page is warned (audioWarning); 0 never warns.
+	SilenceWarning time.Duration
 	StatusInterval time.Duration // periodic sessionStatus to speakers
 	MaxListeners   int           // per session; 0 means no cap
 
@@ -153,6 +157,7 @@ func NewServer() *Server {
 		WarningAfter:         DefaultWarningAfter,
 		MaxConnDuration:      DefaultMaxConnDuration,
 		SpeakerGrace:         DefaultSpeakerGrace,
+		SilenceWarning:       DefaultSilenceWarning,
 		StatusInterval:       DefaultStatusInterval,
 		MaxListeners:         DefaultMaxListeners,
 		ConnectionLimit:      pentecost.Limit{Events: 20, Per: time.Minute},

@@ -265,8 +265,12 @@ func (s *Server) publishSpeakerAudio(ctx context.Context, c *conn, data []byte, 
 	}
 	held := hs.info.BroadcastState.Paused || hs.info.BroadcastState.Muted || hs.info.Status != pentecost.SessionActive
 	lang := hs.info.SourceLanguage
+	pcm := hs.info.AudioFormat == pentecost.AudioPCM16 || hs.info.AudioFormat == ""
 	hs.mu.Unlock()
 	s.metrics.framesIn.Inc()
+	if pcm {
+		s.checkAudio(c, data, held)
+	}
 	if held {
 		return
 	}

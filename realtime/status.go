@@ -20,8 +20,11 @@ func (s *Server) sendStatus(ctx context.Context, c *conn, typ, reason string) {
 	hs.mu.Lock()
 	hs.statusCounts, hs.statusSent = counts, true
 	info := hs.info
+	ls := hs.languageStatusLocked()
 	hs.mu.Unlock()
-	c.send(s.statusObj(typ, reason, &info, counts, produced))
+	o := s.statusObj(typ, reason, &info, counts, produced)
+	o["languageStatus"] = ls
+	c.send(o)
 }
 
 // producedLanguages returns the languages workers produce for a session
@@ -80,10 +83,13 @@ func (s *Server) countsChanged(hs *hubSession, counts pentecost.PresenceCounts) 
 	}
 	hs.statusCounts, hs.statusSent = counts, true
 	info := hs.info
+	ls := hs.languageStatusLocked()
 	hs.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	sp.send(s.statusObj("sessionStatus", reason, &info, counts, s.producedLanguages(ctx, hs.id)))
+	o := s.statusObj("sessionStatus", reason, &info, counts, s.producedLanguages(ctx, hs.id))
+	o["languageStatus"] = ls
+	sp.send(o)
 }
 
 func newLanguage(prev, cur pentecost.PresenceCounts) bool {

@@ -42,6 +42,7 @@ type workerState struct {
 	claims     map[string]map[string]struct{} // session → languages
 	offer      pentecost.LanguageOffer        // what it can produce (offerLanguages)
 	lastDemand []byte
+	reports    reportState // reportLanguageStatus limits
 }
 
 // joinWorker admits a translation worker.
@@ -208,6 +209,8 @@ func (s *Server) handleWorker(ctx context.Context, c *conn, m *Message) {
 		s.workerPublish(ctx, c, m)
 	case "offerLanguages":
 		s.workerOffer(ctx, c, m)
+	case "reportLanguageStatus":
+		s.workerReport(ctx, c, m)
 	default:
 		c.replyWorkerError(m, pentecost.Errorf(pentecost.EUNKNOWNACTION, "Unknown action."))
 	}
@@ -466,6 +469,14 @@ func (s *Server) workerOffer(ctx context.Context, c *conn, m *Message) {
 		c.replyWorkerError(m, err)
 		return
 	}
+	tiers, err := parseTiers(m.Tiers)
+	if err != nil {
+		c.replyWorkerError(m, err)
+		return
+	}
+	if len(offer) > 0 {
+		offer[pentecost.OfferTiersKey] = tiers
+	}
 	// Under claimMu like claims, so that a cluster refresh cannot renew
 	// the previous offer after this one (or after the worker left).
 	s.claimMu.Lock()
@@ -478,8 +489,41 @@ func (s *Server) workerOffer(ctx context.Context, c *conn, m *Message) {
 	ws.mu.Lock()
 	ws.offer = offer
 	ws.mu.Unlock()
-	c.log.Info("languages offered", "pairs", offerPairs(offer))
-	c.send(obj{"type": "languagesOffered", "languages": offer})
+	langs := make(pentecost.LanguageOffer, len(offer))
+	for k, v := range offer {
+		if k != pentecost.OfferTiersKey {
+			langs[k] = v
+		}
+	}
+	c.log.Info("languages offered", "pairs", offerPairs(langs), "tiers", tiers)
+	c.send(obj{"type": "languagesOffered", "languages": langs, "tiers": tiers})
+}
+
+// parseTiers checks offerLanguages' tiers: quality tiers, standard when
+// missing. Errors: INVALID_MESSAGE (not an array of strings),
+// VALIDATION_INVALID_FIELD (an unknown tier).
+func parseTiers(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return []string{string(pentecost.QualityStandard)}, nil
+	}
+	var in []string
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return nil, pentecost.Errorf(pentecost.EINVALIDMESSAGE, "tiers must be an array of quality tiers.")
+	}
+	out := []string{}
+	for _, t := range in {
+		if !pentecost.QualityTier(t).Valid() {
+			return nil, fieldError("tiers", `tiers may hold "standard" and "premium".`)
+		}
+		if !contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fieldError("tiers", "tiers must name at least one tier.")
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // parseOffer checks an offerLanguages offer and returns it normalised:

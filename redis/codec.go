@@ -143,16 +143,26 @@ func decodeMessage(msg string) (*pentecost.Frame, error) {
 // eventRecord is a SessionEvent as encoded: BroadcastState's own JSON form
 // drops ChangedAt's precision, and Grace needs a unit.
 type eventRecord struct {
-	Type         string  `json:"t"`
-	Status       string  `json:"s,omitempty"`
-	Paused       bool    `json:"p,omitempty"`
-	Muted        bool    `json:"m,omitempty"`
-	Volume       float64 `json:"v"`
-	SpeakerState string  `json:"ss,omitempty"`
-	ChangedAt    int64   `json:"c,omitempty"` // Unix nanoseconds
-	Reason       string  `json:"r,omitempty"`
-	Language     string  `json:"l,omitempty"`
-	Grace        int64   `json:"g,omitempty"` // nanoseconds
+	Type         string        `json:"t"`
+	Status       string        `json:"s,omitempty"`
+	Paused       bool          `json:"p,omitempty"`
+	Muted        bool          `json:"m,omitempty"`
+	Volume       float64       `json:"v"`
+	SpeakerState string        `json:"ss,omitempty"`
+	ChangedAt    int64         `json:"c,omitempty"` // Unix nanoseconds
+	Reason       string        `json:"r,omitempty"`
+	Language     string        `json:"l,omitempty"`
+	Grace        int64         `json:"g,omitempty"` // nanoseconds
+	Report       *reportRecord `json:"lr,omitempty"`
+}
+
+// reportRecord is a LanguageReport as encoded.
+type reportRecord struct {
+	WorkerID  string `json:"w,omitempty"`
+	Stage     string `json:"s,omitempty"`
+	ErrorCode string `json:"e,omitempty"`
+	LatencyMs int    `json:"ms,omitempty"`
+	At        int64  `json:"at,omitempty"` // Unix milliseconds
 }
 
 func eventRecordOf(e *pentecost.SessionEvent) eventRecord {
@@ -161,6 +171,12 @@ func eventRecordOf(e *pentecost.SessionEvent) eventRecord {
 		SpeakerState: b.SpeakerState, Reason: e.Reason, Language: e.Language, Grace: int64(e.Grace)}
 	if !b.ChangedAt.IsZero() {
 		r.ChangedAt = b.ChangedAt.UnixNano()
+	}
+	if lr := e.Report; lr != nil {
+		r.Report = &reportRecord{WorkerID: lr.WorkerID, Stage: lr.Stage, ErrorCode: lr.ErrorCode, LatencyMs: lr.LatencyMs}
+		if !lr.At.IsZero() {
+			r.Report.At = lr.At.UnixMilli()
+		}
 	}
 	return r
 }
@@ -171,6 +187,12 @@ func (r eventRecord) event() *pentecost.SessionEvent {
 		Reason:         r.Reason, Language: r.Language, Grace: time.Duration(r.Grace)}
 	if r.ChangedAt != 0 {
 		e.BroadcastState.ChangedAt = time.Unix(0, r.ChangedAt)
+	}
+	if lr := r.Report; lr != nil {
+		e.Report = &pentecost.LanguageReport{WorkerID: lr.WorkerID, Stage: lr.Stage, ErrorCode: lr.ErrorCode, LatencyMs: lr.LatencyMs}
+		if lr.At != 0 {
+			e.Report.At = time.UnixMilli(lr.At)
+		}
 	}
 	return e
 }

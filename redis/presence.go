@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -531,6 +532,26 @@ func (p *Presence) OfferedLanguages(ctx context.Context, source string) ([]strin
 		}
 	}
 	sort.Strings(out)
+	return out, nil
+}
+
+// AllOffered implements pentecost.Presence.
+func (p *Presence) AllOffered(ctx context.Context) (pentecost.LanguageOffer, error) {
+	now, _ := p.times()
+	members, err := offeredScript.Run(ctx, p.db.client, []string{p.offersKey()}, now).StringSlice()
+	if err != nil {
+		return nil, p.db.storeError(ctx, "presence offers", err)
+	}
+	out := pentecost.LanguageOffer{}
+	for _, m := range members {
+		parts := strings.Split(m, claimSep)
+		if len(parts) == 3 && !slices.Contains(out[parts[1]], parts[2]) {
+			out[parts[1]] = append(out[parts[1]], parts[2])
+		}
+	}
+	for _, targets := range out {
+		sort.Strings(targets)
+	}
 	return out, nil
 }
 

@@ -451,6 +451,25 @@ func RunPresenceTests(t *testing.T, newPresence PresenceFactory) {
 				t.Fatalf("withdrawing nothing: %v", err)
 			}
 		})
+		t.Run("AllOffered", func(t *testing.T) {
+			p := newPresence(t)
+			got, err := p.AllOffered(ctx)
+			if err != nil || got == nil || len(got) != 0 {
+				t.Fatalf("AllOffered with no offer = %v, %v; want empty", got, err)
+			}
+			_ = p.OfferLanguages(ctx, "w1", pentecost.LanguageOffer{"en": {"gl", "es"}, pentecost.OfferTiersKey: {"premium", "standard"}})
+			_ = p.OfferLanguages(ctx, "w2", pentecost.LanguageOffer{"en": {"es", "ca"}, "fr": {"en"}})
+			got, err = p.AllOffered(ctx)
+			want := pentecost.LanguageOffer{"en": {"ca", "es", "gl"}, "fr": {"en"}, pentecost.OfferTiersKey: {"premium", "standard"}}
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("AllOffered = %v, %v; want %v", got, err, want)
+			}
+			_ = p.OfferLanguages(ctx, "w1", nil)
+			got, _ = p.AllOffered(ctx)
+			if want := (pentecost.LanguageOffer{"en": {"ca", "es"}, "fr": {"en"}}); !reflect.DeepEqual(got, want) {
+				t.Fatalf("AllOffered after a withdrawal = %v; want %v", got, want)
+			}
+		})
 		t.Run("ErrValidationField", func(t *testing.T) {
 			p := newPresence(t)
 			if err := p.OfferLanguages(ctx, "", pentecost.LanguageOffer{"en": {"es"}}); pentecost.ErrorCode(err) != pentecost.EVALIDATIONFIELD {

@@ -69,6 +69,7 @@ type Config struct {
 	WarningAfter      time.Duration
 	MaxConnDuration   time.Duration
 	SpeakerGrace      time.Duration
+	SilenceWarning    time.Duration // speaker's microphone silent this long while live: warn (0: never)
 	Retention         time.Duration
 	ShutdownTimeout   time.Duration
 	WriteCoalesce     time.Duration
@@ -222,6 +223,7 @@ var settings = []setting{
 	{"connection-warning", "CONNECTION_WARNING_MINUTES", "0", "warn clients their connection will close after this long (0: never)", minutes(func(c *Config) *time.Duration { return &c.WarningAfter })},
 	{"connection-max-duration", "CONNECTION_MAX_DURATION_HOURS", "0", "close connections after this long (0: never)", hours(func(c *Config) *time.Duration { return &c.MaxConnDuration })},
 	{"speaker-grace", "SPEAKER_GRACE_SECONDS", "120", "how long a session waits for a disconnected speaker before it ends", seconds(func(c *Config) *time.Duration { return &c.SpeakerGrace })},
+	{"silence-warning", "SPEAKER_SILENCE_WARNING_SECONDS", "10", "warn the speaker when their microphone stays silent this long while live (0: never)", seconds(func(c *Config) *time.Duration { return &c.SilenceWarning })},
 	{"data-retention", "DATA_RETENTION_HOURS", "24", "ended sessions are deleted after this long", hours(func(c *Config) *time.Duration { return &c.Retention })},
 	{"shutdown-timeout", "SHUTDOWN_TIMEOUT_SECONDS", "15", "on SIGTERM, how long clients get to move before connections close", seconds(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"write-coalesce", "WRITE_COALESCE_MS", "45", "when busy, how long a listener's writer holds a lone audio frame for more to write with it (0: never)", unit(time.Millisecond, func(c *Config) *time.Duration { return &c.WriteCoalesce })},

@@ -66,6 +66,19 @@ func TestLoadConfig(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+	t.Run("SilenceWarning", func(t *testing.T) {
+		c, err := LoadConfig(nil, env(nil), &bytes.Buffer{})
+		if err != nil || c.SilenceWarning != 10*time.Second {
+			t.Fatalf("default = %v, %v", c.SilenceWarning, err)
+		}
+		c, err = LoadConfig([]string{"--silence-warning", "0"}, env(map[string]string{"SPEAKER_SILENCE_WARNING_SECONDS": "30"}), &bytes.Buffer{})
+		if err != nil || c.SilenceWarning != 0 {
+			t.Fatalf("flag over environment = %v, %v", c.SilenceWarning, err)
+		}
+		if _, err := LoadConfig(nil, env(map[string]string{"SPEAKER_SILENCE_WARNING_SECONDS": "-1"}), &bytes.Buffer{}); err == nil {
+			t.Fatal("negative seconds accepted")
+		}
+	})
 	t.Run("SignInLinks", func(t *testing.T) {
 		c, err := LoadConfig([]string{"--sign-in-links", "Cognito|https://auth.example.org/oauth2/authorize?client_id=x&response_type=token|access_token; Keycloak|https://id.example.org/auth"}, env(nil), &bytes.Buffer{})
 		if err != nil {

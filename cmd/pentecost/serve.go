@@ -146,6 +146,7 @@ func (m *Main) Run(ctx context.Context) error {
 	rt.HeartbeatInterval, rt.HeartbeatTimeout = cfg.HeartbeatInterval, cfg.HeartbeatTimeout
 	rt.RefreshAfter, rt.WarningAfter, rt.MaxConnDuration = cfg.RefreshAfter, cfg.WarningAfter, cfg.MaxConnDuration
 	rt.SpeakerGrace = cfg.SpeakerGrace
+	rt.SilenceWarning = cfg.SilenceWarning
 	rt.WriteCoalesce, rt.CoalesceAbove = cfg.WriteCoalesce, cfg.CoalesceAbove
 	rt.DrainTimeout = cfg.ShutdownTimeout
 	rt.ConnectionLimit = pentecost.Limit{Events: cfg.ConnAttemptsPerMin, Per: time.Minute}

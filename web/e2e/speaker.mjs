@@ -2,8 +2,11 @@
 // starts the server and runs it): listener links that phones can open, the
 // address picker, the full-screen "Show to the room" view with listeners
 // by language, whether each language is translated, and "Your sessions"
-// finding a running session again from a new tab. Screenshots at phone
-// size, and of the room view at projector size.
+// finding a running session again from a new tab; what a translation
+// worker reports (latency, a failure in words), the server's microphone
+// warnings (the fake microphone clips for 2 s of every 5), and the premium
+// tier offered only while a worker serves it. Screenshots at phone size,
+// and of the room view at projector size.
 //
 //   PENTECOST_URL=http://127.0.0.1:8080 PENTECOST_USERNAME=admin PENTECOST_PASSWORD=… \
 //   PENTECOST_WORKER_SECRET=… PENTECOST_LISTENER_BASES='["http://192.168.1.20:8080",…]' \
@@ -12,7 +15,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SHOTS, STEP_TIMEOUT, check, launch, log, openPage, runScript, shot, waitFor, waitState, writeToneWav } from './lib.mjs';
+import { RATE, SHOTS, STEP_TIMEOUT, check, launch, log, openPage, runScript, shot, waitFor, waitState, writeToneWav, writeWav } from './lib.mjs';
 
 const BASE = process.env.PENTECOST_URL;
 const USERNAME = process.env.PENTECOST_USERNAME;
@@ -86,8 +89,16 @@ async function roomFits(page, what) {
 
 async function run(work) {
   mkdirSync(SHOTS, { recursive: true });
+  // The fake microphone loops 3 s of a tone at a good level and 2 s of the
+  // same tone driven far past full scale (clipped), so that the server
+  // warns of clipping and the warning shows on the page.
   const wav = join(work, 'tone.wav');
-  writeToneWav(wav, { seconds: 4 });
+  const good = writeToneWav(wav, { seconds: 3 });
+  const clipped = Int16Array.from({ length: 2 * RATE }, (_, i) => Math.max(-32767, Math.min(32767, good[i % good.length] * 8)));
+  const pcm = new Int16Array(good.length + clipped.length);
+  pcm.set(good);
+  pcm.set(clipped, good.length);
+  writeWav(wav, pcm);
   const context = await launch(join(work, 'profile'), {
     extraArgs: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${wav}`],
   });
@@ -105,6 +116,9 @@ async function run(work) {
     await speaker.click('#signin');
     await speaker.locator('#create-view').waitFor({ timeout: STEP_TIMEOUT });
     check(!(await visible(speaker, '#your-sessions')), '"Your sessions" is shown with no session running');
+    // No worker serves premium: only standard is offered, and why.
+    await waitFor(speaker, () => Array.isArray(window.__PENTECOST_TEST__.tiers), null, 'the tiers to load');
+    check(!(await visible(speaker, '#tier-premium')) && await visible(speaker, '#tier-hint'), 'premium offered with no worker serving it');
     await checkA11y(speaker, 'create view');
     await speaker.selectOption('#source', 'en');
     await speaker.click('#create');
@@ -145,6 +159,11 @@ async function run(work) {
     await speaker.click('#golive');
     await waitState(speaker, 'live', 'speaker');
     await checkA11y(speaker, 'live view');
+    // The microphone clips for 2 s of every 5: the server warns, calmly.
+    await waitFor(speaker, () => 'clipping' in (window.__PENTECOST_TEST__.audioWarnings || {})
+      && document.querySelector('#audio-warnings li[data-warning="clipping"]')?.textContent.includes('too loud'), null, 'the clipping warning', 30000);
+    await shot(speaker, 'speaker-audio-warning.png', { fullPage: true });
+    log('clipping warning shown');
     await shot(speaker, 'speaker-lan-link.png', { fullPage: true });
     log('link and QR code point at', first.href, 'and the picker switches them');
 
@@ -230,12 +249,38 @@ async function run(work) {
       && document.querySelector('#distribution li[data-lang="es"]')?.dataset.status === 'live', null, 'Spanish to show as translated live');
     const row = await speaker.locator('#distribution li[data-lang="es"] .lang-status').textContent();
     check(row === 'translated, live', `Spanish row says "${row}"`);
+    // The worker reports its latency, then a failure: the page says both
+    // in words (never an engine's text).
+    const report = (st) => esListener.evaluate((m) => window.__worker.send(JSON.stringify(m)),
+      { action: 'reportLanguageStatus', sessionId: code, targetLanguage: 'es', ...st });
+    await report({ latencyMs: 1200 });
+    await waitFor(speaker, () => /^by \S+ · 1\.2 s behind$/.test(document.querySelector('#distribution li[data-lang="es"] .lang-worker')?.textContent || ''),
+      null, 'the Spanish worker and its latency');
+    await report({ stage: 'translate', errorCode: 'throttled', latencyMs: 5000 });
+    await waitFor(speaker, () => {
+      const el = document.querySelector('#distribution li[data-lang="es"] .lang-worker');
+      return el?.dataset.failing === 'true' && el.textContent === 'failing: the translation service is rate-limiting';
+    }, null, 'the Spanish failure in words');
+    await shot(speaker, 'speaker-language-failing.png', { fullPage: true });
+    log('worker status shown:', await speaker.locator('#distribution li[data-lang="es"] .lang-worker').textContent());
     await esListener.evaluate(() => window.__worker.close());
     await waitFor(speaker, () => window.__PENTECOST_TEST__.languageStatus?.es === 'none', null, 'Spanish to show as not translated once the worker left', 30000);
     log('translation status follows the worker');
 
     // 7. The speaker's tab closes. A new tab (sessionStorage is per tab)
-    // signs in and finds the session under "Your sessions".
+    // signs in and finds the session under "Your sessions"; a worker that
+    // serves premium is connected now, so premium is offered.
+    await esListener.evaluate((secret) => new Promise((resolve, reject) => {
+      const ws = new WebSocket(location.origin.replace(/^http/, 'ws') + '/ws?role=worker', ['pentecost', 'bearer.' + secret]);
+      window.__premium = ws;
+      ws.onerror = () => reject(new Error('premium worker socket failed'));
+      ws.onmessage = (e) => {
+        const m = JSON.parse(e.data);
+        if (m.type === 'workerConnected') ws.send(JSON.stringify({ action: 'offerLanguages', languages: { en: ['es'] }, tiers: ['standard', 'premium'] }));
+        if (m.type === 'error') reject(new Error('premium worker: ' + m.code));
+        if (m.type === 'languagesOffered') resolve();
+      };
+    }), WORKER_SECRET);
     await speaker.close();
     speaker = await openPage(context, 'speaker again', problems);
     await speaker.goto(BASE + '/speak');
@@ -246,6 +291,9 @@ async function run(work) {
     await speaker.locator('#your-sessions').waitFor({ timeout: STEP_TIMEOUT });
     const listed = await speaker.locator('#session-list .session-code').allTextContents();
     check(listed.length === 1 && listed[0] === code, `"Your sessions" lists ${listed.join(', ')}, want ${code}`);
+    await waitFor(speaker, () => window.__PENTECOST_TEST__.tiers?.includes('premium'), null, 'premium to be offered');
+    check(await visible(speaker, '#tier-premium') && !(await visible(speaker, '#tier-hint')), 'premium not offered while a worker serves it');
+    await esListener.evaluate(() => window.__premium.close());
     await checkA11y(speaker, 'create view with your sessions');
     await shot(speaker, 'speaker-sessions.png', { fullPage: true });
     await speaker.click(`#session-list button[data-session="${code}"]`);

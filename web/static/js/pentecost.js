@@ -111,6 +111,15 @@ export function sessionLanguages(sessionId, baseUrl = '') {
   return api(baseUrl, 'GET', '/sessions/' + encodeURIComponent(sessionId) + '/languages');
 }
 
+/**
+ * What the connected translation workers can do (GET /capabilities):
+ * {tiers: ['standard', …], languages: {en: ['es', …]}, timestamp}. The
+ * standard tier is always listed. No sign-in needed.
+ */
+export function capabilities(baseUrl = '') {
+  return api(baseUrl, 'GET', '/capabilities');
+}
+
 /** Ends a session at once (DELETE /sessions/{id}). */
 export function endSession(token, id, baseUrl = '') {
   return api(baseUrl, 'DELETE', '/sessions/' + encodeURIComponent(id), { token });

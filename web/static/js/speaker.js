@@ -6,7 +6,7 @@
 // "Show to the room" puts the code, the QR code and the listener counts
 // full screen for a projector.
 
-import { Speaker, createSession, endSession, getSession, listSessions, login, sessionLanguages } from './pentecost.js';
+import { Speaker, capabilities, createSession, endSession, getSession, listSessions, login, sessionLanguages } from './pentecost.js';
 import { $, fillLanguages, languages, pageConfig, publicBase, preferredLanguage, show, store, testHooks } from './ui.js';
 
 const KEY = {
@@ -26,7 +26,7 @@ let level = 0;
 // The session shown: its ID and source language, the listeners by
 // language, and which languages a worker produces (live) or could
 // (available), from sessionStatus and GET /sessions/{id}/languages.
-let current = { id: '', source: '', distribution: {}, count: 0, live: new Set(), available: new Set(), statusSaysLive: false };
+let current = { id: '', source: '', distribution: {}, count: 0, live: new Set(), available: new Set(), statusSaysLive: false, workers: {} };
 let languagesTimer = 0;
 let languagesAt = 0;
 
@@ -140,7 +140,20 @@ async function showCreate() {
   $('user-name').textContent = store.get(KEY.user) || 'speaker';
   await loadLanguages();
   fillLanguages($('source'), langs, { selected: $('source').value || preferredLanguage(langs) });
-  await showYourSessions();
+  await Promise.all([showTiers(), showYourSessions()]);
+}
+
+// showTiers offers only the quality tiers a connected translation worker
+// serves (GET /capabilities): standard always, premium when some worker
+// offers it. Unknown (the request failed): standard only.
+async function showTiers() {
+  let tiers = ['standard'];
+  try { tiers = (await capabilities()).tiers || tiers; } catch { /* standard only */ }
+  const premium = tiers.includes('premium');
+  $('tier-premium').hidden = !premium;
+  $('tier-hint').hidden = premium;
+  if (!premium) document.querySelector('input[name="tier"][value="standard"]').checked = true;
+  if (testHooks) testHooks.tiers = tiers;
 }
 
 async function loadLanguages() {
@@ -316,7 +329,35 @@ function languageStatus(code) {
   return 'none';
 }
 
+// What a language's worker reports, in words: never the engine's text,
+// only its error code, which says what the speaker can do about it.
+const STAGE_SERVICE = { recognize: 'speech recognition', translate: 'translation service', synthesize: 'voice service', '': 'translation service' };
+const ERROR_WORDS = {
+  timeout: (s) => `the ${s} is not answering in time`,
+  throttled: (s) => `the ${s} is rate-limiting`,
+  unavailable: (s) => `the ${s} is unavailable`,
+  refused: (s) => `the ${s} refused the request (check its key or account)`,
+  bad_response: (s) => `the ${s} gave an answer that could not be used`,
+  unsupported: (s) => `the ${s} does not support this language`,
+  internal: () => 'the translation worker hit an internal error',
+};
+
+// workerText describes a produced language's last report: failing (and
+// why), or by which worker and how far behind the speaker.
+function workerText(st) {
+  if (!st) return '';
+  if (st.errorCode) {
+    const words = ERROR_WORDS[st.errorCode] || (() => 'the translation worker reports a problem');
+    return 'failing: ' + words(STAGE_SERVICE[st.stage] ?? STAGE_SERVICE['']);
+  }
+  const parts = [];
+  if (st.workerId) parts.push('by ' + st.workerId);
+  if (st.latencyMs > 0) parts.push((st.latencyMs / 1000).toFixed(1) + ' s behind');
+  return parts.join(' · ');
+}
+
 function onStatusMessage(msg) {
+  if (msg.languageStatus && typeof msg.languageStatus === 'object') current.workers = msg.languageStatus;
   if (typeof msg.listenerCount === 'number') current.count = msg.listenerCount;
   if (msg.languageDistribution) current.distribution = msg.languageDistribution;
   if (msg.sourceLanguage) current.source = msg.sourceLanguage;
@@ -377,6 +418,14 @@ function renderDistribution() {
     tag.className = 'lang-status';
     tag.textContent = LANG_STATUS[status];
     li.append(name, count, tag);
+    const st = status === 'live' ? current.workers?.[code] : null;
+    if (st) {
+      const w = document.createElement('span');
+      w.className = 'lang-worker';
+      w.dataset.failing = st.errorCode ? 'true' : 'false';
+      w.textContent = workerText(st);
+      li.append(w);
+    }
     list.append(li);
 
     const r = document.createElement('li');
@@ -394,6 +443,7 @@ function renderDistribution() {
   if (testHooks) {
     testHooks.distribution = Object.fromEntries(entries);
     testHooks.languageStatus = Object.fromEntries(entries.map(([c]) => [c, languageStatus(c)]));
+    testHooks.workerText = Object.fromEntries(entries.map(([c]) => [c, languageStatus(c) === 'live' ? workerText(current.workers?.[c]) : '']));
   }
 }
 
@@ -505,7 +555,7 @@ function showLive(session) {
   view('live-view');
   const id = session.sessionId;
   if (current.id !== id) {
-    current = { id, source: session.sourceLanguage || '', distribution: {}, count: 0, live: new Set(), available: new Set(), statusSaysLive: false };
+    current = { id, source: session.sourceLanguage || '', distribution: {}, count: 0, live: new Set(), available: new Set(), statusSaysLive: false, workers: {} };
   } else if (session.sourceLanguage) {
     current.source = session.sourceLanguage;
   }
@@ -547,9 +597,12 @@ function attach(sessionId) {
   speaker.on('message', (m) => {
     if (testHooks) (testHooks.messages ??= {})[m.type] = (testHooks.messages[m.type] || 0) + 1;
   });
-  speaker.on('refreshed', () => { if (testHooks) testHooks.refreshes = (testHooks.refreshes || 0) + 1; });
+  // A new connection checks the microphone afresh: its warnings start over.
+  speaker.on('refreshed', () => { clearAudioWarnings(); if (testHooks) testHooks.refreshes = (testHooks.refreshes || 0) + 1; });
   speaker.on('rtt', renderState);
-  speaker.on('speakerConnected', (msg) => { onState(msg); onStatusMessage(msg); speaker.requestStatus(); });
+  speaker.on('speakerConnected', (msg) => { clearAudioWarnings(); onState(msg); onStatusMessage(msg); speaker.requestStatus(); });
+  speaker.on('audioWarning', (msg) => setAudioWarning(msg.warning, msg.value));
+  speaker.on('audioWarningCleared', (msg) => setAudioWarning(msg.warning, null));
   speaker.on('stateRestored', (msg) => { onState(msg); onStatusMessage(msg); });
   speaker.on('sessionStatus', (msg) => { onState(msg); onStatusMessage(msg); });
   for (const t of ['sessionPaused', 'sessionResumed', 'broadcastMuted', 'broadcastUnmuted', 'volumeChanged']) speaker.on(t, onState);
@@ -577,6 +630,40 @@ function attach(sessionId) {
   clearInterval(statusTimer);
   statusTimer = setInterval(() => { speaker?.requestStatus(); renderState(); }, STATUS_EVERY_MS);
   renderState();
+}
+
+// --- microphone checks (the server's audioWarning) ----------------------------
+
+// Calm words: what the speaker hears about, and what to do.
+const AUDIO_WARNING_TEXT = {
+  clipping: () => 'Your microphone is too loud and the sound distorts. Move it a little away or turn its input level down.',
+  silence: (v) => `No sound from your microphone for ${Math.round(v) || 'several'} seconds. Check that it is switched on and not muted.`,
+  lowLevel: () => 'Your voice comes through very quietly. Move closer to the microphone or turn its input level up.',
+};
+const audioWarnings = new Map(); // warning → value
+
+function setAudioWarning(warning, value) {
+  if (!AUDIO_WARNING_TEXT[warning]) return; // one this page does not know
+  if (value === null) audioWarnings.delete(warning);
+  else audioWarnings.set(warning, value);
+  renderAudioWarnings();
+}
+
+function clearAudioWarnings() {
+  audioWarnings.clear();
+  renderAudioWarnings();
+}
+
+function renderAudioWarnings() {
+  const list = $('audio-warnings');
+  list.replaceChildren(...[...audioWarnings].map(([w, v]) => {
+    const li = document.createElement('li');
+    li.className = 'audio-warning';
+    li.dataset.warning = w;
+    li.textContent = AUDIO_WARNING_TEXT[w](v);
+    return li;
+  }));
+  if (testHooks) testHooks.audioWarnings = Object.fromEntries(audioWarnings);
 }
 
 function ended(text) {
