@@ -2,8 +2,12 @@ package worker
 
 import (
 	"context"
+	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -12,6 +16,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/polly"
 	pollytypes "github.com/aws/aws-sdk-go-v2/service/polly/types"
 	"github.com/aws/aws-sdk-go-v2/service/translate"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/pentecost/pentecost/worker/engine"
 )
 
 // AWSOptions configure the AWS engines. Credentials come from the SDK's
@@ -134,7 +142,106 @@ func (a *AWSPolly) Synthesize(ctx context.Context, text, lang string) ([]int16, 
 	return PCM(b), nil
 }
 
+// pollyChunk is how much audio SynthesizeStream hands on at once: 100 ms
+// of 16 kHz 16-bit PCM.
+const pollyChunk = SampleRate / 10 * 2
+
+// SynthesizeStream implements StreamingSynthesizer: it asks for 16 kHz PCM
+// and emits every 100 ms of it as the body arrives, so the first words play
+// while Polly still speaks the rest. With a known rate or loudness the text
+// goes as SSML in <prosody rate="N%" volume="±NdB">: standard, neural,
+// long-form and generative voices all take both attributes (only pitch is
+// refused by the non-standard ones), and the whole text is one prosody
+// element, as generative voices require.
+func (a *AWSPolly) SynthesizeStream(ctx context.Context, text, lang string, p Prosody, emit func(pcm []int16) error) error {
+	voice := a.Voices[lang]
+	if voice == "" {
+		return &engine.Error{Engine: a.Name(), Code: engine.ErrUnsupported, Err: fmt.Errorf("no voice for %q", lang)}
+	}
+	in := &polly.SynthesizeSpeechInput{Text: aws.String(text), TextType: pollytypes.TextTypeText,
+		OutputFormat: pollytypes.OutputFormatPcm, SampleRate: aws.String("16000"),
+		VoiceId: pollytypes.VoiceId(voice), Engine: pollytypes.Engine(a.Engine)}
+	if ssml, ok := PollySSML(text, p); ok {
+		in.Text, in.TextType = aws.String(ssml), pollytypes.TextTypeSsml
+	}
+	out, err := a.c.SynthesizeSpeech(ctx, in)
+	if err != nil {
+		return awsError(ctx, a.Name(), err)
+	}
+	defer out.AudioStream.Close()
+	buf := make([]byte, pollyChunk)
+	for {
+		n, rerr := io.ReadFull(out.AudioStream, buf)
+		if ctx.Err() != nil {
+			// The body may still hold audio read before the end: drop it.
+			return awsError(ctx, a.Name(), ctx.Err())
+		}
+		if whole := n &^ 1; whole > 0 {
+			if err := emit(PCM(buf[:whole])); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if rerr != nil {
+			return awsError(ctx, a.Name(), rerr)
+		}
+	}
+}
+
+// PollySSML wraps text in <speak><prosody> with p's rate (as a percentage
+// of the voice's own, within Polly's 20–200 %) and loudness (in dB, kept
+// within ±6 dB, twice or half the voice's level); ok is false when p says
+// nothing and plain text serves.
+func PollySSML(text string, p Prosody) (ssml string, ok bool) {
+	var attrs []string
+	if p.Rate > 0 && !math.IsNaN(p.Rate) {
+		if r := math.Round(min(max(p.Rate, 0.2), 2) * 100); r != 100 {
+			attrs = append(attrs, fmt.Sprintf(`rate="%d%%"`, int(r)))
+		}
+	}
+	if p.Loudness != 0 && !math.IsNaN(p.Loudness) {
+		if v := math.Round(min(max(p.Loudness, -6), 6)); v != 0 {
+			attrs = append(attrs, fmt.Sprintf(`volume="%+ddB"`, int(v)))
+		}
+	}
+	if len(attrs) == 0 {
+		return "", false
+	}
+	var b strings.Builder
+	b.WriteString("<speak><prosody " + strings.Join(attrs, " ") + ">")
+	xml.EscapeText(&b, []byte(text))
+	b.WriteString("</prosody></speak>")
+	return b.String(), true
+}
+
+// awsError gives an AWS SDK error an engine error code.
+func awsError(ctx context.Context, name string, err error) error {
+	if ctx.Err() != nil {
+		return &engine.Error{Engine: name, Code: contextCode(ctx.Err()), Err: err}
+	}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "ThrottlingException", "TooManyRequestsException", "LimitExceededException", "ServiceQuotaExceededException":
+			return &engine.Error{Engine: name, Code: engine.ErrThrottled, Err: err}
+		case "LanguageNotSupportedException", "UnsupportedLanguagePairException", "EngineNotSupportedException":
+			return &engine.Error{Engine: name, Code: engine.ErrUnsupported, Err: err}
+		}
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return &engine.Error{Engine: name, Code: statusCode(re.HTTPStatusCode()), Err: err}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &engine.Error{Engine: name, Code: engine.ErrTimeout, Err: err}
+	}
+	return &engine.Error{Engine: name, Code: engine.ErrUnavailable, Err: err}
+}
+
 var (
-	_ Translator  = (*AWSTranslate)(nil)
-	_ Synthesizer = (*AWSPolly)(nil)
+	_ Translator           = (*AWSTranslate)(nil)
+	_ Synthesizer          = (*AWSPolly)(nil)
+	_ StreamingSynthesizer = (*AWSPolly)(nil)
 )

@@ -22,8 +22,8 @@ import (
 // utterance is uploaded to S3 as a WAV file, transcribed by a job, polled
 // until the job ends, and read back from the transcript file. It is slow
 // (a job takes several seconds even for a short utterance) and exists for
-// deployments that cannot use Transcribe's streaming API, whose Go module
-// is not available to this build. The uploaded audio and the job (with its
+// deployments that cannot use Transcribe's streaming API (the
+// transcribe-streaming engine, worker/awsstream). The uploaded audio and the job (with its
 // transcript) are deleted once the result is read, or when Recognize gives
 // up: nothing of the talk is kept.
 //
