@@ -1,12 +1,14 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -116,7 +118,8 @@ var DefaultPollyVoices = map[string]string{"en": "Joanna", "es": "Lucia", "ca": 
 
 // NewAWSPolly returns an Amazon Polly engine with the neural voices.
 func NewAWSPolly(cfg aws.Config) *AWSPolly {
-	return &AWSPolly{c: polly.NewFromConfig(cfg), Voices: DefaultPollyVoices, Engine: "neural"}
+	c := polly.NewFromConfig(cfg, func(o *polly.Options) { o.HTTPClient = ownBodyClient{o.HTTPClient} })
+	return &AWSPolly{c: c, Voices: DefaultPollyVoices, Engine: "neural"}
 }
 
 // Name implements Synthesizer.
@@ -245,3 +248,27 @@ var (
 	_ Synthesizer          = (*AWSPolly)(nil)
 	_ StreamingSynthesizer = (*AWSPolly)(nil)
 )
+
+// ownBodyClient hands net/http a request body of its own. smithy-go closes
+// the request body as soon as the response headers arrive, while net/http
+// may still read it once more to check its length; a close at that moment
+// makes the transport close the connection under the response being read
+// ("use of closed network connection", seen under load against a local
+// Polly). Polly's requests are small JSON, so a copy costs nothing.
+type ownBodyClient struct{ c aws.HTTPClient }
+
+func (o ownBodyClient) Do(r *http.Request) (*http.Response, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return o.c.Do(r)
+	}
+	b, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	r = r.Clone(r.Context())
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	r.ContentLength = int64(len(b))
+	return o.c.Do(r)
+}

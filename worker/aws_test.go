@@ -49,7 +49,11 @@ func newFakePolly(t *testing.T, n int) *fakePolly {
 	f := &fakePolly{n: n, release: make(chan struct{})}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req pollyRequest
-		if r.Method != http.MethodPost || r.URL.Path != "/v1/speech" || json.NewDecoder(r.Body).Decode(&req) != nil {
+		// Read the whole request before answering: a reply that starts
+		// while the client still sends makes Go's client close the
+		// connection under load.
+		body, err := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/speech" || err != nil || json.Unmarshal(body, &req) != nil {
 			w.Header().Set("X-Amzn-Errortype", "ValidationException")
 			w.WriteHeader(http.StatusBadRequest)
 			io.WriteString(w, `{"message":"bad request"}`)
@@ -87,7 +91,8 @@ func newFakePolly(t *testing.T, n int) *fakePolly {
 
 func (f *fakePolly) polly() *worker.AWSPolly {
 	p := worker.NewAWSPolly(aws.Config{Region: "eu-west-1", BaseEndpoint: aws.String(f.URL),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDFAKE", "SECRETFAKE", ""), RetryMaxAttempts: 1})
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDFAKE", "SECRETFAKE", ""), RetryMaxAttempts: 1,
+		HTTPClient: f.Client()})
 	return p
 }
 
