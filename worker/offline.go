@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,6 +55,10 @@ type Pocketsphinx struct {
 	Dir string
 	// Timeout bounds one recognition; 0 is DefaultProcessTimeout.
 	Timeout time.Duration
+	// Truecaser restores capitals to the lower-case hypotheses (apertium
+	// needs them: "i want" is not "I want"). Open learns one from Corpus
+	// when it is nil; nil capitalises only the first word and "I".
+	Truecaser *Truecaser
 }
 
 // NewPocketsphinx returns a recogniser with Debian's en-us model.
@@ -85,6 +90,14 @@ func (p *Pocketsphinx) Open() error {
 		return fmt.Errorf("pocketsphinx corpus: %w", err)
 	}
 	defer in.Close()
+	if p.Truecaser == nil {
+		if p.Truecaser, err = LearnTruecaser(in); err != nil {
+			return fmt.Errorf("pocketsphinx corpus %s: %w", filepath.Base(p.Corpus), err)
+		}
+		if _, err := in.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("pocketsphinx corpus: %w", err)
+		}
+	}
 	var lm bytes.Buffer
 	vocab, err := WriteARPA(&lm, in, func(w string) bool { return known[w] })
 	if err != nil {
@@ -179,7 +192,7 @@ func (p *Pocketsphinx) Name() string { return "pocketsphinx" }
 
 // Recognize implements Recognizer: it writes the utterance to a WAV file
 // and reads the hypotheses pocketsphinx prints, one line per segment it
-// finds.
+// finds, truecased.
 func (p *Pocketsphinx) Recognize(ctx context.Context, pcm []int16, lang string) (string, error) {
 	f, err := os.CreateTemp(p.Dir, "pentecost-utt-*.wav")
 	if err != nil {
@@ -198,7 +211,7 @@ func (p *Pocketsphinx) Recognize(ctx context.Context, pcm []int16, lang string) 
 	if err != nil {
 		return "", err
 	}
-	return strings.Join(strings.Fields(string(out)), " "), nil
+	return p.Truecaser.Apply(string(out)), nil
 }
 
 // Apertium translates with apertium's rule-based modes, one process per
