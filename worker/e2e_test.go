@@ -66,7 +66,7 @@ func TestEndToEnd(t *testing.T) {
 		recognised := metric(t, reg, "pentecost_worker_stage_seconds", map[string]string{"stage": "recognize"})
 		n := metric(t, reg, "pentecost_worker_utterances_total", map[string]string{"language": "en"})
 		return cut >= float64(len(lines)) && recognised == cut &&
-			metric(t, reg, "pentecost_worker_utterances_total", map[string]string{"language": "es"}) == n &&
+			metric(t, reg, "pentecost_worker_segments_spoken_total", map[string]string{"language": "es"}) == n &&
 			float64(es.samples()) >= metric(t, reg, "pentecost_worker_audio_seconds_total", map[string]string{"language": "es"})*worker.SampleRate
 	})
 

@@ -33,18 +33,26 @@ type Pair struct{ From, To string }
 // String returns the pair as "en-es".
 func (p Pair) String() string { return p.From + "-" + p.To }
 
-// Engines are the engines a worker uses: recognisers by source language,
+// Engines are the engines a worker uses: recognisers by source language
+// (streaming ones or per-utterance ones; a streaming one is preferred),
 // translators by pair, synthesisers by target language.
 type Engines struct {
-	Recognizers  map[string]Recognizer
-	Translators  map[Pair]Translator
-	Synthesizers map[string]Synthesizer
+	Recognizers          map[string]Recognizer
+	StreamingRecognizers map[string]StreamingRecognizer
+	Translators          map[Pair]Translator
+	Synthesizers         map[string]Synthesizer
+}
+
+// CanRecognize reports whether the engines hear lang, with either kind of
+// recogniser.
+func (e *Engines) CanRecognize(lang string) bool {
+	return e.StreamingRecognizers[lang] != nil || e.Recognizers[lang] != nil
 }
 
 // CanProduce reports whether the engines cover speech in from turned into
 // speech in to.
 func (e *Engines) CanProduce(from, to string) bool {
-	return e.Recognizers[from] != nil && e.Translators[Pair{from, to}] != nil && e.Synthesizers[to] != nil
+	return e.CanRecognize(from) && e.Translators[Pair{from, to}] != nil && e.Synthesizers[to] != nil
 }
 
 // Offer lists every pair the engines cover (CanProduce): target languages
@@ -67,6 +75,9 @@ func (e *Engines) Close() error {
 	seen := map[any]bool{}
 	var all []any
 	for _, r := range e.Recognizers {
+		all = append(all, r)
+	}
+	for _, r := range e.StreamingRecognizers {
 		all = append(all, r)
 	}
 	for _, t := range e.Translators {

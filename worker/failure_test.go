@@ -41,6 +41,7 @@ func fastEngines(t *testing.T) (*worker.Engines, *atomic.Int32) {
 	t.Cleanup(srv.Close)
 	o := worker.NewOpenAI(srv.URL+"/v1", "")
 	o.Retry = fastRetry
+	o.StreamFormat = "wav" // the fake server answers WAV
 	l := worker.NewLibreTranslate(srv.URL, "")
 	l.Retry = fastRetry
 	e := &worker.Engines{
@@ -75,7 +76,7 @@ func TestEngineFailsForOneLanguage(t *testing.T) {
 
 	stream(t, spk, bursts(3))
 	poll(t, 10*time.Second, "three Spanish utterances and three Catalan failures", func() bool {
-		return metric(t, reg, "pentecost_worker_utterances_total", map[string]string{"language": "es"}) == 3 &&
+		return metric(t, reg, "pentecost_worker_segments_spoken_total", map[string]string{"language": "es"}) == 3 &&
 			metric(t, reg, "pentecost_worker_engine_errors_total", map[string]string{"stage": "translate", "language": "ca"}) == 3 &&
 			es.samples() >= 3*8000
 	})
@@ -116,7 +117,7 @@ func TestWorkersTakeOver(t *testing.T) {
 
 	stream(t, spk, bursts(2))
 	poll(t, 10*time.Second, "worker A's two utterances to reach the listener", func() bool {
-		return metric(t, regA, "pentecost_worker_utterances_total", map[string]string{"language": "es"}) == 2 && es.samples() >= 2*8000
+		return metric(t, regA, "pentecost_worker_segments_spoken_total", map[string]string{"language": "es"}) == 2 && es.samples() >= 2*8000
 	})
 	if n := metric(t, regB, "pentecost_worker_segments_total", nil); n != 0 {
 		t.Fatalf("standby worker B processed %v utterances while A produced Spanish", n)
@@ -134,7 +135,7 @@ func TestWorkersTakeOver(t *testing.T) {
 	})
 	stream(t, spk, bursts(2))
 	poll(t, 10*time.Second, "worker B's two utterances to reach the listener", func() bool {
-		return metric(t, regB, "pentecost_worker_utterances_total", map[string]string{"language": "es"}) == 2 && es.samples() >= 4*8000
+		return metric(t, regB, "pentecost_worker_segments_spoken_total", map[string]string{"language": "es"}) == 2 && es.samples() >= 4*8000
 	})
 	if got, want := es.samples(), published(); got != want {
 		t.Fatalf("listener got %d samples, the workers published %d", got, want)
@@ -151,7 +152,7 @@ func TestWorkersTakeOver(t *testing.T) {
 	before := es.samples()
 	stream(t, spk, bursts(1))
 	poll(t, 10*time.Second, "the restarted worker's utterance", func() bool {
-		return metric(t, regC, "pentecost_worker_utterances_total", map[string]string{"language": "es"}) == 1 && es.samples() >= before+8000
+		return metric(t, regC, "pentecost_worker_segments_spoken_total", map[string]string{"language": "es"}) == 1 && es.samples() >= before+8000
 	})
 }
 
@@ -185,7 +186,7 @@ func TestWorkersRaceForLanguage(t *testing.T) {
 
 	stream(t, spk, bursts(2))
 	poll(t, 10*time.Second, "the winner's two utterances to reach the listener", func() bool {
-		return metric(t, winReg, "pentecost_worker_utterances_total", map[string]string{"language": "es"}) == 2 && es.samples() >= 2*8000
+		return metric(t, winReg, "pentecost_worker_segments_spoken_total", map[string]string{"language": "es"}) == 2 && es.samples() >= 2*8000
 	})
 	if n := langs(loseReg); n != 0 {
 		t.Fatalf("the losing worker produces %v languages", n)

@@ -133,13 +133,17 @@ func (l *listener) finals() []string {
 	return out
 }
 
-// startWorker opens a worker with engines and a registry of its own.
-func (e *env) startWorker(engines *worker.Engines) (*worker.Worker, *prometheus.Registry) {
+// startWorker opens a worker with engines and a registry of its own;
+// configure, if given, changes its settings before it opens.
+func (e *env) startWorker(engines *worker.Engines, configure ...func(*worker.Worker)) (*worker.Worker, *prometheus.Registry) {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
 	w := worker.NewWorker(e.URL, workerSecret)
 	w.Engines, w.Registerer = engines, reg
 	w.MinBackoff = 20 * time.Millisecond
+	for _, f := range configure {
+		f(w)
+	}
 	if err := w.Open(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}

@@ -78,18 +78,21 @@ func TestFrameSourceTime(t *testing.T) {
 	}
 }
 
-// TestSegmentStamps runs a session's segmenter goroutine on chunks stamped
-// as the server stamps them: the utterance it cuts carries the capture time
-// of its first sample (pre-roll included) and the length of its speech.
+// TestSegmentStamps runs the per-utterance adapter on chunks stamped as
+// the server stamps them: the hypothesis it gives places the utterance in
+// the stream's audio, and the session's source audio turns that into the
+// capture time of its first sample (pre-roll included) and the length of
+// its speech.
 func TestSegmentStamps(t *testing.T) {
 	w := &Worker{VAD: *NewSegmenter(), Now: time.Now, Logger: slog.New(slog.DiscardHandler)}
-	w.m = newMetrics(nil)
+	u := &utteranceStreamer{rec: stubEngine{name: "stub", text: "Let us pray."}, vad: w.newSegmenter}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{w: w, source: "en", log: w.Logger, in: make(chan sourceChunk, 1024), utts: make(chan utterance, 8), ctx: ctx, cancel: cancel}
-	s.wg.Add(1)
-	go s.segment()
-	defer func() { cancel(); s.wg.Wait() }()
-
+	defer cancel()
+	rs, err := u.Stream(ctx, "en")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src sourceAudio
 	t0 := time.UnixMilli(1_700_000_000_000)
 	var pcm []int16
 	pcm = append(pcm, quiet(time.Second)...)
@@ -98,28 +101,35 @@ func TestSegmentStamps(t *testing.T) {
 	const chunk = 1600 // 100 ms, as browsers send
 	for off := 0; off < len(pcm); off += chunk {
 		end := min(off+chunk, len(pcm))
-		s.push(pcm[off:end], t0.Add(samplesDuration(int64(end))))
+		src.add(pcm[off:end], t0.Add(samplesDuration(int64(end))), time.Now())
+		if err := rs.Send(pcm[off:end]); err != nil {
+			t.Fatal(err)
+		}
 	}
-	var u utterance
+	var h Hypothesis
 	select {
-	case u = <-s.utts:
+	case h = <-rs.Results():
 	case <-time.After(10 * time.Second):
-		t.Fatal("no utterance")
+		t.Fatal("no hypothesis")
 	}
+	if !h.Final || h.Text != "Let us pray." {
+		t.Fatalf("hypothesis %+v", h)
+	}
+	start, _, speech := src.span(durationSamples(h.Start), durationSamples(h.End))
 	// Speech starts at 1 s; the pre-roll (200 ms) starts the utterance.
-	if want := t0.Add(800 * time.Millisecond); !u.start.Equal(want) {
-		t.Fatalf("utterance starts at %v, want %v", u.start.Sub(t0), want.Sub(t0))
+	if want := t0.Add(800 * time.Millisecond); !start.Equal(want) {
+		t.Fatalf("utterance starts at %v, want %v", start.Sub(t0), want.Sub(t0))
 	}
-	if u.dur != samplesDuration(int64(len(u.pcm))) || u.dur < time.Second {
-		t.Fatalf("utterance lasts %v for %d samples", u.dur, len(u.pcm))
+	if d := h.End - h.Start; d < time.Second || d > 1300*time.Millisecond || len(speech) != int(durationSamples(d)) {
+		t.Fatalf("utterance lasts %v for %d samples", d, len(speech))
 	}
 }
 
-type stubEngine struct{ name string }
+type stubEngine struct{ name, text string }
 
 func (e stubEngine) Name() string { return e.name }
-func (stubEngine) Recognize(context.Context, []int16, string) (string, error) {
-	return "", nil
+func (e stubEngine) Recognize(context.Context, []int16, string) (string, error) {
+	return e.text, nil
 }
 func (stubEngine) Translate(context.Context, string, string, string) (string, error) {
 	return "", nil
@@ -128,7 +138,7 @@ func (stubEngine) Synthesize(context.Context, string, string) ([]int16, error) {
 
 // TestEnginesOffer lists exactly the pairs CanProduce accepts.
 func TestEnginesOffer(t *testing.T) {
-	e := stubEngine{"stub"}
+	e := stubEngine{name: "stub"}
 	engines := &Engines{
 		Recognizers:  map[string]Recognizer{"en": e, "es": e},
 		Translators:  map[Pair]Translator{{"en", "gl"}: e, {"en", "es"}: e, {"en", "ca"}: e, {"es", "en"}: e, {"fr", "es"}: e, {"en", "de"}: e},

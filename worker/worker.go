@@ -40,6 +40,24 @@ type Worker struct {
 	Credential string
 	// Engines are the recognisers, translators and synthesisers to use.
 	Engines *Engines
+	// Tiers are the engines of each quality tier ("standard", "premium"):
+	// a session's qualityTier picks them. A tier missing here uses Engines.
+	Tiers map[string]*Engines
+	// Deadline bounds the whole chain of one segment, from the end of its
+	// speech through recognition, translation and synthesis: a stuck
+	// engine call is cut there; 0: none. Default 6 s.
+	Deadline time.Duration
+	// Budget is how far a language may fall behind the speaker before its
+	// stale work is dropped (a segment captioned but not spoken, the rest
+	// of a segment's audio); 0: never. Default 4 s.
+	Budget time.Duration
+	// MaxSegmentWords cuts a stable run of the transcript with no
+	// punctuation after this many words; 0: only at sentence and clause
+	// boundaries and finals. Default 12.
+	MaxSegmentWords int
+	// StatusReporter, when set, receives each language's status (see
+	// LanguageStatus) on change and at most every 2 s, for the speaker.
+	StatusReporter func(sessionID, lang string, st LanguageStatus) error
 	// Cache holds translations of repeated phrases; default 1024 entries.
 	Cache *Cache
 	// VAD is the template of every session's Segmenter.
@@ -83,6 +101,7 @@ type standby struct {
 // NewWorker returns a Worker of the server at url.
 func NewWorker(url, credential string) *Worker {
 	return &Worker{URL: url, Credential: credential, Cache: NewCache(1024), VAD: *NewSegmenter(),
+		Deadline: 6 * time.Second, Budget: 4 * time.Second, MaxSegmentWords: 12,
 		Logger: slog.New(slog.DiscardHandler), Now: time.Now}
 }
 
@@ -131,6 +150,12 @@ func (w *Worker) Open(ctx context.Context) error {
 	}
 	c.OnError = func(err error) { w.Logger.Warn("server connection", logError, err) }
 	w.client = c
+	if w.StatusReporter == nil {
+		w.StatusReporter = func(sessionID, lang string, st LanguageStatus) error {
+			return c.ReportLanguageStatus(sessionID, lang, client.LanguageStatus(st))
+		}
+	}
+	c.OfferTiers(w.TierNames())
 	if err := c.Open(ctx); err != nil {
 		return fmt.Errorf("worker: connecting to %s: %w", w.URL, err)
 	}
@@ -138,7 +163,7 @@ func (w *Worker) Open(ctx context.Context) error {
 	// languages before anyone listens to them. The client sends it again
 	// on every new connection. A server of an earlier version refuses the
 	// action (UNKNOWN_ACTION): the worker works as before.
-	if offer := w.Engines.Offer(); len(offer) > 0 {
+	if offer := w.offer(); len(offer) > 0 {
 		if err := c.OfferLanguages(ctx, offer); err != nil {
 			w.Logger.Warn("offering languages", logError, err)
 		}
@@ -161,9 +186,8 @@ func (w *Worker) Close() error {
 	sessions := w.sessions
 	w.sessions = map[string]*session{}
 	w.mu.Unlock()
-	for id, s := range sessions {
+	for _, s := range sessions {
 		s.stop()
-		w.m.forget(id)
 	}
 	return w.client.Close()
 }
@@ -204,8 +228,9 @@ func (w *Worker) run(ctx context.Context) {
 // produces.
 func (w *Worker) wanted(ws client.WorkerSession, mine map[string]bool) []string {
 	var out []string
+	eng := w.enginesFor(ws.QualityTier)
 	for lang, n := range ws.TargetLanguages {
-		if n <= 0 || !w.Engines.CanProduce(ws.SourceLanguage, lang) {
+		if n <= 0 || !eng.CanProduce(ws.SourceLanguage, lang) {
 			continue
 		}
 		if mine[lang] || !slices.Contains(ws.ProducedLanguages, lang) {
@@ -254,7 +279,7 @@ func (w *Worker) reconcile(ctx context.Context) {
 				}
 				continue
 			}
-			s = newSession(w, ws.SessionID, ws.SourceLanguage)
+			s = newSession(w, ws.SessionID, ws.SourceLanguage, w.enginesFor(ws.QualityTier))
 			w.mu.Lock()
 			w.sessions[ws.SessionID] = s
 			w.mu.Unlock()
@@ -286,8 +311,8 @@ func (w *Worker) reconcile(ctx context.Context) {
 			s.addStream(lang)
 			w.m.langs.Inc()
 			w.Logger.Info("language started", logSession, ws.SessionID, logLanguage, lang,
-				"recognizer", s.rec.Name(), "translator", w.Engines.Translators[Pair{ws.SourceLanguage, lang}].Name(),
-				"synthesizer", w.Engines.Synthesizers[lang].Name())
+				"tier", ws.QualityTier, "recognizer", s.rec.Name(), "translator", s.eng.Translators[Pair{ws.SourceLanguage, lang}].Name(),
+				"synthesizer", s.eng.Synthesizers[lang].Name())
 		}
 		for lang := range mine {
 			if slices.Contains(want, lang) {
@@ -336,7 +361,6 @@ func (w *Worker) stopSession(ctx context.Context, s *session) {
 	w.mu.Unlock()
 	s.stop()
 	w.m.sessions.Dec()
-	w.m.forget(s.id)
 	if err := w.client.Unsubscribe(ctx, s.id); err != nil && ctx.Err() == nil && !ended(err) {
 		w.Logger.Warn("unsubscribing", logSession, s.id, logError, err)
 	}
@@ -364,6 +388,58 @@ func isConflict(err error) bool {
 func ended(err error) bool {
 	var e *client.Error
 	return errors.As(err, &e) && (e.Code == "SESSION_NOT_FOUND" || e.Code == "SESSION_ENDED" || e.Code == "NOT_FOUND")
+}
+
+// enginesFor returns the engines of a quality tier: Tiers[tier], or
+// Engines when the tier has none.
+func (w *Worker) enginesFor(tier string) *Engines {
+	if e := w.Tiers[tier]; e != nil {
+		return e
+	}
+	return w.Engines
+}
+
+// offer lists the pairs some tier's engines can produce (see
+// Engines.Offer).
+func (w *Worker) offer() map[string][]string {
+	all := map[string]map[string]bool{}
+	add := func(e *Engines) {
+		for from, targets := range e.Offer() {
+			if all[from] == nil {
+				all[from] = map[string]bool{}
+			}
+			for _, to := range targets {
+				all[from][to] = true
+			}
+		}
+	}
+	add(w.Engines)
+	for _, e := range w.Tiers {
+		if e != nil {
+			add(e)
+		}
+	}
+	out := make(map[string][]string, len(all))
+	for from, targets := range all {
+		for to := range targets {
+			out[from] = append(out[from], to)
+		}
+		slices.Sort(out[from])
+	}
+	return out
+}
+
+// TierNames returns the quality tiers the worker serves: "standard"
+// always, and every tier of Tiers, sorted.
+func (w *Worker) TierNames() []string {
+	out := []string{"standard"}
+	for t, e := range w.Tiers {
+		if e != nil && t != "standard" {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // newSegmenter returns a fresh Segmenter configured like VAD.
