@@ -114,12 +114,20 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	engines, err := engCfg.Engines(ctx, getenv)
+	engines, tiers, err := engCfg.BuildEngines(ctx, getenv)
 	if err != nil {
 		return err
 	}
 	defer engines.Close()
+	for _, t := range tiers {
+		defer t.Close()
+	}
 	logger := newLogger(&Config{LogLevel: cfg.LogLevel, LogFormat: cfg.LogFormat}, stderr)
+	// A language is offered only if its synthesiser really speaks it.
+	worker.CheckSynthesizers(ctx, engines, logger)
+	for name, t := range tiers {
+		worker.CheckSynthesizers(ctx, t, logger.With("tier", name))
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
@@ -137,13 +145,13 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	}
 
 	w := worker.NewWorker(cfg.Server, cfg.Credential)
-	w.Engines, w.VAD, w.Cache = engines, vad, worker.NewCache(cacheSize)
+	w.Engines, w.Tiers, w.VAD, w.Cache = engines, tiers, vad, worker.NewCache(cacheSize)
 	w.Logger, w.Registerer = logger, reg
 	if err := w.Open(ctx); err != nil {
 		return err
 	}
-	logger.Info("worker running", "server", cfg.Server, "recognizers", len(engines.Recognizers),
-		"translators", len(engines.Translators), "synthesizers", len(engines.Synthesizers))
+	logger.Info("worker running", "server", cfg.Server, "recognizers", len(engines.Recognizers)+len(engines.StreamingRecognizers),
+		"translators", len(engines.Translators), "synthesizers", len(engines.Synthesizers), "tiers", w.TierNames())
 	select {
 	case <-ctx.Done():
 	case <-w.Done():

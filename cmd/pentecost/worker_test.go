@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -146,4 +147,44 @@ func TestLoadWorkerConfig(t *testing.T) {
 			t.Fatalf("err = %v (exit %d), want a usage error naming line 2", err, exitCode(err))
 		}
 	})
+}
+
+// TestWorkerCommandTiers runs `pentecost worker` with an engines file
+// that gives the premium tier an LLM translation chain: the worker starts
+// with both tiers.
+func TestWorkerCommandTiers(t *testing.T) {
+	dir := t.TempDir()
+	m, _ := MustRunMain(t, dir, map[string]string{"SHUTDOWN_TIMEOUT_SECONDS": "0.5"})
+	chat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":{"message":"not in this test"}}`, http.StatusServiceUnavailable)
+	}))
+	defer chat.Close()
+	engines := filepath.Join(dir, "engines.conf")
+	conf := "tier.premium.translate.en-es=llm,apertium:eng-spa\ntier.premium.llm.model=qwen2.5:7b-instruct\nllm.url=" + chat.URL + "/v1\n"
+	if err := os.WriteFile(engines, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"worker", "--server", m.HTTPServer.URL(), "--data-dir", dir, "--engines", engines, "--log-format", "text"},
+			noEnv, nil, io.Discard, &stderr)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("worker stopped: %v\n%s", err, stderr.String())
+		default:
+		}
+		return strings.Contains(stderr.String(), "worker running")
+	})
+	if line := stderr.String(); !strings.Contains(line, "tiers=\"[premium standard]\"") {
+		t.Fatalf("worker log lacks both tiers:\n%s", line)
+	}
 }
