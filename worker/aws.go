@@ -235,7 +235,7 @@ func awsError(ctx context.Context, name string, err error) error {
 	}
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) {
-		return &engine.Error{Engine: name, Code: statusCode(re.HTTPStatusCode()), Err: err}
+		return &engine.Error{Engine: name, Code: engine.StatusCode(re.HTTPStatusCode()), Err: err}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &engine.Error{Engine: name, Code: engine.ErrTimeout, Err: err}

@@ -12,7 +12,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -125,7 +124,7 @@ func (r Retry) loop(ctx context.Context, name string, attempt func() error) erro
 		case errors.As(err, &he):
 			he.Engine = name
 			if !retryable(he.Status) {
-				return &engine.Error{Engine: name, Code: statusCode(he.Status), Err: he}
+				return &engine.Error{Engine: name, Code: engine.StatusCode(he.Status), Err: he}
 			}
 			wait = r.backoff(i)
 			if ra, ok := err.(retryAfterError); ok && ra.after > 0 {
@@ -151,28 +150,13 @@ func (r Retry) loop(ctx context.Context, name string, attempt func() error) erro
 	var he *HTTPError
 	switch {
 	case errors.As(last, &ra):
-		e.Code, e.RetryAfter, e.Err = statusCode(ra.Status), ra.after, fmt.Errorf("%d attempts: %w", attempts, ra.HTTPError)
+		e.Code, e.RetryAfter, e.Err = engine.StatusCode(ra.Status), ra.after, fmt.Errorf("%d attempts: %w", attempts, ra.HTTPError)
 	case errors.As(last, &he):
-		e.Code = statusCode(he.Status)
+		e.Code = engine.StatusCode(he.Status)
 	case errors.Is(last, context.DeadlineExceeded):
 		e.Code = engine.ErrTimeout
 	}
 	return e
-}
-
-// statusCode maps an HTTP status to an engine error code.
-func statusCode(status int) string {
-	switch {
-	case status == http.StatusTooManyRequests:
-		return engine.ErrThrottled
-	case status == http.StatusRequestTimeout || status == http.StatusGatewayTimeout:
-		return engine.ErrTimeout
-	case status >= 500:
-		return engine.ErrUnavailable
-	case status == http.StatusNotFound:
-		return engine.ErrUnsupported
-	}
-	return engine.ErrRefused
 }
 
 func contextCode(err error) string {
@@ -226,27 +210,10 @@ func (r Retry) statusError(resp *http.Response, body []byte) error {
 	if r.Now != nil {
 		now = r.Now
 	}
-	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), now()); ok {
+	if d := engine.RetryAfter(resp.Header.Get("Retry-After"), now()); d > 0 {
 		return retryAfterError{he, d}
 	}
 	return he
-}
-
-// ParseRetryAfter reads a Retry-After header in either of its forms
-// (RFC 9110 §10.2.3): a number of seconds, or an HTTP date, which is read
-// against now (a date already past is 0).
-func ParseRetryAfter(h string, now time.Time) (time.Duration, bool) {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0, false
-	}
-	if s, err := strconv.Atoi(h); err == nil {
-		return time.Duration(max(s, 0)) * time.Second, s >= 0
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }
 
 // backoff is the wait before attempt i+1: MinBackoff doubled each time up

@@ -17,9 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -261,13 +259,13 @@ func (t *Translator) call(ctx context.Context, method, path string, body []byte)
 			return out, nil
 		}
 		if ctx.Err() != nil {
-			return nil, &engine.Error{Engine: t.Name(), Code: ctxCode(ctx), Err: ctx.Err()}
+			return nil, &engine.Error{Engine: t.Name(), Code: engine.ContextCode(ctx), Err: ctx.Err()}
 		}
 		last = err
-		if !retryable(err.Code) || i == attempts-1 {
+		if !engine.Retryable(err.Code) || i == attempts-1 {
 			break
 		}
-		wait := backoff(t.MinBackoff, t.MaxBackoff, i)
+		wait := engine.Backoff(t.MinBackoff, t.MaxBackoff, i)
 		if err.RetryAfter > 0 {
 			wait = min(err.RetryAfter, t.MaxBackoff)
 		}
@@ -275,7 +273,7 @@ func (t *Translator) call(ctx context.Context, method, path string, body []byte)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, &engine.Error{Engine: t.Name(), Code: ctxCode(ctx), Err: ctx.Err()}
+			return nil, &engine.Error{Engine: t.Name(), Code: engine.ContextCode(ctx), Err: ctx.Err()}
 		case <-timer.C:
 		}
 	}
@@ -319,60 +317,10 @@ func (t *Translator) once(ctx context.Context, client *http.Client, method, path
 		if t.Now != nil {
 			now = t.Now
 		}
-		return nil, &engine.Error{Engine: t.Name(), Code: statusCode(resp.StatusCode),
-			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), now()), Err: fmt.Errorf("HTTP %d", resp.StatusCode)}
+		return nil, &engine.Error{Engine: t.Name(), Code: engine.StatusCode(resp.StatusCode),
+			RetryAfter: engine.RetryAfter(resp.Header.Get("Retry-After"), now()), Err: fmt.Errorf("HTTP %d", resp.StatusCode)}
 	}
 	return b, nil
-}
-
-// statusCode maps DeepL's statuses to engine error codes.
-func statusCode(status int) string {
-	switch {
-	case status == http.StatusTooManyRequests:
-		return engine.ErrThrottled
-	case status == StatusQuotaExceeded:
-		return engine.ErrRefused // not retried: the quota does not come back within a talk
-	case status == http.StatusGatewayTimeout:
-		return engine.ErrTimeout
-	case status >= 500:
-		return engine.ErrUnavailable // 500, 503, 529 (too many requests at DeepL's end)
-	default:
-		return engine.ErrRefused // 400, 403 (bad key), 404, 413
-	}
-}
-
-// retryAfter reads Retry-After as seconds or as an HTTP date.
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if s, err := strconv.Atoi(h); err == nil {
-		return time.Duration(max(s, 0)) * time.Second
-	}
-	if d, err := http.ParseTime(h); err == nil {
-		return max(d.Sub(now), 0)
-	}
-	return 0
-}
-
-func retryable(code string) bool {
-	return code == engine.ErrThrottled || code == engine.ErrUnavailable || code == engine.ErrTimeout
-}
-
-func ctxCode(ctx context.Context) string {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return engine.ErrTimeout
-	}
-	return engine.ErrInternal
-}
-
-func backoff(minB, maxB time.Duration, i int) time.Duration {
-	d := minB << min(i, 16)
-	if maxB > 0 && d > maxB {
-		d = maxB
-	}
-	if d <= 0 {
-		return 0
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 var _ engine.ContextTranslator = (*Translator)(nil)

@@ -14,9 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -193,13 +191,13 @@ func (t *Translator) post(ctx context.Context, body []byte) ([]byte, error) {
 			return out, nil
 		}
 		if ctx.Err() != nil {
-			return nil, &engine.Error{Engine: t.Name(), Code: ctxCode(ctx), Err: ctx.Err()}
+			return nil, &engine.Error{Engine: t.Name(), Code: engine.ContextCode(ctx), Err: ctx.Err()}
 		}
 		last = err
-		if !retryable(err.Code) || i == attempts-1 {
+		if !engine.Retryable(err.Code) || i == attempts-1 {
 			break
 		}
-		wait := backoff(t.MinBackoff, t.MaxBackoff, i)
+		wait := engine.Backoff(t.MinBackoff, t.MaxBackoff, i)
 		if err.RetryAfter > 0 {
 			wait = min(err.RetryAfter, t.MaxBackoff)
 		}
@@ -207,7 +205,7 @@ func (t *Translator) post(ctx context.Context, body []byte) ([]byte, error) {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, &engine.Error{Engine: t.Name(), Code: ctxCode(ctx), Err: ctx.Err()}
+			return nil, &engine.Error{Engine: t.Name(), Code: engine.ContextCode(ctx), Err: ctx.Err()}
 		case <-timer.C:
 		}
 	}
@@ -250,64 +248,10 @@ func (t *Translator) once(ctx context.Context, client *http.Client, body []byte)
 		if t.Now != nil {
 			now = t.Now
 		}
-		return nil, &engine.Error{Engine: t.Name(), Code: StatusCode(resp.StatusCode),
-			RetryAfter: RetryAfter(resp.Header.Get("Retry-After"), now()), Err: fmt.Errorf("HTTP %d", resp.StatusCode)}
+		return nil, &engine.Error{Engine: t.Name(), Code: engine.StatusCode(resp.StatusCode),
+			RetryAfter: engine.RetryAfter(resp.Header.Get("Retry-After"), now()), Err: fmt.Errorf("HTTP %d", resp.StatusCode)}
 	}
 	return b, nil
-}
-
-// StatusCode maps an HTTP status to an engine error code.
-func StatusCode(status int) string {
-	switch {
-	case status == http.StatusTooManyRequests:
-		return engine.ErrThrottled
-	case status == http.StatusRequestTimeout || status == http.StatusGatewayTimeout:
-		return engine.ErrTimeout
-	case status >= 500:
-		return engine.ErrUnavailable
-	case status == http.StatusNotFound:
-		return engine.ErrUnsupported // a model or path the server does not have
-	default:
-		return engine.ErrRefused
-	}
-}
-
-// RetryAfter reads a Retry-After header in either of its forms, seconds
-// or an HTTP date (RFC 9110 §10.2.3); 0 when absent, unreadable or past.
-func RetryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(h); err == nil {
-		return time.Duration(max(s, 0)) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		return max(t.Sub(now), 0)
-	}
-	return 0
-}
-
-func retryable(code string) bool {
-	return code == engine.ErrThrottled || code == engine.ErrUnavailable || code == engine.ErrTimeout
-}
-
-func ctxCode(ctx context.Context) string {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return engine.ErrTimeout
-	}
-	return engine.ErrInternal
-}
-
-func backoff(minB, maxB time.Duration, i int) time.Duration {
-	d := minB << min(i, 16)
-	if maxB > 0 && d > maxB {
-		d = maxB
-	}
-	if d <= 0 {
-		return 0
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 var _ engine.ContextTranslator = (*Translator)(nil)

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -49,7 +48,7 @@ func Dial(ctx context.Context, url string, h http.Header, timeout time.Duration)
 			herr = &HandshakeError{status: status}
 			// Only the headers are read: the body may never end.
 			if r, err := http.ReadResponse(bufio.NewReader(resp), nil); err == nil {
-				herr.retryAfter = RetryAfter(r.Header.Get("Retry-After"), time.Now())
+				herr.retryAfter = engine.RetryAfter(r.Header.Get("Retry-After"), time.Now())
 			}
 		},
 	}
@@ -117,25 +116,6 @@ func (c *Conn) Close() {
 	_ = ws.WriteFrame(c.conn, ws.MaskFrameInPlace(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))))
 	c.WriteMu.Unlock()
 	_ = c.conn.Close()
-}
-
-// retryAfter reads a Retry-After header in either of its forms: seconds
-// or an HTTP date; 0 when absent or unreadable.
-func RetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil {
-		if s < 0 {
-			return 0
-		}
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // dialError gives a failed dial its engine code.
