@@ -15,7 +15,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RATE, SHOTS, STEP_TIMEOUT, check, launch, log, openPage, runScript, shot, waitFor, waitState, writeToneWav, writeWav } from './lib.mjs';
+import { RATE, SHOTS, STEP_TIMEOUT, check, checkA11y, launch, log, openPage, runScript, shot, waitFor, waitState, writeToneWav, writeWav } from './lib.mjs';
 
 const BASE = process.env.PENTECOST_URL;
 const USERNAME = process.env.PENTECOST_USERNAME;
@@ -47,23 +47,6 @@ async function link(page) {
 // visible returns whether an element is shown.
 const visible = (page, sel) => page.locator(sel).isVisible();
 
-// checkA11y checks what the shown view offers: one h1, and tap targets of
-// at least 44 px for every visible control in the page's main part.
-async function checkA11y(page, what) {
-  const r = await page.evaluate(() => {
-    const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
-    const h1 = [...document.querySelectorAll('h1')].filter(shown).map((h) => h.textContent.trim());
-    const small = [...document.querySelectorAll('main button, main select, main input, main a[href]')]
-      .filter(shown)
-      // A radio button's target is its whole label.
-      .map((el) => ({ el, box: (el.type === 'radio' || el.type === 'checkbox' ? el.closest('label') || el : el).getBoundingClientRect() }))
-      .filter(({ el, box }) => (el.type === 'range' ? box.height : Math.min(box.height, box.width)) < 44)
-      .map(({ el, box }) => `${el.tagName.toLowerCase()}#${el.id || el.className} ${Math.round(box.width)}×${Math.round(box.height)}`);
-    return { h1, small };
-  });
-  check(r.h1.length === 1, `${what}: ${r.h1.length} visible h1 (${r.h1.join(' | ')}), want one`);
-  check(r.small.length === 0, `${what}: tap targets under 44 px: ${r.small.join(', ')}`);
-}
 
 // roomFits checks that the room view's code, QR code and link fit the
 // window without scrolling sideways, and returns the code's font size.
