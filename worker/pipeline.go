@@ -179,6 +179,14 @@ func (st *stream) segment(seg *segment) {
 		st.sentence = append(st.sentence, text)
 	}
 	st.caption(seg.sentenceEnd)
+	if seg.sentenceEnd {
+		// A preview offered before this segment belongs to the sentence
+		// just finished: shown now it would follow its final caption.
+		select {
+		case <-st.preview:
+		default:
+		}
+	}
 	if text == "" || st.ctx.Err() != nil {
 		return
 	}

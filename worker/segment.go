@@ -73,6 +73,10 @@ func (c *cutter) next(h Hypothesis, now time.Time) (cuts []cut, tail string) {
 		case sentenceBoundary(w):
 			cuts = append(cuts, c.take(words, i, j+1, true))
 			i = j + 1
+		case h.Final:
+			// A final is all there: cutting it at its clauses only costs
+			// more engine calls (half a second each for apertium) and
+			// context.
 		case clauseBoundary(w) && j+1-i >= minClauseWords,
 			c.maxWords > 0 && j+1-i >= c.maxWords:
 			cuts = append(cuts, c.take(words, i, j+1, false))

@@ -209,6 +209,7 @@ func (s *session) results(rs RecognitionStream, base int64) {
 		c       = cutter{maxWords: s.w.MaxSegmentWords}
 		meter   prosodyMeter
 		last    string
+		tailWas string // the preview last offered: an unchanged one is not translated again
 		segFrom = base // offset where the uncut speech starts
 		hypFrom = base
 	)
@@ -258,7 +259,13 @@ func (s *session) results(rs RecognitionStream, base int64) {
 		if h.Final {
 			segFrom = max(segFrom, hypTo)
 		}
-		if tail != "" {
+		if len(cuts) > 0 {
+			tailWas = ""
+		}
+		if tail != "" && tail != tailWas {
+			// Every preview is an engine call per language (paid, with a
+			// cloud engine): only a changed one is worth it.
+			tailWas = tail
 			s.each(func(st *stream) { st.previewTail(tail) })
 		}
 	}

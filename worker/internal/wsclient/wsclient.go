@@ -68,9 +68,15 @@ func Dial(ctx context.Context, url string, h http.Header, timeout time.Duration)
 		src = br
 	}
 	c.ctl = wsutil.ControlFrameHandler(lockedWriter{c}, ws.StateClientSide)
-	c.rd = &wsutil.Reader{Source: src, State: ws.StateClientSide, CheckUTF8: true, OnIntermediate: c.ctl}
+	c.rd = &wsutil.Reader{Source: src, State: ws.StateClientSide, CheckUTF8: true, OnIntermediate: c.ctl, MaxFrameSize: MaxMessage}
 	return c, nil
 }
+
+// MaxMessage is the largest message a server may send, in bytes.
+const MaxMessage = 1 << 20
+
+// ErrTooLarge is returned by Next for a message over MaxMessage.
+var ErrTooLarge = errors.New("message from the server over 1 MiB")
 
 // lockedWriter lets the control-frame handler answer pings and closes
 // between the stream's own writes; each frame is one Write.
@@ -96,7 +102,13 @@ func (c *Conn) Next() ([]byte, ws.OpCode, error) {
 			}
 			continue
 		}
-		p, err := io.ReadAll(c.rd)
+		// A recogniser's answer is a few hundred bytes of JSON; a server
+		// that sends more (broken, or someone in the middle of ws://) must
+		// not run the worker out of memory.
+		p, err := io.ReadAll(io.LimitReader(c.rd, MaxMessage+1))
+		if err == nil && len(p) > MaxMessage {
+			err = ErrTooLarge
+		}
 		return p, hdr.OpCode, err
 	}
 }
@@ -162,6 +174,8 @@ func ReadError(name string, err error) error {
 		return &engine.Error{Engine: name, Code: engine.ErrTimeout, Err: errors.New("no answer from the server in time")}
 	case errors.As(err, &ce):
 		return &engine.Error{Engine: name, Code: engine.ErrUnavailable, Err: fmt.Errorf("server closed the stream: %d %s", ce.Code, ce.Reason)}
+	case errors.Is(err, ErrTooLarge), errors.Is(err, wsutil.ErrFrameTooLarge):
+		return &engine.Error{Engine: name, Code: engine.ErrBadResponse, Err: err}
 	default:
 		return &engine.Error{Engine: name, Code: engine.ErrUnavailable, Err: err}
 	}
