@@ -161,10 +161,21 @@ func lastRune(w string) rune {
 
 func sentenceBoundary(w string) bool {
 	switch lastRune(w) {
-	case '.', '?', '!', '…', '。', '？', '！':
+	case '?', '!', '…', '。', '？', '！':
 		return true
+	case '.':
+		// "Let us read St. Paul" is one sentence.
+		return !abbreviations[strings.ToLower(w)]
 	}
 	return false
+}
+
+// abbreviations end with a full stop that does not end a sentence, in the
+// languages speakers most often use here.
+var abbreviations = map[string]bool{
+	"st.": true, "mr.": true, "mrs.": true, "ms.": true, "dr.": true, "rev.": true, "fr.": true, "mt.": true,
+	"e.g.": true, "i.e.": true, "vs.": true, "sr.": true, "sra.": true, "dña.": true,
+	"sto.": true, "sta.": true, "p.": true, "pp.": true, "vol.": true, "cap.": true, "cf.": true,
 }
 
 func clauseBoundary(w string) bool {
