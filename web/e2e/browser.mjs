@@ -101,6 +101,23 @@ function envelopeMatch(received, input) {
   return { correlation: best, lag: bestLag };
 }
 
+// windowedMatch matches the received envelope against the input in 2 s
+// windows, each with its own offset. Chromium's fake capture device,
+// starved of CPU on a loaded machine, can skip or repeat part of the file;
+// that shifts every later frame, and one global offset then understates a
+// faithful transmission. The bytes listeners received are compared with
+// what the speaker sent exactly (checkSameBytes); this only checks that
+// what was sent is the input signal.
+function windowedMatch(received, input) {
+  const size = 100;
+  const out = [];
+  for (let i = 0; i + size <= received.length; i += size / 2) {
+    out.push(envelopeMatch(received.slice(i, i + size), input).correlation);
+  }
+  const sorted = [...out].sort((x, y) => x - y);
+  return { windows: out, median: sorted[Math.floor(sorted.length / 2)] ?? -1, good: out.filter((c) => c > 0.85).length };
+}
+
 // --- helpers ------------------------------------------------------------------
 
 // frames returns what a listener page received: sequence numbers, the
@@ -281,11 +298,16 @@ async function run(work) {
     for (const [p, who, got] of [[a, 'listener A', received[0]], [b, 'listener B', received[1]]]) {
       checkContiguous(got, who);
       checkSameBytes(got, sent, who);
-      const m = envelopeMatch(got.map((f) => f.rms), inputEnv);
+      const env = got.map((f) => f.rms);
+      const m = envelopeMatch(env, inputEnv);
+      const w = windowedMatch(env, inputEnv);
       const loud = got.filter((f) => f.rms > 100).length;
       log(`${who}: ${loud} of ${got.length} frames louder than -50 dBFS, peak RMS ${Math.round(Math.max(...got.map((f) => f.rms)))}`);
-      log(`${who}: ${got.length} frames, seq ${got[0].seq}..${got[got.length - 1].seq}, envelope correlation ${m.correlation.toFixed(3)}`);
-      check(m.correlation > 0.85, `${who}: received audio does not match the input (envelope correlation ${m.correlation.toFixed(3)})`);
+      log(`${who}: ${got.length} frames, seq ${got[0].seq}..${got[got.length - 1].seq}, envelope correlation ${m.correlation.toFixed(3)} overall, per 2 s window ${w.windows.map((c) => c.toFixed(2)).join(' ')}`);
+      // A skip in the fake capture spoils at most the two windows that
+      // overlap it; anything else must match the input.
+      check(w.windows.length >= 4 && w.good >= w.windows.length - 2 && w.median > 0.85,
+        `${who}: received audio does not match the input (per-window correlation ${w.windows.map((c) => c.toFixed(2)).join(' ')})`);
       const stats = await p.evaluate(() => window.__PENTECOST_TEST__.stats);
       check(stats.lastPlayedSeq >= got[0].seq, `${who}: nothing played (${JSON.stringify(stats)})`);
     }
