@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -61,14 +62,26 @@ func TestEndToEnd(t *testing.T) {
 	// Every recognised utterance is translated, spoken and played out.
 	// Every utterance cut is recognised; every one recognised is
 	// translated, spoken and played out.
-	poll(t, 60*time.Second, "every utterance to reach Spanish listeners", func() bool {
+	// The bound is generous: on a loaded machine pocketsphinx works through
+	// its backlog long after the speech ends. The last state seen is
+	// reported if it is ever reached.
+	var last string
+	t.Cleanup(func() {
+		if t.Failed() && last != "" {
+			t.Logf("last state of the pipeline: %s", last)
+		}
+	})
+	poll(t, 3*time.Minute, "every utterance to reach Spanish listeners", func() bool {
 		cut := metric(t, reg, "pentecost_worker_segments_total", nil)
 		recognised := metric(t, reg, "pentecost_worker_stage_seconds", map[string]string{"stage": "recognize"})
 		n := metric(t, reg, "pentecost_worker_utterances_total", map[string]string{"language": "en"})
-		return cut >= float64(len(lines)) && recognised == cut &&
-			metric(t, reg, "pentecost_worker_segments_spoken_total", map[string]string{"language": "es"}) == n &&
+		spoken := metric(t, reg, "pentecost_worker_segments_spoken_total", map[string]string{"language": "es"})
+		produced := metric(t, reg, "pentecost_worker_audio_seconds_total", map[string]string{"language": "es"}) * worker.SampleRate
+		last = fmt.Sprintf("%v of %d sentences cut, %v recognised, %v utterances, %v spoken in Spanish, %d of %.0f Spanish samples heard",
+			cut, len(lines), recognised, n, spoken, es.samples(), produced)
+		return cut >= float64(len(lines)) && recognised == cut && spoken == n &&
 			// A sum of float seconds is not exact: half a sample of slack.
-			float64(es.samples())+0.5 >= metric(t, reg, "pentecost_worker_audio_seconds_total", map[string]string{"language": "es"})*worker.SampleRate
+			float64(es.samples())+0.5 >= produced
 	})
 
 	source := en.finals()
