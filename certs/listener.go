@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -144,7 +145,7 @@ func (c *sniffConn) redirect(first byte, deadline time.Time) {
 			host = a.IP.String()
 		}
 	}
-	loc := HTTPSURL(host, port) + req.URL.RequestURI()
+	loc := HTTPSURL(host, port) + requestPath(req.URL)
 	body := "This port speaks HTTPS: " + loc + "\n"
 	fmt.Fprintf(c.Conn, "HTTP/1.1 308 Permanent Redirect\r\nLocation: %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", loc, len(body), body)
 	if tc, ok := c.Conn.(*net.TCPConn); ok {
@@ -182,6 +183,16 @@ func requestHost(h string) string {
 	return h
 }
 
+// requestPath is the path and query to keep in a redirect of a request
+// for u: "/" when its target is no path ("*" of OPTIONS, an opaque URI),
+// which would run into the port of the Location.
+func requestPath(u *url.URL) string {
+	if p := u.RequestURI(); strings.HasPrefix(p, "/") {
+		return p
+	}
+	return "/"
+}
+
 // RedirectHTTPS returns a handler redirecting every request to https on
 // the same host at port (443 is left out of the URL), with 308 so that the
 // method and body are kept.
@@ -192,6 +203,6 @@ func RedirectHTTPS(port int) http.Handler {
 			http.Error(w, "missing or invalid Host header", http.StatusBadRequest)
 			return
 		}
-		http.Redirect(w, r, HTTPSURL(host, port)+r.URL.RequestURI(), http.StatusPermanentRedirect)
+		http.Redirect(w, r, HTTPSURL(host, port)+requestPath(r.URL), http.StatusPermanentRedirect)
 	})
 }

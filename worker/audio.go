@@ -36,7 +36,9 @@ func DecodeWAV(b []byte) (samples []int16, rate int, err error) {
 			channels = int(binary.LittleEndian.Uint16(b[p+2:]))
 			rate = int(binary.LittleEndian.Uint32(b[p+4:]))
 			bits := binary.LittleEndian.Uint16(b[p+14:])
-			if (format != 1 && format != 0xFFFE) || bits != 16 || channels < 1 || rate <= 0 {
+			// Rates outside what speech engines use are refused: resampling
+			// a 1 Hz "speech" to 16 kHz would allocate 16,000 samples per one.
+			if (format != 1 && format != 0xFFFE) || bits != 16 || channels < 1 || rate < 8000 || rate > 192000 {
 				return nil, 0, errWAV
 			}
 		case "data":

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -160,12 +161,18 @@ func (c Config) num(k string, def float64) (float64, error) {
 	if v == "" {
 		return def, nil
 	}
+	// NaN, infinities and absurd sizes would overflow the durations and
+	// counts these become (a NaN threshold meant no speech, ever).
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf("engine configuration: %s must be a non-negative number", k)
+	if err != nil || math.IsNaN(f) || f < 0 || f > maxSetting {
+		return 0, fmt.Errorf("engine configuration: %s must be a number from 0 to %g", k, float64(maxSetting))
 	}
 	return f, nil
 }
+
+// maxSetting bounds every number in an engine configuration: far above
+// any sensible value, far below what overflows a Duration or an int.
+const maxSetting = 1e9
 
 // Segmenter returns the voice-activity settings.
 func (c Config) Segmenter() (Segmenter, error) {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -357,6 +359,8 @@ func Hypotheses(ev types.TranscriptEvent) []engine.Hypothesis {
 
 // stablePrefix is the byte length of text covered by the leading items
 // marked Stable, found in order in text; 0 when they cannot be placed.
+// An item found ending inside a word of text ("good" in "goodness") is not
+// placed: engine.Hypothesis.Stable ends on a word boundary.
 func stablePrefix(text string, items []types.Item) int {
 	stable, pos := 0, 0
 	for _, it := range items {
@@ -365,13 +369,34 @@ func stablePrefix(text string, items []types.Item) int {
 		}
 		c := aws.ToString(it.Content)
 		i := strings.Index(text[pos:], c)
-		if c == "" || i < 0 {
+		if c == "" || i < 0 || !wordEnd(text, pos+i+len(c)) {
 			break
 		}
 		pos += i + len(c)
 		stable = pos
 	}
 	return stable
+}
+
+// wordEnd reports whether i ends a word of s: it is not between two
+// letters or digits, unless one is of a script written without spaces
+// (Chinese, Japanese, Thai…), where Transcribe's items are the words.
+func wordEnd(s string, i int) bool {
+	if i >= len(s) {
+		return true
+	}
+	if !utf8.RuneStart(s[i]) {
+		return false
+	}
+	before, _ := utf8.DecodeLastRuneInString(s[:i])
+	after, _ := utf8.DecodeRuneInString(s[i:])
+	return !inWord(before) || !inWord(after) || unspaced(before) || unspaced(after)
+}
+
+func inWord(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) }
+
+func unspaced(r rune) bool {
+	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Thai, unicode.Lao, unicode.Khmer, unicode.Myanmar)
 }
 
 // joinItems writes items as Transcribe does: words apart, punctuation

@@ -217,7 +217,7 @@ func (t *Translator) ensureGlossary(ctx context.Context, from, to string) (strin
 		return "", &engine.Error{Engine: t.Name(), Code: engine.ErrBadResponse, Err: errors.New("glossary list is not JSON")}
 	}
 	for _, g := range list.Glossaries {
-		if g.Name == name && strings.EqualFold(g.SourceLang, from) && strings.EqualFold(g.TargetLang, to) {
+		if g.Name == name && strings.EqualFold(g.SourceLang, from) && strings.EqualFold(g.TargetLang, to) && g.GlossaryID != "" {
 			return g.GlossaryID, nil
 		}
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -37,6 +38,9 @@ func RetryAfter(h string, now time.Time) time.Duration {
 		return 0
 	}
 	if s, err := strconv.Atoi(h); err == nil {
+		if s > math.MaxInt64/int(time.Second) {
+			return math.MaxInt64 // more seconds than a Duration holds
+		}
 		return time.Duration(max(s, 0)) * time.Second
 	}
 	if t, err := http.ParseTime(h); err == nil {
