@@ -199,6 +199,9 @@ func (e *Embedded) VerifyToken(ctx context.Context, token string) (*pentecost.Us
 	if len(e.Key) != ed25519.PrivateKeySize || e.Issuer == "" || e.Audience == "" {
 		return nil, errors.New("auth: embedded issuer needs a key, an issuer and an audience")
 	}
+	if err := checkStrict(token); err != nil {
+		return nil, invalid("embedded: %v", err)
+	}
 	pub := e.Key.Public()
 	kid := e.KeyID()
 

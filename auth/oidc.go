@@ -30,6 +30,9 @@ const (
 	DefaultRetryEvery = 10 * time.Second
 )
 
+// logKeyJWKSURL is the log key of an issuer's JWKS URL.
+const logKeyJWKSURL = "jwks_url"
+
 // errNoKeys marks a verification that failed because the issuer's keys are
 // not loaded, as opposed to a bad token.
 var errNoKeys = errors.New("no keys loaded from JWKS")
@@ -90,8 +93,10 @@ func NewOIDC(cfg OIDCConfig) *OIDC {
 }
 
 // Open validates the configuration and fetches the keys. An unreachable
-// JWKS is not an error: the server starts, the failure is logged, and this
-// issuer's tokens are refused with EAUTHUNAVAILABLE until a fetch succeeds.
+// JWKS is not an error: the server starts, the failure is logged as a
+// warning naming the issuer, and this issuer's tokens are refused with
+// EAUTHUNAVAILABLE until a fetch succeeds (tried again when a token comes,
+// at most every RetryLimiter allows, and at every RefreshInterval).
 // Open waits at most HTTPTimeout for the first fetch.
 func (o *OIDC) Open(ctx context.Context) error {
 	if err := o.Config.Validate(); err != nil {
@@ -108,6 +113,10 @@ func (o *OIDC) Open(ctx context.Context) error {
 
 	// The cache outlives ctx, which may only cover start-up.
 	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	// The first fetch's failure is logged below, once, in words that say
+	// what it means for the issuer's speakers.
+	var mu sync.Mutex
+	starting, startErr := true, error(nil)
 	store, err := jwkset.NewStorageFromHTTP(o.Config.JWKSURL, jwkset.HTTPClientStorageOptions{
 		Client:                    client,
 		Ctx:                       life,
@@ -115,9 +124,19 @@ func (o *OIDC) Open(ctx context.Context) error {
 		NoErrorReturnFirstHTTPReq: true,
 		RefreshInterval:           o.RefreshInterval,
 		RefreshErrorHandler: func(ctx context.Context, err error) {
+			mu.Lock()
+			if starting {
+				startErr = err
+				mu.Unlock()
+				return
+			}
+			mu.Unlock()
 			logger.WarnContext(ctx, "Cannot fetch JWKS.", logKeyError, err)
 		},
 	})
+	mu.Lock()
+	starting = false
+	mu.Unlock()
 	if err != nil {
 		cancel()
 		return fmt.Errorf("OIDC issuer %q: %w", o.Config.Name, err)
@@ -146,7 +165,15 @@ func (o *OIDC) Open(ctx context.Context) error {
 		return fmt.Errorf("OIDC issuer %q: %w", o.Config.Name, err)
 	}
 	o.cancel = cancel
-	o.keys.Store(&oidcKeys{store: store, cached: cached, refetch: refetch, fetcher: fetcher})
+	keys := &oidcKeys{store: store, cached: cached, refetch: refetch, fetcher: fetcher}
+	o.keys.Store(keys)
+	if startErr != nil || keys.empty(ctx) {
+		attrs := []any{logKeyJWKSURL, o.Config.JWKSURL}
+		if startErr != nil {
+			attrs = append(attrs, logKeyError, startErr)
+		}
+		logger.WarnContext(ctx, "No keys fetched from the issuer's JWKS at start: its speakers are refused (503) until a fetch succeeds; retrying.", attrs...)
+	}
 	return nil
 }
 
@@ -179,6 +206,9 @@ func (o *OIDC) VerifyToken(ctx context.Context, token string) (*pentecost.User, 
 		return nil, tokenRequired()
 	} else if len(token) > maxTokenLength {
 		return nil, invalid("token too long")
+	}
+	if err := checkStrict(token); err != nil {
+		return nil, invalid("%s: %v", o.Config.Name, err)
 	}
 	keys := o.keys.Load()
 	if keys == nil {
@@ -246,6 +276,9 @@ func (o *OIDC) keyfunc(ctx context.Context, keys *oidcKeys) jwt.Keyfunc {
 			if o.RetryLimiter.Allow() {
 				// Any kid is unknown in an empty cache, so this fetches.
 				_, _ = keys.fetcher.KeyRead(ctx, "")
+				if !keys.empty(ctx) {
+					o.Logger.InfoContext(ctx, "Keys fetched from the issuer's JWKS.", logKeyIssuer, o.Config.Name)
+				}
 			}
 			if keys.empty(ctx) {
 				return nil, errNoKeys

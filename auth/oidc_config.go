@@ -129,7 +129,7 @@ func (c OIDCConfig) Validate() error {
 	}) >= 0 {
 		return fmt.Errorf("%s: name may only use letters, digits, '-' and '_' (at most 32)", prefix)
 	}
-	if c.Name == pentecost.EmbeddedIssuer {
+	if strings.EqualFold(c.Name, pentecost.EmbeddedIssuer) {
 		return fmt.Errorf("%s: name %q is reserved for Pentecost's own accounts", prefix, c.Name)
 	}
 	if c.Issuer == "" {

@@ -39,6 +39,48 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	return client // every hop is trusted: the leftmost is as far as we know
 }
 
+// Default prefix lengths of ClientKey: an IPv4 address is one client, and
+// so is an IPv6 /64, which one subscriber (a home, a phone) usually holds
+// whole and could otherwise take a fresh address from for every request.
+const (
+	DefaultClientIPv4Prefix = 32
+	DefaultClientIPv6Prefix = 64
+)
+
+// ClientKey returns the key per-client limits count a client under: the
+// network of a cut to v4Bits (IPv4) or v6Bits (IPv6) bits, e.g.
+// "203.0.113.7/32" or "2001:db8:1:2::/64". A prefix length of 0 or out of
+// range means the default. Every per-client limit, over HTTP and over the
+// WebSocket, keys on it, so that one client is one client everywhere. The
+// zero Addr (a peer address that could not be read) is "unknown".
+func ClientKey(a netip.Addr, v4Bits, v6Bits int) string {
+	if !a.IsValid() {
+		return "unknown"
+	}
+	a = a.Unmap()
+	bits := v6Bits
+	if bits <= 0 || bits > 128 {
+		bits = DefaultClientIPv6Prefix
+	}
+	if a.Is4() {
+		bits = v4Bits
+		if bits <= 0 || bits > 32 {
+			bits = DefaultClientIPv4Prefix
+		}
+	}
+	p, err := a.WithZone("").Prefix(bits)
+	if err != nil {
+		return "unknown"
+	}
+	return p.String()
+}
+
+// clientKey is ClientKey of r's client with the server's trusted proxies
+// and prefix lengths.
+func (s *Server) clientKey(r *http.Request) string {
+	return ClientKey(ClientIP(r, s.TrustedProxies), s.ClientIPv4Prefix, s.ClientIPv6Prefix)
+}
+
 func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 	for _, p := range trusted {
 		if p.Contains(a) {

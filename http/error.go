@@ -35,6 +35,7 @@ var codes = map[string]int{
 	pentecost.ECONFLICT:         http.StatusConflict,
 	pentecost.ESESSIONENDED:     http.StatusConflict,
 	pentecost.EPAYLOADTOOLARGE:  http.StatusRequestEntityTooLarge,
+	pentecost.ETIMEOUT:          http.StatusRequestTimeout,
 	pentecost.ERATELIMIT:        http.StatusTooManyRequests,
 
 	pentecost.EUNAVAILABLE:        http.StatusServiceUnavailable,
@@ -79,18 +80,19 @@ const statusClientClosed = 499
 // error." so that nothing internal reaches the client. A 429 carries a
 // Retry-After header and field; a 401 carries WWW-Authenticate.
 //
-// When the request's context has ended, the client went away (or stopped
-// sending in time) and err is most likely its consequence: it is logged at
-// debug level only, is not counted as an error, and the response is a bare
-// status that nobody is waiting for.
+// When the request's context has ended, the client went away and err is
+// most likely its consequence: it is logged at debug level only, is not
+// counted as an error, and the response is a bare status that nobody is
+// waiting for. REQUEST_TIMEOUT is the exception: a client that stopped
+// sending in time (which also ends the context) is still there to read a
+// 408, and the connection is closed after it.
 func Error(w http.ResponseWriter, r *http.Request, err error) {
 	info := infoFrom(r)
-	if r.Context().Err() != nil {
+	code, message := pentecost.ErrorCode(err), pentecost.ErrorMessage(err)
+	if r.Context().Err() != nil && code != pentecost.ETIMEOUT {
 		clientGone(w, r, info, err)
 		return
 	}
-
-	code, message := pentecost.ErrorCode(err), pentecost.ErrorMessage(err)
 	status := StatusCode(code)
 
 	now := time.Now
@@ -131,6 +133,9 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 	}
 
 	switch status {
+	case http.StatusRequestTimeout:
+		// What is left of the body must not be read as the next request.
+		w.Header().Set("Connection", "close")
 	case http.StatusTooManyRequests:
 		resp.RetryAfter = retrySeconds(pentecost.ErrorRetryAfter(err))
 		w.Header().Set("Retry-After", strconv.Itoa(resp.RetryAfter))

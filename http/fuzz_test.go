@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pentecost/pentecost"
 )
@@ -113,5 +116,72 @@ func FuzzClientIP(f *testing.F) {
 			}
 		}
 		t.Fatalf("ClientIP = %v is neither the peer %q nor in the header %q", got, remoteAddr, xff)
+	})
+}
+
+// FuzzDeviceCookie feeds arbitrary cookie values and account names to the
+// device-cookie parser: it never panics, accepts only values the server
+// itself would have minted for that account with its key, and takes back
+// every value it mints.
+func FuzzDeviceCookie(f *testing.F) {
+	key := DeriveDeviceKey([]byte("fuzz"))
+	now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	account := accountKey("owner")
+	good := deviceCookieValue(key, account, "DEVICE2345", now.Add(deviceTTL))
+	f.Add(good, "owner", "DEVICE2345")
+	f.Add(good, "mallory", "D")
+	f.Add(deviceCookieValue(key, account, "DEVICE2345", now.Add(-time.Second)), "owner", "x")
+	f.Add(strings.Replace(good, ".", "x.", 1), "owner", "DEVICE2345")
+	f.Add("...", "", "")
+	f.Add(strings.Repeat("a.", 200), "owner", "a.b")
+	f.Fuzz(func(t *testing.T, value, name, device string) {
+		account := accountKey(name)
+		if got, ok := parseDeviceCookie(key, value, account, now); ok {
+			i := strings.LastIndexByte(value, '.')
+			parts := strings.Split(value[:i], ".")
+			exp, err := strconv.ParseInt(parts[2], 10, 64)
+			if err != nil || got != parts[1] || deviceCookieValue(key, account, got, time.Unix(exp, 0)) != value {
+				t.Fatalf("accepted %q for %q, which the server would not have minted", value, name)
+			}
+			if _, ok := parseDeviceCookie(DeriveDeviceKey([]byte("other")), value, account, now); ok {
+				t.Fatalf("%q accepted under another key", value)
+			}
+		}
+		if device == "" || strings.Contains(device, ".") || len(device) > 64 {
+			return // the server mints base32 device IDs only
+		}
+		minted := deviceCookieValue(key, account, device, now.Add(deviceTTL))
+		if got, ok := parseDeviceCookie(key, minted, account, now); !ok || got != device {
+			t.Fatalf("minted %q for %q, parsed back as %q, %v", minted, name, got, ok)
+		}
+		if _, ok := parseDeviceCookie(key, minted, account, now.Add(deviceTTL)); ok {
+			t.Fatalf("%q accepted once expired", minted)
+		}
+	})
+}
+
+// FuzzParseSessionFilter feeds arbitrary query strings to the session
+// list's filter parser: it never panics, refuses only with
+// VALIDATION_INVALID_FIELD, and what it accepts is within bounds.
+func FuzzParseSessionFilter(f *testing.F) {
+	for _, q := range []string{"", "status=active&limit=10&offset=20", "limit=0", "limit=101", "offset=-1",
+		"status=gone", "limit=1e3", "limit=%2B5", "limit=9999999999999999999999", "status=active&status=ended", "%zz"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, _ := url.ParseQuery(raw) // what a request's URL.Query gives, errors and all
+		filter, err := parseSessionFilter(q)
+		if err != nil {
+			if code := pentecost.ErrorCode(err); code != pentecost.EVALIDATIONFIELD {
+				t.Fatalf("code %q for %q", code, raw)
+			}
+			return
+		}
+		if filter.Limit < 1 || filter.Limit > maxListLimit || filter.Offset < 0 {
+			t.Fatalf("%q gave limit %d, offset %d", raw, filter.Limit, filter.Offset)
+		}
+		if filter.Status != nil && !filter.Status.Valid() {
+			t.Fatalf("%q gave status %q", raw, *filter.Status)
+		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 
@@ -17,8 +18,9 @@ import (
 // of type application/json (or a +json type), with no unknown fields and
 // nothing after it. Every problem is VALIDATION_INVALID_BODY (400) except a
 // field of the wrong type, VALIDATION_INVALID_FIELD (400), and a body over
-// the size limit, PAYLOAD_TOO_LARGE (413). A wrong Content-Type is a 400
-// too, not a 415, so that clients deal with one set of codes.
+// the size limit, PAYLOAD_TOO_LARGE (413), and a body that did not arrive
+// before the read deadline, REQUEST_TIMEOUT (408). A wrong Content-Type is
+// a 400 too, not a 415, so that clients deal with one set of codes.
 func decodeJSON(r *http.Request, v any) error {
 	if r.ContentLength == 0 {
 		return &pentecost.Error{Code: pentecost.EVALIDATIONBODY, Message: "Request body is empty; a JSON object is required."}
@@ -35,7 +37,7 @@ func decodeJSON(r *http.Request, v any) error {
 	// Exactly one value: anything but white space after it is refused.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		if err != nil {
-			if e := tooLarge(err); e != nil {
+			if e := readError(err); e != nil {
 				return e
 			}
 		}
@@ -73,7 +75,7 @@ func checkContentType(r *http.Request) error {
 
 // bodyError turns a decoding error into a client error naming what was wrong.
 func bodyError(err error) error {
-	if e := tooLarge(err); e != nil {
+	if e := readError(err); e != nil {
 		return e
 	}
 	var syntaxErr *json.SyntaxError
@@ -111,8 +113,9 @@ func bodyError(err error) error {
 	return &pentecost.Error{Code: pentecost.EVALIDATIONBODY, Message: "Request body could not be read."}
 }
 
-// tooLarge returns PAYLOAD_TOO_LARGE when err comes from the body limit.
-func tooLarge(err error) error {
+// readError returns PAYLOAD_TOO_LARGE when err comes from the body limit
+// and REQUEST_TIMEOUT when it comes from the read deadline; nil otherwise.
+func readError(err error) error {
 	var maxErr *http.MaxBytesError
 	if errors.As(err, &maxErr) {
 		return &pentecost.Error{
@@ -120,6 +123,9 @@ func tooLarge(err error) error {
 			Message: "Request body is too large.",
 			Details: map[string]int64{"maxBytes": maxErr.Limit},
 		}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &pentecost.Error{Code: pentecost.ETIMEOUT, Message: "Request body did not arrive in time."}
 	}
 	return nil
 }

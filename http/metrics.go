@@ -2,9 +2,12 @@ package http
 
 import (
 	"net/http"
+	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pentecost/pentecost"
 )
 
 // metrics are the server's Prometheus collectors.
@@ -50,7 +53,34 @@ func newMetrics(reg prometheus.Registerer, gatherer prometheus.Gatherer, active 
 	return m, nil
 }
 
-// handleMetrics serves the Prometheus exposition.
+// handleMetrics serves the Prometheus exposition on the API's port: never
+// when MetricsAddr gives it a listener of its own, and otherwise only to
+// clients on loopback or private addresses, where scrapers live. What the
+// server is doing is nobody else's business: to them /metrics does not
+// exist.
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.MetricsAddr != "" || !s.privateClient(r) {
+		Error(w, r, pentecost.Errorf(pentecost.ENOTFOUND, "Not found."))
+		return
+	}
 	s.metrics.handler.ServeHTTP(w, r)
+}
+
+// privateClient reports whether r comes from loopback or a private network
+// (RFC 1918, RFC 4193) as far as the server can tell. A request forwarded
+// by a proxy that is not trusted, or naming its client in a header that
+// ClientIP does not read, may come from anyone: it is not.
+func (s *Server) privateClient(r *http.Request) bool {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	if r.Header.Get("Forwarded") != "" || r.Header.Get("X-Real-IP") != "" {
+		return false
+	}
+	if r.Header.Get("X-Forwarded-For") != "" && !isTrusted(peer.Addr().Unmap(), s.TrustedProxies) {
+		return false
+	}
+	a := ClientIP(r, s.TrustedProxies)
+	return a.IsLoopback() || a.IsPrivate()
 }

@@ -50,6 +50,7 @@ type requestInfo struct {
 	route         string // pattern without method, or unmatchedRoute
 	sessionID     string
 	code          string // error code written, if any
+	debug         bool   // log the request at debug level (LogAtDebug)
 }
 
 type infoContextKey struct{}
@@ -105,7 +106,11 @@ func (s *Server) handler() http.Handler {
 		if info.code != "" {
 			attrs = append(attrs, slog.String(logKeyCode, info.code))
 		}
-		s.Logger.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
+		level := slog.LevelInfo
+		if info.debug {
+			level = slog.LevelDebug
+		}
+		s.Logger.LogAttrs(r.Context(), level, "http request", attrs...)
 		if abort {
 			panic(http.ErrAbortHandler) // net/http then drops the connection
 		}

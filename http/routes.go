@@ -16,8 +16,10 @@ type route struct {
 	// Auth requires a speaker's bearer token.
 	Auth bool
 	// Body is set when the handler reads a JSON body, and Limited when the
-	// request counts against a rate limit. Neither changes what the server
-	// does; a test checks docs/openapi.json lists the statuses they bring.
+	// request counts against a rate limit (a session ID in the path counts
+	// against the client's limit of lookups that miss, lookup.go). Neither
+	// changes what the server does; a test checks docs/openapi.json lists
+	// the statuses they bring.
 	Body, Limited bool
 	// Serve handles the request.
 	Serve func(s *Server, w http.ResponseWriter, r *http.Request)
@@ -27,10 +29,10 @@ type route struct {
 var routes = []route{
 	{Method: "POST", Path: "/sessions", Auth: true, Body: true, Limited: true, Serve: (*Server).handleCreateSession},
 	{Method: "GET", Path: "/sessions", Auth: true, Serve: (*Server).handleListSessions},
-	{Method: "GET", Path: "/sessions/{id}", Serve: (*Server).handleGetSession},
-	{Method: "GET", Path: "/sessions/{id}/languages", Serve: (*Server).handleSessionLanguages},
-	{Method: "PATCH", Path: "/sessions/{id}", Auth: true, Body: true, Serve: (*Server).handleUpdateSession},
-	{Method: "DELETE", Path: "/sessions/{id}", Auth: true, Serve: (*Server).handleEndSession},
+	{Method: "GET", Path: "/sessions/{id}", Limited: true, Serve: (*Server).handleGetSession},
+	{Method: "GET", Path: "/sessions/{id}/languages", Limited: true, Serve: (*Server).handleSessionLanguages},
+	{Method: "PATCH", Path: "/sessions/{id}", Auth: true, Body: true, Limited: true, Serve: (*Server).handleUpdateSession},
+	{Method: "DELETE", Path: "/sessions/{id}", Auth: true, Limited: true, Serve: (*Server).handleEndSession},
 	{Method: "GET", Path: "/languages", Serve: (*Server).handleLanguages},
 	{Method: "GET", Path: "/capabilities", Serve: (*Server).handleCapabilities},
 	{Method: "POST", Path: "/auth/login", Body: true, Limited: true, Serve: (*Server).handleLogin},

@@ -13,7 +13,9 @@ import (
 // TestRoutes_Flags checks the route table's declarations, which the OpenAPI
 // test relies on, against what each route answers: Auth routes refuse a
 // request without a token, Body routes refuse a body over the limit, and
-// Limited routes refuse a second request under a limit of one.
+// Limited routes refuse a second request under a limit of one (for routes
+// with a session ID, the limit of lookups that miss: two lookups of an ID
+// that does not exist).
 func TestRoutes_Flags(t *testing.T) {
 	// goodBodies are bodies each route accepts, so that only the limit
 	// can refuse a repeat.
@@ -28,6 +30,7 @@ func TestRoutes_Flags(t *testing.T) {
 			s.Limits = phttp.Limits{
 				SessionsPerHour:        pentecost.Limit{Events: 1, Per: time.Hour},
 				LoginAttemptsPerMinute: pentecost.Limit{Events: 1, Per: time.Minute},
+				SessionMisses:          pentecost.Limit{Events: 1, Per: time.Minute},
 			}
 		})
 		// Created by another speaker, so that alice's quota stays whole.
@@ -60,7 +63,8 @@ func TestRoutes_Flags(t *testing.T) {
 			})
 
 			t.Run("Limited", func(t *testing.T) {
-				ts, id := open(t)
+				ts, _ := open(t)
+				id := "silent-otter-999" // no such session: each lookup misses
 				token := ts.Token(t, "alice")
 				first := request(ts, id, token, goodBodies[rt.Path])
 				if first.Status == http.StatusTooManyRequests {

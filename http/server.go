@@ -6,6 +6,7 @@ package http
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -45,14 +46,31 @@ type Limits struct {
 	SessionsPerHour pentecost.Limit
 	// LoginAttemptsPerMinute limits sign-in attempts per client IP.
 	LoginAttemptsPerMinute pentecost.Limit
+	// LoginAttemptsPerAccount limits sign-in attempts per account, from
+	// any number of IPs.
+	LoginAttemptsPerAccount LoginBackoff
+	// SessionMisses limits lookups of session IDs that do not exist, per
+	// client (ClientKey), on every route that takes a session ID; a client
+	// over it is refused every such lookup until it is under it again
+	// (lookup.go). Lookups that find a session are not counted.
+	SessionMisses pentecost.Limit
 }
 
-// DefaultLimits returns the original system's limits: 50 sessions an hour
-// per speaker and 10 sign-in attempts a minute per IP.
+// DefaultLimits returns the original system's limits, 50 sessions an hour
+// per speaker and 10 sign-in attempts a minute per IP, and a backoff per
+// account: 10 attempts a minute and 40 a day, then one every 15 minutes.
+// An owner signing in at most a few times a day never meets it; guessing
+// from any number of IPs gets about 130 tries a day.
 func DefaultLimits() Limits {
 	return Limits{
 		SessionsPerHour:        pentecost.Limit{Events: 50, Per: time.Hour},
 		LoginAttemptsPerMinute: pentecost.Limit{Events: 10, Per: time.Minute},
+		LoginAttemptsPerAccount: LoginBackoff{
+			Burst: pentecost.Limit{Events: 10, Per: time.Minute},
+			Daily: pentecost.Limit{Events: 40, Per: 24 * time.Hour},
+			Slow:  pentecost.Limit{Events: 1, Per: 15 * time.Minute},
+		},
+		SessionMisses: DefaultSessionMisses,
 	}
 }
 
@@ -84,17 +102,36 @@ type Server struct {
 	// TokenTTL is the lifetime of tokens issued at login (DefaultTokenTTL).
 	TokenTTL time.Duration
 
-	// RateLimiter enforces Limits. When nil nothing is rate limited.
+	// RateLimiter enforces Limits. When nil nothing is rate limited. A
+	// shared one makes the limits hold across nodes.
 	RateLimiter pentecost.RateLimiter
 	Limits      Limits
+	// DeviceKey signs the device cookies that exempt a browser which
+	// signed in to an account before from that account's backoff. Nodes
+	// sharing accounts must share it (see DeriveDeviceKey); when empty, a
+	// random key is made at Open and cookies last until a restart.
+	DeviceKey []byte
 
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
+	// ClientIPv4Prefix and ClientIPv6Prefix are how many leading bits of a
+	// client's address per-client limits count as one client (ClientKey);
+	// 0 means DefaultClientIPv4Prefix (32) and DefaultClientIPv6Prefix (64).
+	ClientIPv4Prefix, ClientIPv6Prefix int
+	// Lookups enforces Limits.SessionMisses (lookup.go). Give the API and
+	// the WebSocket endpoint of a node the same one, so that a client
+	// refused on one is refused on the other; when nil, Open makes one.
+	Lookups *LookupLimiter
 
 	// Registerer receives the server's metrics and Gatherer serves /metrics.
 	// When both are nil a new registry with Go and process collectors is used.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// MetricsAddr, when set, is a listener of its own serving /metrics
+	// alone, and /metrics on Addr answers NOT_FOUND to everyone. When
+	// empty, /metrics on Addr answers only clients on loopback or private
+	// addresses (see handleMetrics).
+	MetricsAddr string
 
 	// Ready reports whether the server can do useful work (e.g. the store
 	// answers); /readyz answers 503 while it returns an error. Nil means ready.
@@ -118,12 +155,14 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 
-	mu     sync.Mutex
-	ln     net.Listener // Addr
-	tlsLn  net.Listener // TLSAddr, when set
-	server *http.Server
-	tls    bool          // whether ln speaks TLS
-	done   chan struct{} // closed when every Serve has returned
+	mu        sync.Mutex
+	ln        net.Listener // Addr
+	tlsLn     net.Listener // TLSAddr, when set
+	metricsLn net.Listener // MetricsAddr, when set
+	server    *http.Server
+	metricsSv *http.Server  // serves metricsLn
+	tls       bool          // whether ln speaks TLS
+	done      chan struct{} // closed when every Serve has returned
 }
 
 // NewServer returns a Server with default settings.
@@ -167,6 +206,9 @@ func (s *Server) Open() error {
 		return errors.New("http: TLSCertFile and TLSKeyFile must be set together")
 	}
 	s.setDefaults()
+	if s.Lookups == nil {
+		s.Lookups = NewLookupLimiter(s.RateLimiter, s.Limits.SessionMisses)
+	}
 
 	if s.Registerer == nil && s.Gatherer == nil {
 		reg := prometheus.NewRegistry()
@@ -199,11 +241,24 @@ func (s *Server) Open() error {
 	if err != nil {
 		return fmt.Errorf("http: listen: %w", err)
 	}
-	var tlsLn net.Listener
+	var tlsLn, metricsLn net.Listener
+	closeAll := func() {
+		for _, l := range []net.Listener{ln, tlsLn, metricsLn} {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}
 	if s.TLSAddr != "" {
 		if tlsLn, err = net.Listen("tcp", s.TLSAddr); err != nil {
-			ln.Close()
+			closeAll()
 			return fmt.Errorf("http: listen on TLS address: %w", err)
+		}
+	}
+	if s.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", s.MetricsAddr); err != nil {
+			closeAll()
+			return fmt.Errorf("http: listen on metrics address: %w", err)
 		}
 	}
 	// Metrics and routes are registered once the port is ours, so that a
@@ -211,10 +266,7 @@ func (s *Server) Open() error {
 	if s.metrics == nil {
 		m, err := newMetrics(s.Registerer, s.Gatherer, s.activeSessions)
 		if err != nil {
-			ln.Close()
-			if tlsLn != nil {
-				tlsLn.Close()
-			}
+			closeAll()
 			return fmt.Errorf("http: register metrics: %w", err)
 		}
 		s.metrics = m
@@ -230,7 +282,7 @@ func (s *Server) Open() error {
 		ln = certs.NewListener(ln, tlsConfig, 0)
 		s.tls = true
 	}
-	s.ln, s.tlsLn = ln, tlsLn
+	s.ln, s.tlsLn, s.metricsLn = ln, tlsLn, metricsLn
 	s.server = &http.Server{
 		Handler:           s.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -238,19 +290,35 @@ func (s *Server) Open() error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          log.New(serverLogWriter{s.Logger}, "", 0),
 	}
+	s.metricsSv = nil
+	if metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.metrics.handler)
+		s.metricsSv = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       s.ReadTimeout,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          log.New(serverLogWriter{s.Logger}, "", 0),
+		}
+	}
 	s.done = make(chan struct{})
 	var wg sync.WaitGroup
-	for _, l := range []net.Listener{ln, tlsLn} {
-		if l == nil {
+	for _, l := range []struct {
+		ln  net.Listener
+		srv *http.Server
+	}{{ln, s.server}, {tlsLn, s.server}, {metricsLn, s.metricsSv}} {
+		if l.ln == nil {
 			continue
 		}
 		wg.Add(1)
-		go func(srv *http.Server) {
+		go func() {
 			defer wg.Done()
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.Logger.Error("http server stopped", logKeyError, err)
 			}
-		}(s.server)
+		}()
 	}
 	go func(done chan struct{}) {
 		wg.Wait()
@@ -305,6 +373,9 @@ func (s *Server) setDefaults() {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
+	if len(s.DeviceKey) == 0 {
+		s.DeviceKey = []byte(rand.Text())
+	}
 }
 
 // Close shuts the server down, giving requests in flight a few seconds to
@@ -320,14 +391,19 @@ func (s *Server) Close() error {
 // WebSockets are not waited for; their owners close them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	srv, done := s.server, s.done
+	srv, metricsSv, done := s.server, s.metricsSv, s.done
 	s.mu.Unlock()
 	if srv == nil {
 		return nil
 	}
-	err := srv.Shutdown(ctx)
-	if err != nil {
-		err = errors.Join(err, srv.Close())
+	var err error
+	for _, sv := range []*http.Server{srv, metricsSv} {
+		if sv == nil {
+			continue
+		}
+		if e := sv.Shutdown(ctx); e != nil {
+			err = errors.Join(err, e, sv.Close())
+		}
 	}
 	<-done
 	return err
@@ -357,6 +433,17 @@ func (s *Server) URL() string {
 		scheme = "https"
 	}
 	return baseURL(scheme, s.ln.Addr())
+}
+
+// MetricsURL returns the URL of /metrics on MetricsAddr, such as
+// http://127.0.0.1:9090/metrics, or "" when it has no listener of its own.
+func (s *Server) MetricsURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.metricsLn == nil {
+		return ""
+	}
+	return baseURL("http", s.metricsLn.Addr()) + "/metrics"
 }
 
 // TLSURL returns the server's base URL on TLSAddr, such as

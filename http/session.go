@@ -73,7 +73,11 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 // its speaker, signed in, sees whose it is: for embedded accounts the owner
 // ID is the login name, which strangers must not learn.
 func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.Sessions.FindSessionByID(r.Context(), r.PathValue("id"))
+	var sess *pentecost.Session
+	err := s.lookup(r, func() (err error) {
+		sess, err = s.Sessions.FindSessionByID(r.Context(), r.PathValue("id"))
+		return err
+	})
 	if err != nil {
 		Error(w, r, err)
 		return
@@ -99,19 +103,22 @@ type sessionLanguagesResponse struct {
 func (s *Server) handleSessionLanguages(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var langs *pentecost.SessionLanguages
-	if svc, ok := s.Sessions.(pentecost.SessionLanguageService); ok {
-		var err error
-		if langs, err = svc.SessionLanguages(r.Context(), id); err != nil {
-			Error(w, r, err)
-			return
+	err := s.lookup(r, func() error {
+		if svc, ok := s.Sessions.(pentecost.SessionLanguageService); ok {
+			var err error
+			langs, err = svc.SessionLanguages(r.Context(), id)
+			return err
 		}
-	} else {
 		sess, err := s.Sessions.FindSessionByID(r.Context(), id)
 		if err != nil {
-			Error(w, r, err)
-			return
+			return err
 		}
 		langs = pentecost.BuildSessionLanguages(sess.ID, sess.SourceLanguage, nil, nil)
+		return nil
+	})
+	if err != nil {
+		Error(w, r, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, sessionLanguagesResponse{SessionLanguages: langs, Timestamp: s.Now().UnixMilli()})
 }
@@ -175,7 +182,11 @@ func (s *Server) handleUpdateSession(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, pentecost.Errorf(pentecost.EVALIDATION, "The update changes nothing: give at least one field."))
 		return
 	}
-	sess, err := s.Sessions.UpdateSession(r.Context(), r.PathValue("id"), upd)
+	var sess *pentecost.Session
+	err := s.lookup(r, func() (err error) {
+		sess, err = s.Sessions.UpdateSession(r.Context(), r.PathValue("id"), upd)
+		return err
+	})
 	if err != nil {
 		Error(w, r, err)
 		return
@@ -194,7 +205,11 @@ func isEmptyUpdate(upd pentecost.SessionUpdate) bool {
 
 // handleEndSession ends a session the speaker owns.
 func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.Sessions.EndSession(r.Context(), r.PathValue("id")); err != nil {
+	err := s.lookup(r, func() error {
+		_, err := s.Sessions.EndSession(r.Context(), r.PathValue("id"))
+		return err
+	})
+	if err != nil {
 		Error(w, r, err)
 		return
 	}
