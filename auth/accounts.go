@@ -113,6 +113,21 @@ func (a *Accounts) SetPassword(ctx context.Context, name, password string) error
 	return a.Users.UpdateUserPassword(ctx, name, hash)
 }
 
+// Find returns an account without its password hash, for what sign-in
+// decides before the password is checked: which backoff counts an attempt,
+// and whether a device cookie predates the password.
+// Errors: EUSERNOTFOUND, EUNAVAILABLE.
+func (a *Accounts) Find(ctx context.Context, name string) (*pentecost.User, error) {
+	if ValidateName(name) != nil {
+		return nil, pentecost.Errorf(pentecost.EUSERNOTFOUND, "Account not found.")
+	}
+	u, err := a.Users.FindUserByName(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return withoutHash(u), nil
+}
+
 // Remove deletes an account. Errors: EUSERNOTFOUND, EUNAVAILABLE.
 func (a *Accounts) Remove(ctx context.Context, name string) error {
 	return a.Users.DeleteUser(ctx, name)

@@ -1,12 +1,14 @@
 package http
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -42,9 +44,12 @@ type LoginUser struct {
 // ones included, so that attempts sent at once cannot all get through.
 //
 // It cannot lock the owner out: a browser that signed in to the account
-// before carries a device cookie and is counted on its own, not with the
-// account (OWASP's "device cookies"), and everyone else waits at most
-// Slow.Per between attempts however long an attack lasts.
+// since its password was last set carries a device cookie and is counted on
+// its own, neither with the account nor with its client address (OWASP's
+// "device cookies"). Anyone else is told to come back within Slow.Per, but
+// under a sustained attack the attacker is told the same and may take the
+// slot first, so a new browser can be refused for as long as the attack
+// lasts; `pentecost token` on the server needs no sign-in at all.
 type LoginBackoff struct {
 	// Burst is how many attempts may come at once.
 	Burst pentecost.Limit
@@ -57,11 +62,16 @@ type LoginBackoff struct {
 
 // deviceCookie names the cookie a browser gets when it signs in: signed
 // proof that it signed in to an account before, which exempts it from that
-// account's backoff (it gets one of its own). It only ever reaches
-// /auth/login's directory and says nothing about the password.
+// account's backoff and from its client address's limit (it gets a backoff
+// of its own). It only ever reaches /auth/login's directory and says
+// nothing about the password. One issued before the account's password was
+// last set counts for nothing, so that whoever knew an old password cannot
+// keep budgets of their own.
 const deviceCookie = "pentecost_device"
 
-// deviceTTL is how long a device cookie lasts after its last sign-in.
+// deviceTTL is how long a device cookie lasts after its last sign-in. A
+// cookie holds its expiry, so its issue time is the expiry less deviceTTL:
+// changing deviceTTL shifts the issue time of every cookie out there.
 const deviceTTL = 90 * 24 * time.Hour
 
 // maxDeviceCookie bounds the cookie values worth parsing; real ones have
@@ -78,28 +88,50 @@ func DeriveDeviceKey(secret []byte) []byte {
 }
 
 // handleLogin checks an embedded account's password and issues a token.
-// Every attempt counts against the client IP's limit, before any check, so
-// that guessing is slow whatever the guesses look like; once the account
-// is known, it counts against the account's backoff too (or, from a
-// browser that signed in to it before, against that browser's).
+//
+// A browser with a valid device cookie for the account is counted against
+// its own backoff only, so that nobody sharing its address (a venue's NAT,
+// an IPv6 /64) or guessing at the account can lock it out. Every other
+// attempt counts against the client's limit before any other check, so
+// that guessing is slow whatever the guesses look like, and then against
+// the account's backoff. Reading the body first costs no more than any
+// other route: it is bounded by MaxBodyBytes and ReadTimeout.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if s.Accounts == nil || s.Issuer == nil {
 		Error(w, r, pentecost.Errorf(pentecost.ENOTFOUND, "Password sign-in is not enabled on this server."))
 		return
 	}
-	if err := s.allow(r, "login:"+s.clientKey(r), s.Limits.LoginAttemptsPerMinute); err != nil {
-		Error(w, r, err)
-		return
-	}
 
 	var req loginRequest
-	if err := decodeJSON(r, &req); err != nil {
-		Error(w, r, err)
-		return
-	}
+	bodyErr := decodeJSON(r, &req)
 	name := req.Username
 	if name == "" {
 		name = req.Name
+	}
+
+	// A device cookie counts only when it was issued for this account
+	// since its password was last set.
+	account := accountKey(name)
+	device, issued, cookie := "", time.Time{}, false
+	if c, err := r.Cookie(deviceCookie); err == nil && bodyErr == nil && name != "" {
+		device, issued, cookie = readDeviceCookie(s.DeviceKey, c.Value, account, s.Now())
+	}
+	var found *pentecost.User
+	var findErr error
+	if cookie {
+		found, findErr = s.findAccount(r.Context(), name)
+	}
+	known := cookie && found != nil && !issued.Before(found.PasswordChangedAt.Truncate(time.Second))
+
+	if !known {
+		if err := s.allow(r, "login:"+s.clientKey(r), s.Limits.LoginAttemptsPerMinute); err != nil {
+			Error(w, r, err)
+			return
+		}
+	}
+	if bodyErr != nil {
+		Error(w, r, bodyErr)
+		return
 	}
 	if name == "" {
 		Error(w, r, invalidField("username", "username is required."))
@@ -110,16 +142,23 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Unknown names are counted alike, so that a 429 tells nobody which
-	// accounts exist.
-	account := accountKey(name)
-	device, known := "", false
-	if c, err := r.Cookie(deviceCookie); err == nil {
-		device, known = parseDeviceCookie(s.DeviceKey, c.Value, account, s.Now())
-	}
-	key := "login-account:" + account
-	if known {
-		key = "login-device:" + device
+	// Names that do not exist are counted alike, so that a 429 tells
+	// nobody which accounts exist, but under keys of their own: a flood of
+	// made-up names then cannot push real accounts' counts out of an
+	// in-memory limiter (inmem.RateLimiter evicts by kind of key).
+	key := "login-device:" + device
+	if !known {
+		if !cookie {
+			found, findErr = s.findAccount(r.Context(), name)
+		}
+		if findErr != nil {
+			Error(w, r, findErr)
+			return
+		}
+		key = "login-unknown:" + account
+		if found != nil {
+			key = "login-account:" + account
+		}
 	}
 	if err := s.allowBackoff(r, key, s.Limits.LoginAttemptsPerAccount); err != nil {
 		if pentecost.ErrorCode(err) == pentecost.ERATELIMIT {
@@ -146,7 +185,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		Value:    deviceCookieValue(s.DeviceKey, account, device, s.Now().Add(deviceTTL)),
 		MaxAge:   int(deviceTTL / time.Second),
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   s.overTLS(r),
 		SameSite: http.SameSiteStrictMode,
 	})
 	expiresAt := s.Now().Add(s.TokenTTL)
@@ -161,6 +200,45 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		ExpiresAt: expiresAt.UnixMilli(),
 		User:      LoginUser{ID: u.ID, Name: u.Name},
 	})
+}
+
+// accountFinder is what handleLogin needs of Accounts besides checking
+// passwords: the account, without its password, before the password is
+// checked. auth.Accounts has it.
+type accountFinder interface {
+	// Find returns an account. Errors: EUSERNOTFOUND, EUNAVAILABLE.
+	Find(ctx context.Context, name string) (*pentecost.User, error)
+}
+
+// findAccount returns the account name names, or nil when there is none.
+// Accounts that cannot look accounts up count every name as one that
+// exists, with a password never changed.
+func (s *Server) findAccount(ctx context.Context, name string) (*pentecost.User, error) {
+	f, ok := s.Accounts.(accountFinder)
+	if !ok {
+		return &pentecost.User{ID: name, Name: name}, nil
+	}
+	u, err := f.Find(ctx, name)
+	if pentecost.ErrorCode(err) == pentecost.EUSERNOTFOUND {
+		return nil, nil
+	}
+	return u, err
+}
+
+// overTLS reports whether r reached the client's side over HTTPS: it came
+// over TLS, or through a trusted proxy that says, in X-Forwarded-Proto, that
+// its client used HTTPS (a proxy terminating TLS in front of us).
+func (s *Server) overTLS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !isTrusted(peer.Addr().Unmap(), s.TrustedProxies) {
+		return false
+	}
+	// With proxies in a chain the first value is what the client used.
+	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	return strings.EqualFold(strings.TrimSpace(proto), "https")
 }
 
 // allowBackoff counts one attempt under key against b: Burst first, then
@@ -194,26 +272,33 @@ func deviceCookieValue(key []byte, account, device string, expires time.Time) st
 // parseDeviceCookie returns the device a cookie names when it is a device
 // cookie for account, signed with key and not expired at now.
 func parseDeviceCookie(key []byte, value, account string, now time.Time) (device string, ok bool) {
+	device, _, ok = readDeviceCookie(key, value, account, now)
+	return device, ok
+}
+
+// readDeviceCookie is parseDeviceCookie that also returns when the cookie
+// was issued.
+func readDeviceCookie(key []byte, value, account string, now time.Time) (device string, issued time.Time, ok bool) {
 	if len(key) == 0 || len(value) > maxDeviceCookie {
-		return "", false
+		return "", time.Time{}, false
 	}
 	i := strings.LastIndexByte(value, '.')
 	if i < 0 {
-		return "", false
+		return "", time.Time{}, false
 	}
 	payload, mac := value[:i], value[i+1:]
 	if !hmac.Equal([]byte(mac), []byte(deviceMAC(key, payload))) {
-		return "", false
+		return "", time.Time{}, false
 	}
 	parts := strings.Split(payload, ".")
 	if len(parts) != 3 || parts[0] != account || parts[1] == "" {
-		return "", false
+		return "", time.Time{}, false
 	}
 	expires, err := strconv.ParseInt(parts[2], 10, 64)
 	if err != nil || now.Unix() >= expires {
-		return "", false
+		return "", time.Time{}, false
 	}
-	return parts[1], true
+	return parts[1], time.Unix(expires, 0).Add(-deviceTTL), true
 }
 
 func deviceMAC(key []byte, payload string) string {
@@ -221,4 +306,3 @@ func deviceMAC(key []byte, payload string) string {
 	m.Write([]byte(payload))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
-

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +101,17 @@ func TestLogin(t *testing.T) {
 		MustCode(t, err, pentecost.EAUTHCREDENTIALS)
 	})
 
+	t.Run("ErrRateLimitExceeded/BadBodies", func(t *testing.T) {
+		// Refused bodies count too, although the body is read first.
+		ts.Clock.Add(time.Minute)
+		for range phttp.DefaultLimits().LoginAttemptsPerMinute.Events {
+			resp := ts.Do(t, Request{Method: "POST", Path: "/auth/login", Body: `{"username":"alice"`})
+			MustError(t, resp, 400, pentecost.EVALIDATIONBODY)
+		}
+		resp := ts.Do(t, Request{Method: "POST", Path: "/auth/login", Body: `{"username":"alice","password":"` + testPassword + `"}`})
+		MustError(t, resp, 429, pentecost.ERATELIMIT)
+	})
+
 	t.Run("ErrRateLimitExceeded", func(t *testing.T) {
 		ts.Clock.Add(time.Minute)
 		limit := phttp.DefaultLimits().LoginAttemptsPerMinute
@@ -121,6 +134,85 @@ func TestLogin(t *testing.T) {
 			t.Fatalf("after a minute: %v", err)
 		}
 	})
+}
+
+// TestLogin_DeviceCookie checks the cookie a sign-in leaves: Secure when
+// the browser used HTTPS, directly or through a trusted proxy that says so,
+// and a budget of its own for that browser.
+func TestLogin_DeviceCookie(t *testing.T) {
+	ctx := context.Background()
+	body := `{"username":"alice","password":"` + testPassword + `"}`
+	device := func(t *testing.T, resp *Response) *http.Cookie {
+		t.Helper()
+		if resp.Status != 200 {
+			t.Fatalf("status %d body %s", resp.Status, resp.Body)
+		}
+		for _, c := range (&http.Response{Header: resp.Header}).Cookies() {
+			if c.Name == "pentecost_device" {
+				return c
+			}
+		}
+		t.Fatalf("no device cookie in %q", resp.Header.Values("Set-Cookie"))
+		return nil
+	}
+
+	t.Run("Secure", func(t *testing.T) {
+		for _, tt := range []struct {
+			name    string
+			trusted bool
+			proto   string
+			secure  bool
+		}{
+			{"PlainHTTP", true, "", false},
+			{"TrustedProxyHTTPS", true, "https", true},
+			{"TrustedProxyChain", true, "HTTPS, http", true},
+			{"TrustedProxyHTTP", true, "http", false},
+			{"UntrustedPeerSaysHTTPS", false, "https", false},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				ts := MustOpenServer(t, func(s *phttp.Server) {
+					if tt.trusted {
+						s.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+					}
+				})
+				if _, err := ts.Accounts.Add(ctx, "alice", testPassword); err != nil {
+					t.Fatal(err)
+				}
+				h := map[string]string{}
+				if tt.proto != "" {
+					h["X-Forwarded-Proto"] = tt.proto
+				}
+				c := device(t, ts.Do(t, Request{Method: "POST", Path: "/auth/login", Body: body, Header: h}))
+				if c.Secure != tt.secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+					t.Fatalf("cookie %v: want Secure %v, HttpOnly, SameSite=Strict", c, tt.secure)
+				}
+			})
+		}
+	})
+
+	// Accounts that cannot look accounts up without a password still
+	// honour the cookie: guessing at the account does not lock it out.
+	t.Run("OK/AccountsWithoutFind", func(t *testing.T) {
+		ts := MustOpenServer(t, func(s *phttp.Server) { s.Accounts = passwordsOnly{s.Accounts} })
+		if _, err := ts.Accounts.Add(ctx, "alice", testPassword); err != nil {
+			t.Fatal(err)
+		}
+		c := device(t, ts.Do(t, Request{Method: "POST", Path: "/auth/login", Body: body}))
+		// The sign-in above and these guesses use up the account's burst.
+		burst := phttp.DefaultLimits().LoginAttemptsPerAccount.Burst
+		for i := range burst.Events - 1 {
+			resp := ts.Do(t, Request{Method: "POST", Path: "/auth/login", Body: fmt.Sprintf(`{"username":"alice","password":"guess %d"}`, i)})
+			MustError(t, resp, 401, pentecost.EAUTHCREDENTIALS)
+		}
+		resp := ts.Do(t, Request{Method: "POST", Path: "/auth/login", Body: body})
+		MustError(t, resp, 429, pentecost.ERATELIMIT)
+		device(t, ts.Do(t, Request{Method: "POST", Path: "/auth/login", Body: body, Header: map[string]string{"Cookie": c.Name + "=" + c.Value}}))
+	})
+}
+
+// passwordsOnly is a PasswordAuthenticator with nothing else.
+type passwordsOnly struct {
+	pentecost.PasswordAuthenticator
 }
 
 func TestLogin_Disabled(t *testing.T) {

@@ -66,6 +66,19 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	s.metrics.handler.ServeHTTP(w, r)
 }
 
+// PrivateOnly serves h only to the clients /metrics is served to on the
+// API port (loopback and private addresses); to anyone else the route
+// does not exist. For debugging endpoints such as pprof.
+func (s *Server) PrivateOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.privateClient(r) {
+			Error(w, r, pentecost.Errorf(pentecost.ENOTFOUND, "Not found."))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // privateClient reports whether r comes from loopback or a private network
 // (RFC 1918, RFC 4193) as far as the server can tell. A request forwarded
 // by a proxy that is not trusted, or naming its client in a header that

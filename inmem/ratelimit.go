@@ -6,6 +6,7 @@ package inmem
 import (
 	"container/list"
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,13 @@ const (
 	DefaultMaxKeys = 100_000
 	// DefaultSweepInterval is how often idle keys are swept away.
 	DefaultSweepInterval = time.Minute
+
+	// maxKinds bounds the kinds of key kept apart; keys of further kinds
+	// share one, so that choosing where to evict stays cheap whatever the
+	// keys look like. The program has about ten kinds.
+	maxKinds = 64
+	// maxKindLen bounds the text taken as a key's kind.
+	maxKindLen = 32
 )
 
 // RateLimiter implements pentecost.RateLimiter with an exact sliding window
@@ -26,10 +34,19 @@ const (
 // exactly when the oldest counted event leaves the window.
 //
 // Memory is bounded: a key whose events have all left its window is forgotten
-// by a lazy sweep, at most once per SweepInterval, and when MaxKeys keys are
-// remembered the least recently used one is dropped to make room, in
-// constant time, so that a flood of new keys costs no more per call than
-// any other traffic. Each key costs at most Events timestamps.
+// by a lazy sweep, at most once per SweepInterval, and at most MaxKeys keys
+// are remembered, each costing at most Events timestamps.
+//
+// Forgetting a key that still counts events gives its client a fresh
+// budget, so keys are told apart by kind: the text before the first ':'
+// ("login", "login-account", "ws-conn"). When MaxKeys keys are remembered,
+// room for a new one is made by dropping the least recently used key of the
+// kind holding the most keys, in time proportional to the number of kinds
+// (about ten), so that a flood of new keys costs no more per call than any
+// other traffic. A flood of one kind (new client addresses, made-up account
+// names) thus pushes out only keys of its own kind, and a kind with fewer
+// than MaxKeys/kinds keys, such as the sign-in backoff of the accounts that
+// exist, is never pushed out.
 // It is safe for concurrent use.
 type RateLimiter struct {
 	// Now returns the current time. Tests replace it to move time.
@@ -42,8 +59,8 @@ type RateLimiter struct {
 	SweepInterval time.Duration
 
 	mu        sync.Mutex
-	keys      map[string]*list.Element // of *window
-	lru       *list.List               // front: most recently used
+	keys      map[string]*list.Element // of *window, in its kind's list
+	kinds     map[string]*list.List    // by kind, front: most recently used
 	base      time.Time                // origin of the int64 offsets below
 	baseSet   bool
 	lastSweep int64
@@ -56,7 +73,9 @@ type RateLimiter struct {
 // nanoseconds, oldest first.
 type window struct {
 	key    string
+	kind   string
 	per    time.Duration
+	used   int64 // when Allow last saw the key
 	events []int64
 }
 
@@ -67,7 +86,7 @@ func NewRateLimiter() *RateLimiter {
 		MaxKeys:       DefaultMaxKeys,
 		SweepInterval: DefaultSweepInterval,
 		keys:          make(map[string]*list.Element),
-		lru:           list.New(),
+		kinds:         make(map[string]*list.List),
 	}
 }
 
@@ -94,17 +113,23 @@ func (l *RateLimiter) Allow(ctx context.Context, key string, limit pentecost.Lim
 	var w *window
 	if e, ok := l.keys[key]; ok {
 		w = e.Value.(*window)
-		l.lru.MoveToFront(e)
+		l.kinds[w.kind].MoveToFront(e)
 	} else {
 		// The sweep above has just run if it was due; sweeping again for
 		// every new key would make each call O(keys) under the lock.
 		for l.MaxKeys > 0 && len(l.keys) >= l.MaxKeys {
-			l.remove(l.lru.Back())
+			l.remove(l.evictable().Back())
 		}
-		w = &window{key: key}
-		l.keys[key] = l.lru.PushFront(w)
+		w = &window{key: key, kind: l.kindOf(key)}
+		lru := l.kinds[w.kind]
+		if lru == nil {
+			lru = list.New()
+			l.kinds[w.kind] = lru
+		}
+		l.keys[key] = lru.PushFront(w)
 	}
 	w.per = limit.Per
+	w.used = now
 
 	// Forget events that have left the window (now-per, now].
 	i := 0
@@ -148,24 +173,68 @@ func (l *RateLimiter) offset(t time.Time) int64 {
 	return int64(t.Sub(l.base))
 }
 
+// kindOf returns the kind a new key is kept with: the text before its
+// first ':', or "" when there is none, it is too long, or maxKinds kinds
+// are already kept.
+func (l *RateLimiter) kindOf(key string) string {
+	kind, _, ok := strings.Cut(key, ":")
+	if !ok || len(kind) > maxKindLen {
+		return ""
+	}
+	if _, kept := l.kinds[kind]; !kept && len(l.kinds) >= maxKinds {
+		return ""
+	}
+	return kind
+}
+
+// evictable returns the list of the kind holding the most keys; among
+// kinds holding as many, the one whose least recently used key was used
+// longest ago, then the first by name.
+func (l *RateLimiter) evictable() *list.List {
+	var best *list.List
+	var bestKind string
+	for kind, lru := range l.kinds {
+		if best == nil || lru.Len() > best.Len() {
+			best, bestKind = lru, kind
+			continue
+		}
+		if lru.Len() < best.Len() {
+			continue
+		}
+		a, b := lru.Back().Value.(*window).used, best.Back().Value.(*window).used
+		if a < b || a == b && kind < bestKind {
+			best, bestKind = lru, kind
+		}
+	}
+	return best
+}
+
 // sweep forgets every key whose newest event has left its window.
 func (l *RateLimiter) sweep(now int64) {
 	if l.onSweep != nil {
 		l.onSweep()
 	}
-	for e := l.lru.Back(); e != nil; {
-		prev := e.Prev()
-		w := e.Value.(*window)
-		if n := len(w.events); n == 0 || w.events[n-1] <= now-int64(w.per) {
-			l.remove(e)
+	for _, lru := range l.kinds {
+		for e := lru.Back(); e != nil; {
+			prev := e.Prev()
+			w := e.Value.(*window)
+			if n := len(w.events); n == 0 || w.events[n-1] <= now-int64(w.per) {
+				l.remove(e)
+			}
+			e = prev
 		}
-		e = prev
 	}
 }
 
+// remove forgets the key of e, and its kind once it has no keys left.
 func (l *RateLimiter) remove(e *list.Element) {
-	w := l.lru.Remove(e).(*window)
+	w := e.Value.(*window)
+	lru := l.kinds[w.kind]
+	lru.Remove(e)
 	delete(l.keys, w.key)
+	if lru.Len() == 0 {
+		delete(l.kinds, w.kind)
+	}
 }
 
 var _ pentecost.RateLimiter = (*RateLimiter)(nil)

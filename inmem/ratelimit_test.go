@@ -195,6 +195,84 @@ func TestRateLimiter_Memory(t *testing.T) {
 	})
 }
 
+// TestRateLimiter_Kinds checks that room for a new key is made among the
+// kind of key that holds the most, so that a flood of one kind (client
+// addresses, made-up account names) cannot push out the counts of another
+// (the sign-in backoff of a real account) and give it a fresh budget.
+func TestRateLimiter_Kinds(t *testing.T) {
+	full := pentecost.Limit{Events: 1, Per: time.Hour}
+
+	t.Run("FloodPushesOutItsOwnKind", func(t *testing.T) {
+		c := newClock()
+		l := newLimiter(c)
+		l.MaxKeys = 10
+		allowN(t, l, "login-account:owner:daily", full, 1)
+		for i := range 1000 {
+			allowN(t, l, fmt.Sprint("login:198.18.", i/256, ".", i%256), full, 1)
+			if n := l.Len(); n > l.MaxKeys {
+				t.Fatalf("Len = %d, want <= %d", n, l.MaxKeys)
+			}
+			c.Add(time.Millisecond)
+		}
+		mustDeny(t, l, "login-account:owner:daily", full)
+		// The flood's own oldest keys went: the first address starts afresh.
+		allowN(t, l, "login:198.18.0.0", full, 1)
+	})
+
+	t.Run("LargestKindEvicted", func(t *testing.T) {
+		c := newClock()
+		l := newLimiter(c)
+		l.MaxKeys = 6
+		// b:1 is the least recently used key of all, but kind a holds more.
+		for _, k := range []string{"b:1", "a:1", "a:2", "a:3", "a:4", "b:2"} {
+			allowN(t, l, k, full, 1)
+			c.Add(time.Millisecond)
+		}
+		allowN(t, l, "b:3", full, 1)
+		for _, k := range []string{"b:1", "b:2", "b:3", "a:2", "a:3", "a:4"} {
+			mustDeny(t, l, k, full)
+		}
+		allowN(t, l, "a:1", full, 1) // forgotten: a fresh budget
+	})
+
+	t.Run("TiesGoToLeastRecentlyUsed", func(t *testing.T) {
+		c := newClock()
+		l := newLimiter(c)
+		l.MaxKeys = 3
+		for _, k := range []string{"x:1", "y:1", "z:1", "w:1"} {
+			allowN(t, l, k, full, 1)
+			c.Add(time.Millisecond)
+		}
+		for _, k := range []string{"y:1", "z:1", "w:1"} {
+			mustDeny(t, l, k, full)
+		}
+		allowN(t, l, "x:1", full, 1)
+	})
+
+	t.Run("KindsBounded", func(t *testing.T) {
+		c := newClock()
+		l := newLimiter(c)
+		for i := range 200 {
+			allowN(t, l, fmt.Sprint("kind", i, ":k"), full, 1)
+		}
+		if n := inmem.Kinds(l); n > 65 {
+			t.Fatalf("%d kinds kept apart, want at most 65", n)
+		}
+		if n := l.Len(); n != 200 {
+			t.Fatalf("Len = %d, want 200", n)
+		}
+		for i := range 200 {
+			mustDeny(t, l, fmt.Sprint("kind", i, ":k"), full)
+		}
+		// Kinds go once their keys do.
+		c.Add(full.Per + l.SweepInterval)
+		allowN(t, l, "fresh:k", full, 1)
+		if n := inmem.Kinds(l); n != 1 {
+			t.Fatalf("%d kinds after the sweep, want 1", n)
+		}
+	})
+}
+
 // TestRateLimiter_KeyFlood checks that a flood of new keys at MaxKeys costs
 // an eviction each, not a sweep of every key: sweeps stay at most one per
 // SweepInterval, memory stays bounded and the newest keys keep their limits.

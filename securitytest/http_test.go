@@ -346,24 +346,29 @@ const httpPassword = "correct horse battery staple"
 // "mallory", behind a trusted proxy (X-Forwarded-For names the client) and
 // with rate limits on a clock the test moves by hand.
 type httpLogin struct {
-	srv   *servertest.Server
-	mu    sync.Mutex
-	now   time.Time
-	tries int // guesses sent so far, to make each one different
-	ips   int // client addresses used so far, to give each guess new ones
+	srv      *servertest.Server
+	accounts *auth.Accounts
+	mu       sync.Mutex
+	now      time.Time
+	tries    int // guesses sent so far, to make each one different
+	ips      int // client addresses used so far, to give each guess new ones
 }
 
-func httpLoginStart(t *testing.T) *httpLogin {
+// httpLoginStart starts an httpLogin; configure, if given, changes its
+// rate limiter before the server starts.
+func httpLoginStart(t *testing.T, configure ...func(*inmem.RateLimiter)) *httpLogin {
 	t.Helper()
 	e := &httpLogin{now: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)}
 	dir := t.TempDir()
 	db := sqlite.NewDB(filepath.Join(dir, "accounts.db"))
+	db.Now = e.clock // when passwords were set, for device cookies
 	if err := db.Open(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	accounts := auth.NewAccounts(sqlite.NewUserStore(db))
 	accounts.Params = auth.Params{Memory: 64, Time: 1, Threads: 1, SaltLength: 16, KeyLength: 32}
+	e.accounts = accounts
 	for _, name := range []string{"owner", "mallory"} {
 		if _, err := accounts.Add(context.Background(), name, httpPassword); err != nil {
 			t.Fatal(err)
@@ -377,6 +382,9 @@ func httpLoginStart(t *testing.T) *httpLogin {
 	issuer.Now = e.clock
 	limiter := inmem.NewRateLimiter()
 	limiter.Now = e.clock
+	for _, f := range configure {
+		f(limiter)
+	}
 	e.srv = servertest.Start(t, servertest.ConfigureAPI(func(s *pthttp.Server) {
 		s.Accounts, s.Issuer, s.Verifier = accounts, issuer, auth.NewVerifier(issuer)
 		s.RateLimiter = limiter
@@ -573,9 +581,11 @@ func TestAttack_LoginGuessingAcrossIPs(t *testing.T) {
 
 // TestAttack_OwnerNotLockedOut: a limit per account must not become a way
 // to lock its owner out. A browser that signed in before carries a device
-// cookie and signs in during the attack; a new browser waits at most 15
-// minutes. Neither a forged cookie nor the cookie of the attacker's own
-// account buys the attacker anything.
+// cookie and signs in during the attack; a new browser is told to come back
+// within 15 minutes, and gets in then once the attack has stopped (while
+// it goes on, the attacker may take that slot first). Neither a forged
+// cookie nor the cookie of the attacker's own account buys the attacker
+// anything.
 func TestAttack_OwnerNotLockedOut(t *testing.T) {
 	e := httpLoginStart(t)
 	const home, elsewhere, attacker = "192.0.2.10", "192.0.2.20", "203.0.113.66"
@@ -625,6 +635,160 @@ func TestAttack_OwnerNotLockedOut(t *testing.T) {
 	e.advance(stranger.retryAfter)
 	if a := e.login(t, elsewhere, "owner", httpPassword, nil); a.status != http.StatusOK {
 		t.Fatalf("new browser %v after the attack: %d %s", stranger.retryAfter, a.status, a.err.Code)
+	}
+}
+
+// TestAttack_OwnerBehindAttackersNAT: the owner's browser was counted
+// against its client address before its device cookie was looked at, so
+// an attacker behind the same address (a venue's NAT, one IPv6 /64) who
+// kept that address's sign-in budget empty locked the owner out. A valid
+// device cookie now counts against its own budget only; without one, the
+// address's limit and the account's backoff hold as before.
+func TestAttack_OwnerBehindAttackersNAT(t *testing.T) {
+	e := httpLoginStart(t)
+	// Two addresses of one /64: one client.
+	const owner, attacker = "2001:db8:7:7::10", "2001:db8:7:7::66"
+	first := e.login(t, owner, "owner", httpPassword, nil)
+	if first.status != http.StatusOK || first.device == nil {
+		t.Fatalf("first sign-in: %d, device cookie %v", first.status, first.device)
+	}
+	mallory := e.login(t, attacker, "mallory", httpPassword, nil)
+	if mallory.status != http.StatusOK || mallory.device == nil {
+		t.Fatalf("attacker's own sign-in: %d", mallory.status)
+	}
+
+	// The account's backoff from many addresses, then the shared
+	// address's own budget.
+	if _, refused, _ := e.guess(t, "owner", 500, 50, time.Minute); refused == 0 {
+		t.Fatal("the attack was not limited")
+	}
+	for i := range pthttp.DefaultLimits().LoginAttemptsPerMinute.Events {
+		if a := e.login(t, attacker, "owner", fmt.Sprint("nat-guess-", i), nil); a.status != http.StatusTooManyRequests {
+			t.Fatalf("guess %d behind the NAT: %d", i, a.status)
+		}
+	}
+	// The address's budget is empty: even an account nobody guesses at is
+	// refused from it, and so are a forged cookie and the cookie of
+	// another account.
+	if a := e.login(t, attacker, "mallory", httpPassword, nil); a.status != http.StatusTooManyRequests {
+		t.Fatalf("the shared address's budget is not empty: mallory signs in with %d", a.status)
+	}
+	forged := *first.device
+	forged.Value = strings.Replace(forged.Value, ".", "x.", 1)
+	if a := e.login(t, attacker, "owner", "forged-cookie-guess", &forged); a.status != http.StatusTooManyRequests {
+		t.Fatalf("forged device cookie behind the NAT: %d", a.status)
+	}
+	if a := e.login(t, attacker, "owner", "own-cookie-guess", mallory.device); a.status != http.StatusTooManyRequests {
+		t.Fatalf("the attacker's own cookie behind the NAT: %d", a.status)
+	}
+	if a := e.login(t, owner, "owner", httpPassword, nil); a.status != http.StatusTooManyRequests {
+		t.Fatalf("a new browser behind the NAT: %d", a.status)
+	}
+
+	// The owner's browser signs in from the same address, and its token
+	// works.
+	again := e.login(t, owner, "owner", httpPassword, first.device)
+	if again.status != http.StatusOK {
+		t.Fatalf("owner's browser behind the attacker's NAT: %d %s", again.status, again.err.Code)
+	}
+	resp, body := httpCall(t, "GET", e.srv.URL+"/sessions", http.Header{"Authorization": {"Bearer " + again.token}}, "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("owner's token: %d %s", resp.StatusCode, body)
+	}
+
+	// The cookie buys a budget, not a pass: guesses sent with it are
+	// limited like any browser's.
+	burst := pthttp.DefaultLimits().LoginAttemptsPerAccount.Burst.Events
+	for i := range burst - 1 {
+		if a := e.login(t, attacker, "owner", fmt.Sprint("cookie-guess-", i), again.device); a.status != http.StatusUnauthorized {
+			t.Fatalf("guess %d with the owner's cookie: %d", i, a.status)
+		}
+	}
+	if a := e.login(t, attacker, "owner", "one-guess-too-many", again.device); a.status != http.StatusTooManyRequests {
+		t.Fatalf("guess %d with the owner's cookie within a minute: %d", burst+1, a.status)
+	}
+}
+
+// TestAttack_DeviceCookieOutlivesPassword: device cookies were good until
+// they expired, so whoever knew an old password could collect many, each
+// a budget of its own for guessing the new one. A cookie issued before the
+// account's password was last set now counts for nothing; one issued
+// since works as before.
+func TestAttack_DeviceCookieOutlivesPassword(t *testing.T) {
+	e := httpLoginStart(t)
+	const home, attacker = "192.0.2.10", "203.0.113.66"
+	const newPassword = "a new password nobody else knows"
+	var collected []*http.Cookie
+	for i := range 3 {
+		a := e.login(t, fmt.Sprint("203.0.113.", 100+i), "owner", httpPassword, nil)
+		if a.status != http.StatusOK || a.device == nil {
+			t.Fatalf("collecting cookie %d: %d", i, a.status)
+		}
+		collected = append(collected, a.device)
+	}
+	e.advance(time.Hour)
+	if err := e.accounts.SetPassword(context.Background(), "owner", newPassword); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(time.Second)
+	fresh := e.login(t, home, "owner", newPassword, nil)
+	if fresh.status != http.StatusOK || fresh.device == nil {
+		t.Fatalf("sign-in with the new password: %d", fresh.status)
+	}
+
+	if _, refused, _ := e.guess(t, "owner", 500, 50, time.Minute); refused == 0 {
+		t.Fatal("the attack was not limited")
+	}
+	for i, c := range collected {
+		if a := e.login(t, attacker, "owner", fmt.Sprint("old-cookie-guess-", i), c); a.status != http.StatusTooManyRequests {
+			t.Fatalf("guess with cookie %d from before the password change: %d %s", i, a.status, a.err.Code)
+		}
+	}
+	if a := e.login(t, home, "owner", newPassword, fresh.device); a.status != http.StatusOK {
+		t.Fatalf("owner's browser with a cookie from after the change: %d %s", a.status, a.err.Code)
+	}
+}
+
+// TestAttack_KeyFloodResetsBackoff: the in-memory limiter forgot its least
+// recently used key once it held 100,000, so an attacker who had used up
+// an account's backoff could send sign-ins for made-up names from enough
+// new addresses (an IPv6 /48 holds 65,536 /64s) to push the account's
+// counts out, and guess at full speed again. Names that do not exist are
+// now counted under keys of their own kind, and the limiter makes room
+// among the kind that holds the most keys. Here it holds 300 keys and the
+// flood brings 1,200.
+func TestAttack_KeyFloodResetsBackoff(t *testing.T) {
+	const maxKeys = 300
+	e := httpLoginStart(t, func(l *inmem.RateLimiter) { l.MaxKeys = maxKeys })
+	burst := pthttp.DefaultLimits().LoginAttemptsPerAccount.Burst.Events
+
+	// Guess until the account is down to its slow pace.
+	var wait time.Duration
+	for start := e.clock(); wait <= time.Minute; {
+		if e.clock().Sub(start) > time.Hour {
+			t.Fatal("the account's backoff never went past a minute")
+		}
+		_, _, wait = e.guess(t, "owner", burst+1, burst+1, httpMaxRetry)
+		if wait <= time.Minute {
+			e.advance(wait)
+		}
+	}
+
+	e.advance(time.Minute) // past the burst: what is left is the slow pace
+
+	// 400 made-up names from 400 new addresses: each is checked (the
+	// addresses and names are new), and leaves three keys behind.
+	addrs := e.newIPs(400)
+	for i, ip := range addrs {
+		if a := e.login(t, ip, fmt.Sprint("nobody-", i), "flood", nil); a.status != http.StatusUnauthorized {
+			t.Fatalf("flood sign-in %d: %d %s", i, a.status, a.err.Code)
+		}
+	}
+
+	// The account is still at its slow pace.
+	a := e.login(t, e.newIPs(1)[0], "owner", "after-the-flood", nil)
+	if a.status != http.StatusTooManyRequests || a.retryAfter <= time.Minute {
+		t.Fatalf("guess after the flood: %d, Retry-After %v; want 429 and more than a minute", a.status, a.retryAfter)
 	}
 }
 

@@ -205,3 +205,36 @@ func TestServe_MetricsAddr(t *testing.T) {
 		}
 	})
 }
+
+// TestServe_PprofPrivateOnly: profiles show what the server is doing and
+// cost it CPU to make; with --pprof they are served to loopback and
+// private clients only, as /metrics is on the API port.
+func TestServe_PprofPrivateOnly(t *testing.T) {
+	m, _ := MustRunMain(t, t.TempDir(), map[string]string{"PENTECOST_PPROF": "true", "TRUSTED_PROXIES": "127.0.0.1"})
+	get := func(forwardedFor string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest("GET", m.HTTPServer.URL()+"/debug/pprof/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if forwardedFor != "" {
+			req.Header.Set("X-Forwarded-For", forwardedFor)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := get(""); status != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Fatalf("pprof from this machine: %d %.200s", status, body)
+	}
+	if status, body := get("10.1.2.3"); status != http.StatusOK {
+		t.Fatalf("pprof from a private address: %d %.200s", status, body)
+	}
+	if status, body := get("203.0.113.9"); status != http.StatusNotFound || strings.Contains(body, "goroutine") {
+		t.Fatalf("pprof from the internet: %d %.200s", status, body)
+	}
+}

@@ -2,8 +2,9 @@
 // starts the server and runs it): listener links that phones can open, the
 // address picker, the full-screen "Show to the room" view with listeners
 // by language, whether each language is translated, and "Your sessions"
-// finding a running session again from a new tab; what a translation
-// worker reports (latency, a failure in words), the server's microphone
+// finding a running session again from a new tab (which sends the device
+// cookie the first sign-in left); what a translation worker reports
+// (latency, a failure in words), the server's microphone
 // warnings (the fake microphone clips for 2 s of every 5), and the premium
 // tier offered only while a worker serves it. Screenshots at phone size,
 // and of the room view at projector size.
@@ -98,6 +99,11 @@ async function run(work) {
     await speaker.fill('#password', PASSWORD);
     await speaker.click('#signin');
     await speaker.locator('#create-view').waitFor({ timeout: STEP_TIMEOUT });
+    // The browser keeps the device cookie that exempts it from the
+    // account's sign-in backoff (checked sent at the next sign-in, step 7).
+    const device = (await context.cookies(BASE + '/auth/login')).find((c) => c.name === 'pentecost_device');
+    check(device && device.httpOnly && device.sameSite === 'Strict', `device cookie after signing in: ${JSON.stringify(device)}`);
+    check(!(await context.cookies(BASE + '/sessions')).some((c) => c.name === 'pentecost_device'), 'the device cookie reaches beyond /auth/');
     check(!(await visible(speaker, '#your-sessions')), '"Your sessions" is shown with no session running');
     // No worker serves premium: only standard is offered, and why.
     await waitFor(speaker, () => Array.isArray(window.__PENTECOST_TEST__.tiers), null, 'the tiers to load');
@@ -270,7 +276,11 @@ async function run(work) {
     await speaker.locator('#signin-view').waitFor({ timeout: STEP_TIMEOUT });
     await speaker.fill('#username', USERNAME);
     await speaker.fill('#password', PASSWORD);
+    const signin = speaker.waitForRequest((r) => r.url() === BASE + '/auth/login' && r.method() === 'POST');
     await speaker.click('#signin');
+    const sent = (await (await signin).headerValue('cookie')) || '';
+    check(sent.split(/;\s*/).includes(`pentecost_device=${device.value}`), `second sign-in sent cookies "${sent}", want the device cookie`);
+    log('the device cookie from the first sign-in went with the second');
     await speaker.locator('#your-sessions').waitFor({ timeout: STEP_TIMEOUT });
     const listed = await speaker.locator('#session-list .session-code').allTextContents();
     check(listed.length === 1 && listed[0] === code, `"Your sessions" lists ${listed.join(', ')}, want ${code}`);
