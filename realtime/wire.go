@@ -22,6 +22,7 @@ const (
 	CloseNormal      = 1000 // session ended: stop
 	CloseGoingAway   = 1001 // server shutting down: reconnect at once
 	CloseProtocol    = 1002 // broken WebSocket framing
+	CloseInvalidData = 1007 // a text message or close reason not UTF-8: stop
 	ClosePolicy      = 1008 // join refused: stop (the error message says why)
 	CloseTooBig      = 1009 // message over the read limit: stop
 	CloseInternal    = 1011 // internal error: reconnect with backoff
@@ -30,6 +31,9 @@ const (
 	CloseSlow        = 4001 // fell too far behind: reconnect, resuming
 	CloseMaxDuration = 4002 // connection too old: reconnect, resuming
 	CloseReplaced    = 4003 // another speaker connection took over: stop
+	// CloseTokenInvalid: the speaker's token no longer holds (account
+	// removed, password changed, token expired): stop, sign in again.
+	CloseTokenInvalid = 4004
 )
 
 // BinaryHeaderSize is the size of the header of a binary audio frame:

@@ -1,7 +1,9 @@
 package realtime
 
 import (
+	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,7 +161,10 @@ func (c *conn) writeLoop() {
 		c.spare = nil
 		c.wmu.Unlock()
 
-		closing, audio, err := c.writeBatch(batch)
+		closing, audio, written, err := c.writeBatch(batch)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.dropBlocked(batch, written)
+		}
 		c.srv.metrics.queued.Sub(float64(len(batch)))
 		c.srv.metrics.batch.Observe(float64(len(batch)))
 		c.srv.metrics.framesOut.Add(float64(audio))
@@ -178,19 +183,54 @@ func (c *conn) writeLoop() {
 		}
 		c.drops = 0
 		if closing {
-			c.closeWritten = true
-		}
-		c.wmu.Unlock()
-		if closing {
 			// Give the peer a moment to answer the close, then the reader
-			// gives up and the connection is torn down.
+			// gives up and the connection is torn down. Set under wmu, so
+			// that the reader's frame deadline cannot undo it.
+			c.closeWritten = true
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.CloseTimeout))
 		}
+		c.wmu.Unlock()
 	}
 }
 
-// writeBatch writes every frame of batch in one system call where it can.
-func (c *conn) writeBatch(batch []*wsMsg) (closing bool, audio int, err error) {
+// dropBlocked ends a connection whose write was blocked for WriteTimeout: a
+// listener that stopped reading before its queue overflowed. It is counted
+// and told as one whose queue overflows is (4001), as far as the rest of
+// the frame the write was cut off in, and a close frame after it, still go
+// out within CloseTimeout. Called by the writer before the batch is cleared.
+func (c *conn) dropBlocked(batch []*wsMsg, written int64) {
+	var out net.Buffers
+	closeBegun := false // then it is the close the peer gets
+	for _, m := range batch {
+		if n := int64(len(m.b)); written >= n {
+			written -= n
+			continue
+		}
+		if written > 0 {
+			out = append(out, m.b[written:])
+			closeBegun = m.b[0] == 0x80|opClose
+		}
+		break
+	}
+	c.wmu.Lock()
+	counted := c.closeCode == CloseSlow // by slowLocked
+	c.closing = true
+	if !closeBegun {
+		c.closeCode = CloseSlow
+		out = append(out, closeMsg(CloseSlow, "too slow").b)
+	}
+	c.wmu.Unlock()
+	if !counted {
+		c.srv.metrics.slow.Inc()
+	}
+	c.wdeadline = time.Now().Add(c.srv.CloseTimeout)
+	_ = c.nc.SetWriteDeadline(c.wdeadline)
+	_, _ = out.WriteTo(c.nc)
+}
+
+// writeBatch writes every frame of batch in one system call where it can,
+// and reports how many bytes went out.
+func (c *conn) writeBatch(batch []*wsMsg) (closing bool, audio int, written int64, err error) {
 	// Renewing the deadline only once half of it has passed still drops a
 	// stalled connection within WriteTimeout; setting it on every write was
 	// 2.7 % of the server's CPU at 100,000 deliveries/s (pprof, 4 × 500).
@@ -209,11 +249,11 @@ func (c *conn) writeBatch(batch []*wsMsg) (closing bool, audio int, err error) {
 			}
 		}
 		all := bufs
-		_, err = bufs.WriteTo(c.nc)
+		written, err = bufs.WriteTo(c.nc)
 		clear(all)
 		*bp = all[:0]
 		buffersPool.Put(bp)
-		return closing, audio, err
+		return closing, audio, written, err
 	}
 	bp := copyPool.Get().(*[]byte)
 	buf := (*bp)[:0]
@@ -224,12 +264,12 @@ func (c *conn) writeBatch(batch []*wsMsg) (closing bool, audio int, err error) {
 			audio++
 		}
 	}
-	_, err = c.nc.Write(buf)
+	n, err := c.nc.Write(buf)
 	if cap(buf) <= 256<<10 {
 		*bp = buf[:0]
 		copyPool.Put(bp)
 	}
-	return closing, audio, err
+	return closing, audio, int64(n), err
 }
 
 func (c *conn) signalFlushedLocked() {
