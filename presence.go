@@ -27,11 +27,24 @@ type PresenceCounts struct {
 // across nodes.
 type Presence interface {
 	// Join adds a listener unless the session already has max or more
-	// (max <= 0 means no cap). A refresh (refresh == true) replaces a
-	// connection that is about to leave and may exceed the cap. Joining with
-	// a ConnID already present only updates its language.
+	// (max <= 0 means no cap). With refresh == true it adds the listener
+	// even past the cap, as Refresh puts lost entries back; the real-time
+	// server never joins that way for a client (a client's refresh goes
+	// through Replace, which cannot pass the cap). Joining with a ConnID
+	// already present only updates its language.
 	// Errors: ESESSIONFULL, EUNAVAILABLE.
 	Join(ctx context.Context, e PresenceEntry, max int, refresh bool) (PresenceCounts, error)
+
+	// Replace hands a listener's place to its new connection (a refresh):
+	// it removes oldConnID from e's session and adds e in one atomic step
+	// (across nodes, for a shared presence), so the total does not change
+	// and the cap cannot be passed. When oldConnID is not present (it left,
+	// or a refresh replaced it already) it changes nothing and fails: a
+	// connection is replaced at most once. A replaced connection stays
+	// replaced: Refresh does not put it back while its node, which holds
+	// it until it closes, keeps naming it, and reports it to that node.
+	// Errors: ENOTFOUND (oldConnID not present), EVALIDATIONFIELD, EUNAVAILABLE.
+	Replace(ctx context.Context, oldConnID string, e PresenceEntry) (PresenceCounts, error)
 
 	// Leave removes a listener. It is idempotent: leaving twice, or leaving
 	// an unknown connection, changes nothing and reports left == false.
@@ -55,10 +68,17 @@ type Presence interface {
 	// still connected: their entries live on (with the language given), and
 	// entries it lost (its store restarted empty, or this node was cut off
 	// for longer than the expiry) are put back, past the cap, as refresh
-	// joins would be. Entries not refreshed for the expiry disappear (a
-	// crashed node). The in-memory presence has nothing to expire.
+	// joins would be; an entry Replace took the place of is not. Entries
+	// not refreshed for the expiry disappear (a crashed node).
+	//
+	// It returns the connections among entries that Replace took the place
+	// of, whichever node replaced them: a refresh that landed on another
+	// node leaves the old connection open on this one, uncounted, and this
+	// node must close it. Those it names are replaced even when it also
+	// returns an error. The in-memory presence (one node) has nothing to
+	// expire and returns none: its node replaced them itself.
 	// Errors: EUNAVAILABLE.
-	Refresh(ctx context.Context, sessionID string, entries []PresenceEntry) error
+	Refresh(ctx context.Context, sessionID string, entries []PresenceEntry) (replaced []string, err error)
 
 	// RemoveSession forgets every listener of a session (it ended).
 	// Errors: EUNAVAILABLE.

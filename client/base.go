@@ -16,8 +16,9 @@ import (
 // role is what a Listener, Speaker or Worker adds to the shared connection
 // handling in base.
 type role interface {
-	// dialURL returns the URL of a connection of the given kind.
-	dialURL(k dialKind) (string, error)
+	// dialURL returns the URL of a connection of the given kind; ticket is
+	// the refresh ticket of the connection a refresh replaces ("" for none).
+	dialURL(k dialKind, ticket string) (string, error)
 	// header adds the role's handshake headers (a worker's credential).
 	header(h http.Header)
 	// handle handles a text message from c; base serializes the calls.
@@ -116,7 +117,7 @@ func (b *base) open(ctx context.Context, name string) error {
 	b.mu.Unlock()
 	b.opts.setDefaults()
 	b.log = b.opts.Logger.With("client", name)
-	c, err := b.connect(ctx, dialFirst)
+	c, err := b.connect(ctx, dialFirst, "")
 	if err != nil {
 		b.stop(err)
 		close(b.done)
@@ -140,9 +141,10 @@ func (b *base) header() http.Header {
 	return h
 }
 
-// connect opens a connection and waits for the server to accept it.
-func (b *base) connect(ctx context.Context, kind dialKind) (*conn, error) {
-	u, err := b.role.dialURL(kind)
+// connect opens a connection and waits for the server to accept it; ticket
+// is the refresh ticket a refresh presents.
+func (b *base) connect(ctx context.Context, kind dialKind, ticket string) (*conn, error) {
+	u, err := b.role.dialURL(kind, ticket)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +311,7 @@ func (b *base) reconnect(err error, bo *backoff) bool {
 			return false
 		}
 		var c *conn
-		c, err = b.connect(b.ctx, dialReconnect)
+		c, err = b.connect(b.ctx, dialReconnect, "")
 		if err == nil {
 			if err = b.role.prepare(b.ctx, c); err != nil {
 				_ = c.ws.CloseNow()
@@ -330,15 +332,17 @@ func (b *base) reconnect(err error, bo *backoff) bool {
 }
 
 // refresh answers connectionRefreshRequired on old: it opens the refresh
-// connection and switches to it, in the background.
+// connection, presenting old's refresh ticket, and switches to it, in the
+// background. It runs on old's reader, which set the ticket.
 func (b *base) refresh(old *conn) {
 	if !old.refreshing.CompareAndSwap(false, true) || b.current() != old {
 		return
 	}
+	ticket := old.ticket
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		c, err := b.connect(b.ctx, dialRefresh)
+		c, err := b.connect(b.ctx, dialRefresh, ticket)
 		if err == nil {
 			if err = b.role.prepare(b.ctx, c); err != nil {
 				_ = c.ws.CloseNow()

@@ -13,7 +13,9 @@
 //     frames after the last sequence number it delivered, a Worker
 //     resubscribes and claims its languages again;
 //   - the server's connectionRefreshRequired: the client opens the refresh
-//     connection, switches to it when connectionRefreshComplete arrives and
+//     connection, presenting the refresh ticket the server gave the old one
+//     (so that the server counts it in the old one's place), switches to it
+//     when connectionRefreshComplete arrives and
 //     closes the old one with 1000, delivering every sequence number exactly
 //     once across the switch;
 //   - the close codes that mean "stop" (see Classify).
@@ -56,6 +58,9 @@ const (
 	CloseSlow        = 4001 // the client fell too far behind: reconnect
 	CloseMaxDuration = 4002 // the connection reached its maximum age: reconnect
 	CloseReplaced    = 4003 // another speaker connection took over: stop
+	// CloseTokenInvalid: the token no longer holds (account removed,
+	// password changed, token expired): stop; reconnect only with a new one.
+	CloseTokenInvalid = 4004
 )
 
 // Defaults of Options.
@@ -221,7 +226,7 @@ type Decision struct {
 // a *HandshakeError, or a network error). It follows the table in
 // docs/protocol.md, section 5:
 //
-//   - stop on 1000 (the session ended), 1009, 4003, on 1008 unless the
+//   - stop on 1000 (the session ended), 1009, 4003, 4004, on 1008 unless the
 //     reason was RATE_LIMIT_EXCEEDED (then retry after RetryAfter), and on a
 //     handshake refused with a 4xx status other than 429;
 //   - reconnect at once on 1001;
@@ -240,7 +245,7 @@ func Classify(err error) Decision {
 		return Decision{Retry: true}
 	}
 	switch ce.Code {
-	case CloseNormal, CloseTooBig, CloseReplaced:
+	case CloseNormal, CloseTooBig, CloseReplaced, CloseTokenInvalid:
 		return Decision{}
 	case ClosePolicy:
 		if ce.Err != nil && ce.Err.Code == "RATE_LIMIT_EXCEEDED" {

@@ -45,6 +45,10 @@ type conn struct {
 	// serverID is the server's connection ID (Worker; set by its reader
 	// before the connection is installed).
 	serverID string
+	// ticket is the refresh ticket the server's reply gave (reader only):
+	// a refresh of this connection presents it, so that the server counts
+	// the new connection in this one's place.
+	ticket string
 	// lang and paused are what a Listener's connection was asked for:
 	// set by joined before it is installed, then under b.sendMu.
 	lang   string
@@ -157,6 +161,9 @@ func (c *conn) handleText(p []byte) {
 	case "connectionRefreshRequired":
 		c.b.refresh(c)
 		return
+	}
+	if replyTypes[m.Type] && m.RefreshTicket != "" {
+		c.ticket = m.RefreshTicket
 	}
 	c.b.handleText(c, m)
 	if replyTypes[m.Type] {

@@ -174,7 +174,7 @@ func (l *Listener) send(ctx context.Context, v any, asked func(c *conn)) error {
 }
 
 // dialURL implements role.
-func (l *Listener) dialURL(k dialKind) (string, error) {
+func (l *Listener) dialURL(k dialKind, ticket string) (string, error) {
 	l.mu.Lock()
 	lang := l.wantLang
 	l.mu.Unlock()
@@ -185,6 +185,9 @@ func (l *Listener) dialURL(k dialKind) (string, error) {
 	if k == dialRefresh {
 		q.Set("action", "refreshConnection")
 		q.Set("role", "listener")
+		if ticket != "" {
+			q.Set("refreshTicket", ticket)
+		}
 	} else {
 		q.Set("action", "joinSession")
 	}
@@ -265,6 +268,13 @@ func (l *Listener) handle(c *conn, m *wireMsg) {
 		l.epoch = m.Epoch
 		if m.FirstSequenceNumber > 0 {
 			l.last = m.FirstSequenceNumber - 1
+		}
+		l.event(m.event())
+	case EventAudioSkipped:
+		// Resume after the skipped frames: asking for them again would
+		// only have them skipped again.
+		if m.Epoch == l.epoch && m.Language == l.lang && m.ToSequenceNumber > l.last {
+			l.last = m.ToSequenceNumber
 		}
 		l.event(m.event())
 	case EventTranslationUnavailable, EventTranslationAvailable:

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"reflect"
 	"strconv"
 	"time"
 )
@@ -27,6 +28,7 @@ const (
 	EventPlaybackPaused         = "playbackPaused"
 	EventPlaybackResumed        = "playbackResumed"
 	EventStreamGap              = "streamGap"
+	EventAudioSkipped           = "audioSkipped"
 	EventConnectionWarning      = "connectionWarning"
 )
 
@@ -88,7 +90,8 @@ type Event struct {
 	// State is the speaker's state text (speakerStateChanged).
 	State string
 	// Reason is why a session ended ("ended", "speakerTimeout", "expired")
-	// or why a stream has a gap ("historyExpired", "epochChanged").
+	// or why a stream has a gap ("historyExpired", "epochChanged") or
+	// audio was skipped ("stale").
 	Reason string
 	// GracePeriod is how long the speaker has to come back (speakerDisconnected).
 	GracePeriod time.Duration
@@ -104,6 +107,16 @@ type Event struct {
 	LastSequenceNumber  uint64
 	FirstSequenceNumber uint64
 	Epoch               string
+	// FromSequenceNumber, ToSequenceNumber and Frames describe an
+	// audioSkipped: the server left out Frames audio frames numbered
+	// FromSequenceNumber … ToSequenceNumber (of Epoch) for arriving too
+	// late to be worth hearing, after a broker outage or a long reconnect.
+	// Audio goes on live after them: a player should start afresh (as
+	// after an underrun), not wait for or conceal the missing numbers.
+	// Captions among them were delivered.
+	FromSequenceNumber uint64
+	ToSequenceNumber   uint64
+	Frames             int
 	// RemainingMinutes is the time until the server closes the connection
 	// (connectionWarning); the client refreshes before that on its own.
 	RemainingMinutes int
@@ -151,6 +164,7 @@ type wireMsg struct {
 	SourceLanguage string          `json:"sourceLanguage"`
 	ConnectionID   string          `json:"connectionId"`
 	Role           string          `json:"role"`
+	RefreshTicket  string          `json:"refreshTicket"`
 	QualityTier    string          `json:"qualityTier"`
 	ExpiresAt      int64           `json:"expiresAt"`
 	Epoch          string          `json:"epoch"`
@@ -182,6 +196,9 @@ type wireMsg struct {
 	PreviousLanguage    string  `json:"previousLanguage"`
 	LastSequenceNumber  uint64  `json:"lastSequenceNumber"`
 	FirstSequenceNumber uint64  `json:"firstSequenceNumber"`
+	FromSequenceNumber  uint64  `json:"fromSequenceNumber"`
+	ToSequenceNumber    uint64  `json:"toSequenceNumber"`
+	Frames              int     `json:"frames"`
 	RemainingMinutes    int     `json:"remainingMinutes"`
 
 	// Action is the request a worker's error answers.
@@ -208,6 +225,7 @@ func (m *wireMsg) event() Event {
 		TargetLanguage: m.TargetLanguage, PreviousLanguage: m.PreviousLanguage, Message: m.Message,
 		LastSequenceNumber: m.LastSequenceNumber, FirstSequenceNumber: m.FirstSequenceNumber,
 		Epoch: m.Epoch, RemainingMinutes: m.RemainingMinutes,
+		FromSequenceNumber: m.FromSequenceNumber, ToSequenceNumber: m.ToSequenceNumber, Frames: m.Frames,
 	}
 }
 
@@ -246,7 +264,7 @@ func (b *base64Bytes) UnmarshalJSON(p []byte) error {
 		if bytes.Equal(p, []byte("null")) {
 			return nil
 		}
-		return &json.UnmarshalTypeError{Value: "non-string", Type: nil}
+		return &json.UnmarshalTypeError{Value: "non-string", Type: reflect.TypeFor[base64Bytes]()}
 	}
 	raw := p[1 : len(p)-1]
 	if bytes.IndexByte(raw, '\\') >= 0 {

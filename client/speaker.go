@@ -276,7 +276,7 @@ func (s *Speaker) send(ctx context.Context, v any) error {
 }
 
 // dialURL implements role.
-func (s *Speaker) dialURL(k dialKind) (string, error) {
+func (s *Speaker) dialURL(k dialKind, ticket string) (string, error) {
 	id := s.Session()
 	var q url.Values
 	switch {
@@ -290,6 +290,9 @@ func (s *Speaker) dialURL(k dialKind) (string, error) {
 		// A reconnection in JSON mode is a refresh, so the server keeps
 		// the numbering that drops resent chunks.
 		q = url.Values{"action": {"refreshConnection"}, "sessionId": {id}, "role": {"speaker"}}
+		if ticket != "" {
+			q.Set("refreshTicket", ticket)
+		}
 	default:
 		q = url.Values{"sessionId": {id}}
 	}

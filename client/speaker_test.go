@@ -196,6 +196,7 @@ func TestClassify(t *testing.T) {
 		{"Slow", &client.CloseError{Code: 4001}, client.Decision{Retry: true}},
 		{"MaxDuration", &client.CloseError{Code: 4002}, client.Decision{Retry: true}},
 		{"Replaced", &client.CloseError{Code: 4003}, client.Decision{}},
+		{"TokenInvalid", &client.CloseError{Code: 4004}, client.Decision{}},
 		{"Lost", &client.CloseError{Code: -1}, client.Decision{Retry: true}},
 		{"Forbidden", &client.HandshakeError{Status: 403}, client.Decision{}},
 		{"HandshakeRateLimited", &client.HandshakeError{Status: 429}, client.Decision{Retry: true}},

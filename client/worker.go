@@ -642,7 +642,7 @@ func (w *Worker) installed(c *conn, _ bool) {
 }
 
 // dialURL implements role.
-func (w *Worker) dialURL(dialKind) (string, error) {
+func (w *Worker) dialURL(dialKind, string) (string, error) {
 	return wsURL(w.URL, url.Values{"role": {"worker"}})
 }
 

@@ -81,6 +81,35 @@ func (p *Presence) Join(ctx context.Context, e pentecost.PresenceEntry, max int,
 	return s.snapshot(), nil
 }
 
+// Replace implements pentecost.Presence. One process holds every
+// connection, so nothing can put a replaced one back.
+func (p *Presence) Replace(ctx context.Context, oldConnID string, e pentecost.PresenceEntry) (pentecost.PresenceCounts, error) {
+	if e.SessionID == "" || e.ConnID == "" || oldConnID == "" || oldConnID == e.ConnID {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Session, connection and a different old connection are required.")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.session(e.SessionID, false)
+	if s == nil {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ENOTFOUND, "The connection to replace is not present.")
+	}
+	oldLang, ok := s.conns[oldConnID]
+	if !ok {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ENOTFOUND, "The connection to replace is not present.")
+	}
+	delete(s.conns, oldConnID)
+	if s.counts[oldLang]--; s.counts[oldLang] <= 0 {
+		delete(s.counts, oldLang)
+	}
+	if lang, ok := s.conns[e.ConnID]; ok {
+		s.move(e.ConnID, lang, e.Language)
+	} else {
+		s.conns[e.ConnID] = e.Language
+		s.counts[e.Language]++
+	}
+	return s.snapshot(), nil
+}
+
 func (s *presenceSession) move(connID, from, to string) {
 	if from == to {
 		return
@@ -148,9 +177,11 @@ func (p *Presence) Sessions(ctx context.Context) (map[string]pentecost.PresenceC
 	return out, nil
 }
 
-// Refresh implements pentecost.Presence; one process has nothing to expire.
-func (p *Presence) Refresh(ctx context.Context, sessionID string, entries []pentecost.PresenceEntry) error {
-	return nil
+// Refresh implements pentecost.Presence. One process has nothing to
+// expire, and the node that replaced a connection holds it: it hands it
+// over itself, so there is none to report.
+func (p *Presence) Refresh(ctx context.Context, sessionID string, entries []pentecost.PresenceEntry) ([]string, error) {
+	return nil, nil
 }
 
 // RemoveSession implements pentecost.Presence.

@@ -15,6 +15,8 @@ import (
 //     workers' language claims and offers alive (Server.PresenceRefresh), so that a crashed node's listeners
 //     leave the counts within the presence expiry, and a node cut off from
 //     Redis puts its listeners back when it returns;
+//   - close, after the refresh handover, its listener connections that a
+//     refresh on another node replaced (the refresh reports them);
 //   - store the counts of its sessions again after each refresh, since
 //     listeners on other nodes (or a dead node's) change them;
 //   - tell the other nodes that a session's speaker is connected here, and
@@ -136,8 +138,10 @@ func (cl *cluster) refresh(ctx context.Context) {
 		hs.mu.Unlock()
 		live[hs.id] = true
 
+		var replaced []string
 		if len(entries) > 0 {
-			if err := s.Presence.Refresh(ctx, hs.id, entries); err != nil {
+			var err error
+			if replaced, err = s.Presence.Refresh(ctx, hs.id, entries); err != nil {
 				s.Logger.Warn("refresh presence", logSession, hs.id, logError, err)
 			}
 		}
@@ -149,6 +153,12 @@ func (cl *cluster) refresh(ctx context.Context) {
 			}
 		}
 		hs.presenceMu.Unlock()
+		// Refreshes that landed on other nodes replaced these: close them
+		// as this node closes those it replaced itself, or their clients
+		// would hold them, uncounted, for as long as they like.
+		for _, id := range replaced {
+			s.handOver(id)
+		}
 		cl.refreshCounts(ctx, hs)
 		switch {
 		case speakerHere:

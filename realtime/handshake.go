@@ -30,8 +30,9 @@ type query struct {
 	epoch             string
 	token             string
 	refresh           bool
+	ticket            string // refreshTicket: the connection a refresh replaces (ticket.go)
 	legacyCreate      bool
-	ip                string
+	client            string // ClientKey: what per-client limits count
 	invalidSince      bool
 	invalidFormat     bool
 	invalidRefreshFor bool
@@ -47,7 +48,8 @@ func (s *Server) parseQuery(r *http.Request) query {
 		sourceLanguage: v.Get("sourceLanguage"),
 		qualityTier:    v.Get("qualityTier"),
 		epoch:          v.Get("epoch"),
-		ip:             s.ClientIP(r),
+		ticket:         v.Get("refreshTicket"),
+		client:         s.ClientKey(r),
 	}
 	switch f := v.Get("audioFormat"); f {
 	case "", "json":
@@ -126,6 +128,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	q := s.parseQuery(r)
+	// Before the upgrade, so that a client over the cap costs no
+	// connection state; one that holds the cap has its connections.
+	if !s.clients.admit(q.client, s.connCap(q.refresh)) {
+		s.metrics.joins(roleOf(q), pentecost.ERATELIMIT)
+		pthttp.LogAtDebug(r)
+		pthttp.Error(w, r, errTooManyConns())
+		return
+	}
 
 	up := ws.HTTPUpgrader{Timeout: 5 * time.Second}
 	if r.Header.Get("Sec-WebSocket-Protocol") != "" {
@@ -136,6 +146,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if nc != nil {
 			_ = nc.Close()
 		}
+		s.clients.release(q.client, nil)
 		return
 	}
 	// Keep a small read buffer: listeners send little, and per-connection
@@ -147,9 +158,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	r0 := roleOf(q)
 	c := s.newConn(nc, br, r0, q.binary)
+	s.clients.add(q.client, c)
 	if !s.hub.addConn(c) {
 		c.reject(pentecost.Errorf(pentecost.EUNAVAILABLE, "Server is shutting down; try again."), q.sessionID)
 		c.shutdown()
+		s.clients.release(q.client, c)
 		return
 	}
 
@@ -159,9 +172,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.metrics.joinLatency.Observe(time.Since(start).Seconds())
 	s.metrics.joins(r0, pentecost.ErrorCode(err))
 	if err != nil {
+		switch pentecost.ErrorCode(err) {
+		case pentecost.ESESSIONNOTFOUND, pentecost.ERATELIMIT:
+			pthttp.LogAtDebug(r) // a guesser or a flood must not fill the log
+		}
 		c.reject(err, q.sessionID)
 		c.shutdown()
 		s.hub.removeConn(c)
+		s.clients.release(q.client, c)
 		return
 	}
 	c.joined.Store(true)
@@ -177,6 +195,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// listener (heap profile: bufio 4.7 KB, stacks 16.7 KB); a read loop
 	// alone fits the initial 8 KB stack.
 	go func() {
+		defer s.clients.release(q.client, c)
 		defer s.hub.removeConn(c)
 		defer s.metrics.conns.WithLabelValues(r0.String()).Dec()
 		c.serve(s.ctx, func(op ws.OpCode, p []byte) { s.handle(c, op, p) })
@@ -233,7 +252,7 @@ func roleOf(q query) role {
 
 // join authenticates and admits the connection in its role.
 func (s *Server) join(ctx context.Context, c *conn, q query) error {
-	if err := s.allow(ctx, "ws-conn:"+q.ip, s.ConnectionLimit); err != nil {
+	if err := s.allow(ctx, "ws-conn:"+q.client, s.ConnectionLimit); err != nil {
 		return err
 	}
 	switch {

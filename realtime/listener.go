@@ -42,17 +42,18 @@ func (s *Server) checkLanguage(lang, source string) (string, error) {
 	return l, nil
 }
 
-// joinListener admits a listener (or a listener refresh).
+// joinListener admits a listener (or a listener refresh: admitListener
+// counts it as a join when it replaces nothing).
 func (s *Server) joinListener(ctx context.Context, c *conn, q query) error {
 	if !q.refresh {
-		if err := s.allow(ctx, "ws-join:"+q.ip, s.JoinLimit); err != nil {
+		if err := s.allow(ctx, "ws-join:"+q.client, s.JoinLimit); err != nil {
 			return err
 		}
 	}
 	if q.targetLanguage == "" {
 		return fieldError("targetLanguage", "targetLanguage is required.")
 	}
-	sess, err := s.findLive(ctx, q.sessionID)
+	sess, err := s.lookupSession(ctx, q)
 	if err != nil {
 		return err
 	}
@@ -60,7 +61,7 @@ func (s *Server) joinListener(ctx context.Context, c *conn, q query) error {
 	if err != nil {
 		return err
 	}
-	counts, err := s.Presence.Join(ctx, pentecost.PresenceEntry{SessionID: sess.ID, ConnID: c.id, Language: lang}, s.MaxListeners, q.refresh)
+	counts, err := s.admitListener(ctx, c, q, sess, lang)
 	if err != nil {
 		return err
 	}
@@ -75,6 +76,7 @@ func (s *Server) joinListener(ctx context.Context, c *conn, q query) error {
 	}
 	reply["sessionId"], reply["connectionId"] = sess.ID, c.id
 	reply["audioFormat"] = map[bool]string{false: "json", true: "binary"}[c.binary]
+	reply["refreshTicket"] = s.issueTicket(c, sess.ID)
 	// first runs under hs.mu: c becomes a listener, reads the state and
 	// queues its reply in one step, so that the reply is its first message
 	// and a state event handled before it is in the reply, one handled

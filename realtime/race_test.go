@@ -139,21 +139,21 @@ func (p *hookPresence) done(m map[string]bool, k string) func() bool {
 	}
 }
 
-func (p *hookPresence) Refresh(ctx context.Context, sessionID string, entries []pentecost.PresenceEntry) error {
+func (p *hookPresence) Refresh(ctx context.Context, sessionID string, entries []pentecost.PresenceEntry) ([]string, error) {
 	if p.isFrozen.Load() {
-		return nil
+		return nil, nil
 	}
 	last := p.onRefresh != nil && p.onRefresh(entries)
 	for _, e := range entries {
 		if _, err := p.Presence.Join(ctx, e, 0, true); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if last {
 		p.isFrozen.Store(true)
 		close(p.frozen)
 	}
-	return nil
+	return nil, nil
 }
 
 // hookRefreshOf arms p to call act once, inside the first Refresh whose

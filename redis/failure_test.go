@@ -66,7 +66,8 @@ func (s *services) calls(sessionID string) []struct {
 		{"Counts", func(ctx context.Context) error { _, err := s.presence.Counts(ctx, sessionID); return err }},
 		{"Sessions", func(ctx context.Context) error { _, err := s.presence.Sessions(ctx); return err }},
 		{"Refresh", func(ctx context.Context) error {
-			return s.presence.Refresh(ctx, sessionID, []pentecost.PresenceEntry{{SessionID: sessionID, ConnID: "c1", Language: "en"}})
+			_, err := s.presence.Refresh(ctx, sessionID, []pentecost.PresenceEntry{{SessionID: sessionID, ConnID: "c1", Language: "en"}})
+			return err
 		}},
 		{"ClaimLanguage", func(ctx context.Context) error {
 			_, err := s.presence.ClaimLanguage(ctx, sessionID, "es", "w1")

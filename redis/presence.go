@@ -34,6 +34,8 @@ const presenceKeyTTL = time.Hour
 //	…presence:{id}:counts  hash        language → listeners
 //	…presence:{id}:claims  sorted set  "language\nworkerID" → expiry
 //	…presence:{id}:speakers sorted set speaker connID → expiry
+//	…presence:{id}:replaced sorted set connID → expiry: connections a
+//	                       refresh replaced (Replace), never put back
 //
 // one index of sessions with listeners, …presence:sessions (session ID
 // → latest expiry), and the workers' offers, …presence:offers, a sorted
@@ -60,6 +62,19 @@ func (p *Presence) keys(sessionID string) []string {
 
 func (p *Presence) claimsKey(sessionID string) string {
 	return p.db.Prefix + "presence:{" + sessionID + "}:claims"
+}
+
+// replacedKey holds the session's connections a refresh replaced while
+// their node still holds them. Refresh renews such an entry instead of
+// putting the connection back, and reports it so that the node closes the
+// connection; Leave forgets it.
+func (p *Presence) replacedKey(sessionID string) string {
+	return p.db.Prefix + "presence:{" + sessionID + "}:replaced"
+}
+
+// keysReplaced is keys with the replaced set as KEYS[4].
+func (p *Presence) keysReplaced(sessionID string) []string {
+	return append(p.keys(sessionID), p.replacedKey(sessionID))
 }
 
 func (p *Presence) speakersKey(sessionID string) string {
@@ -125,9 +140,12 @@ end
 keep(ARGV[7])
 return counts({})`)
 
-// leaveScript: ARGV conn, now. Returns {left (0/1), total, language, count, …}.
+// leaveScript: ARGV conn, now; KEYS[4] the replaced set, where a replaced
+// connection that leaves is forgotten. Returns {left (0/1), total,
+// language, count, …}.
 var leaveScript = goredis.NewScript(presenceLib + `
 expire(tonumber(ARGV[2]))
+redis.call('ZREM', KEYS[4], ARGV[1])
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 local left = 0
 if old then
@@ -154,22 +172,58 @@ var countsScript = goredis.NewScript(presenceLib + `
 expire(tonumber(ARGV[1]))
 return counts({})`)
 
-// refreshScript: ARGV now, expiry, key TTL, then connID, language pairs.
-// Present entries are extended (their language corrected), missing ones
-// added, past the cap, as a refresh join would.
+// refreshScript: ARGV now, expiry, key TTL, then connID, language pairs;
+// KEYS[4] the replaced set. Present entries are extended (their language
+// corrected), missing ones added, past the cap, as a refresh join would;
+// a replaced connection is not added: its mark in the replaced set is
+// renewed instead, for as long as its node names it. Returns {total,
+// replaced connID, …}: the node closes those.
 var refreshScript = goredis.NewScript(presenceLib + `
 expire(tonumber(ARGV[1]))
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[1])
+local replaced = {}
 for i = 4, #ARGV, 2 do
-  local old = redis.call('HGET', KEYS[2], ARGV[i])
-  if old then
-    move(ARGV[i], old, ARGV[i+1])
-    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+  if redis.call('ZSCORE', KEYS[4], ARGV[i]) then
+    redis.call('ZADD', KEYS[4], ARGV[2], ARGV[i])
+    replaced[#replaced+1] = ARGV[i]
   else
-    add(ARGV[i], ARGV[i+1], ARGV[2])
+    local old = redis.call('HGET', KEYS[2], ARGV[i])
+    if old then
+      move(ARGV[i], old, ARGV[i+1])
+      redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    else
+      add(ARGV[i], ARGV[i+1], ARGV[2])
+    end
   end
 end
 keep(ARGV[3])
-return redis.call('ZCARD', KEYS[1])`)
+if #replaced > 0 then redis.call('PEXPIRE', KEYS[4], ARGV[3]) end
+table.insert(replaced, 1, redis.call('ZCARD', KEYS[1]))
+return replaced`)
+
+// replaceScript: ARGV old conn, new conn, language, now, expiry, key TTL;
+// KEYS[4] the replaced set. Returns {-1} when the old connection is not
+// present, else the counts after removing it (marked replaced) and adding
+// the new one.
+var replaceScript = goredis.NewScript(presenceLib + `
+expire(tonumber(ARGV[4]))
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[4])
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if not old then return {-1} end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HINCRBY', KEYS[3], old, -1) <= 0 then redis.call('HDEL', KEYS[3], old) end
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
+local cur = redis.call('HGET', KEYS[2], ARGV[2])
+if cur then
+  move(ARGV[2], cur, ARGV[3])
+  redis.call('ZADD', KEYS[1], ARGV[5], ARGV[2])
+else
+  add(ARGV[2], ARGV[3], ARGV[5])
+end
+keep(ARGV[6])
+return counts({})`)
 
 // Join implements pentecost.Presence.
 func (p *Presence) Join(ctx context.Context, e pentecost.PresenceEntry, max int, refresh bool) (pentecost.PresenceCounts, error) {
@@ -195,6 +249,29 @@ func (p *Presence) Join(ctx context.Context, e pentecost.PresenceEntry, max int,
 	return parseCounts(res)
 }
 
+// Replace implements pentecost.Presence. One script checks that the old
+// connection is present, removes it, marks it replaced and adds the new
+// one, so that of two refreshes presenting one ticket (on any nodes) one
+// wins, and the node still holding the old connection cannot put it back.
+func (p *Presence) Replace(ctx context.Context, oldConnID string, e pentecost.PresenceEntry) (pentecost.PresenceCounts, error) {
+	if e.SessionID == "" || e.ConnID == "" || oldConnID == "" || oldConnID == e.ConnID {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Session, connection and a different old connection are required.")
+	}
+	now, expiry := p.times()
+	res, err := replaceScript.Run(ctx, p.db.client, p.keysReplaced(e.SessionID),
+		oldConnID, e.ConnID, e.Language, now, expiry, presenceKeyTTL.Milliseconds()).Slice()
+	if err != nil {
+		return pentecost.PresenceCounts{}, p.db.storeError(ctx, "presence replace", err)
+	}
+	if full(res) {
+		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ENOTFOUND, "The connection to replace is not present.")
+	}
+	if err := p.index(ctx, e.SessionID, expiry); err != nil {
+		return pentecost.PresenceCounts{}, err
+	}
+	return parseCounts(res)
+}
+
 // index records that a session has listeners until at least expiry. The
 // index is a global key, outside the session's slot, so it is updated after
 // the script; Sessions checks every candidate against the session's keys.
@@ -209,7 +286,7 @@ func (p *Presence) Leave(ctx context.Context, sessionID, connID string) (penteco
 		return emptyCounts(), false, nil
 	}
 	now, _ := p.times()
-	res, err := leaveScript.Run(ctx, p.db.client, p.keys(sessionID), connID, now).Slice()
+	res, err := leaveScript.Run(ctx, p.db.client, p.keysReplaced(sessionID), connID, now).Slice()
 	if err != nil {
 		return pentecost.PresenceCounts{}, false, p.db.storeError(ctx, "presence leave", err)
 	}
@@ -274,11 +351,12 @@ func (p *Presence) Sessions(ctx context.Context) (map[string]pentecost.PresenceC
 // from now (and their language is corrected), missing ones are added back,
 // past the cap, as refresh joins would be. A hub that calls it every
 // DefaultRefreshInterval recovers its counts by itself after Redis lost its
-// data or the node was cut off for longer than EntryTTL.
+// data or the node was cut off for longer than EntryTTL. It returns the
+// entries a refresh replaced, through any node, which their node closes.
 // Errors: EUNAVAILABLE.
-func (p *Presence) Refresh(ctx context.Context, sessionID string, entries []pentecost.PresenceEntry) error {
+func (p *Presence) Refresh(ctx context.Context, sessionID string, entries []pentecost.PresenceEntry) ([]string, error) {
 	if sessionID == "" || len(entries) == 0 {
-		return nil
+		return nil, nil
 	}
 	args := make([]any, 0, 3+2*len(entries))
 	now, expiry := p.times()
@@ -288,18 +366,23 @@ func (p *Presence) Refresh(ctx context.Context, sessionID string, entries []pent
 			args = append(args, e.ConnID, e.Language)
 		}
 	}
-	return p.refresh(ctx, sessionID, expiry, args)
-}
-
-func (p *Presence) refresh(ctx context.Context, sessionID string, expiry int64, args []any) error {
-	total, err := refreshScript.Run(ctx, p.db.client, p.keys(sessionID), args...).Int()
+	res, err := refreshScript.Run(ctx, p.db.client, p.keysReplaced(sessionID), args...).Slice()
 	if err != nil {
-		return p.db.storeError(ctx, "presence refresh", err)
+		return nil, p.db.storeError(ctx, "presence refresh", err)
 	}
-	if total == 0 {
-		return nil
+	if len(res) == 0 {
+		return nil, fmt.Errorf("redis: empty presence refresh reply")
 	}
-	return p.index(ctx, sessionID, expiry)
+	var replaced []string
+	for _, v := range res[1:] {
+		if id, ok := v.(string); ok {
+			replaced = append(replaced, id)
+		}
+	}
+	if toInt(res[0]) == 0 {
+		return replaced, nil
+	}
+	return replaced, p.index(ctx, sessionID, expiry)
 }
 
 // RemoveSession implements pentecost.Presence.
@@ -307,7 +390,7 @@ func (p *Presence) RemoveSession(ctx context.Context, sessionID string) error {
 	if sessionID == "" {
 		return nil
 	}
-	keys := append(p.keys(sessionID), p.claimsKey(sessionID), p.speakersKey(sessionID))
+	keys := append(p.keysReplaced(sessionID), p.claimsKey(sessionID), p.speakersKey(sessionID))
 	if err := p.db.client.Del(ctx, keys...).Err(); err != nil {
 		return p.db.storeError(ctx, "presence remove session", err)
 	}

@@ -92,7 +92,7 @@ func TestPresence_DeadNodeExpires(t *testing.T) {
 	// B refreshes on its cadence; A has died.
 	for range 2 {
 		clock.Add(redis.DefaultRefreshInterval)
-		if err := b.Refresh(ctx, "s", []pentecost.PresenceEntry{{SessionID: "s", ConnID: "b1", Language: "es"}}); err != nil {
+		if _, err := b.Refresh(ctx, "s", []pentecost.PresenceEntry{{SessionID: "s", ConnID: "b1", Language: "es"}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.ClaimLanguage(ctx, "s", "de", "worker-on-b"); err != nil {
@@ -117,7 +117,7 @@ func TestPresence_DeadNodeExpires(t *testing.T) {
 		t.Fatalf("leave of an expired entry = %+v, %v, %v", c, left, err)
 	}
 	// A was cut off, not dead: its late refresh puts its listeners back.
-	if err := a.Refresh(ctx, "s", []pentecost.PresenceEntry{{SessionID: "s", ConnID: "a1", Language: "en"}, {SessionID: "s", ConnID: "a2", Language: "es"}}); err != nil {
+	if _, err := a.Refresh(ctx, "s", []pentecost.PresenceEntry{{SessionID: "s", ConnID: "a1", Language: "en"}, {SessionID: "s", ConnID: "a2", Language: "es"}}); err != nil {
 		t.Fatal(err)
 	}
 	if c := counts(t, a, "s"); c.Total != 3 || c.ByLanguage["en"] != 1 || c.ByLanguage["es"] != 2 {
@@ -150,10 +150,10 @@ func TestPresence_RefreshRecovers(t *testing.T) {
 	if c := counts(t, p, "s"); c.Total != 0 {
 		t.Fatalf("counts after the restart = %+v", c)
 	}
-	if err := p.Refresh(ctx, "s", entries); err != nil {
+	if _, err := p.Refresh(ctx, "s", entries); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Refresh(ctx, "s", entries); err != nil { // twice changes nothing
+	if _, err := p.Refresh(ctx, "s", entries); err != nil { // twice changes nothing
 		t.Fatal(err)
 	}
 	c := counts(t, p, "s")
@@ -162,6 +162,60 @@ func TestPresence_RefreshRecovers(t *testing.T) {
 	}
 	if all, _ := p.Sessions(ctx); all["s"].Total != 2 {
 		t.Fatalf("Sessions = %v", all)
+	}
+}
+
+// TestPresence_ReplacedAcrossNodes: a refresh lands on node B and replaces
+// a listener node A still holds (until A closes it). A's refreshes keep
+// naming it meanwhile, for longer than the entry TTL, and must neither
+// count it again nor make it replaceable again; each reports it replaced,
+// so that A closes it, and reports none of the live connections. Once A's
+// connection leaves, its mark goes with it.
+func TestPresence_ReplacedAcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock()
+	prefix := newPrefix()
+	dbA := MustOpenDBPrefix(t, srv, clock, prefix)
+	a, b := redis.NewPresence(dbA), redis.NewPresence(MustOpenDBPrefix(t, srv, clock, prefix))
+	ctx := context.Background()
+	onA := pentecost.PresenceEntry{SessionID: "s", ConnID: "a1", Language: "en"}
+	onB := pentecost.PresenceEntry{SessionID: "s", ConnID: "b1", Language: "en"}
+	alsoOnA := pentecost.PresenceEntry{SessionID: "s", ConnID: "a2", Language: "es"}
+	join(t, a, "s", "a1", "en")
+	join(t, a, "s", "a2", "es")
+	if replaced, err := a.Refresh(ctx, "s", []pentecost.PresenceEntry{onA, alsoOnA}); err != nil || len(replaced) != 0 {
+		t.Fatalf("refresh before the replace = %v, %v; want none replaced", replaced, err)
+	}
+	if _, err := b.Replace(ctx, "a1", onB); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 { // 40 s: past the 30 s TTL of the replaced mark
+		clock.Add(redis.DefaultRefreshInterval)
+		replaced, err := a.Refresh(ctx, "s", []pentecost.PresenceEntry{onA, alsoOnA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(replaced, []string{"a1"}) {
+			t.Fatalf("A's refresh reported %v replaced, want [a1]", replaced)
+		}
+		if replaced, err := b.Refresh(ctx, "s", []pentecost.PresenceEntry{onB}); err != nil || len(replaced) != 0 {
+			t.Fatalf("B's refresh = %v, %v; want none replaced", replaced, err)
+		}
+		if c := counts(t, a, "s"); c.Total != 2 {
+			t.Fatalf("counts = %+v, want a2 and b1", c)
+		}
+	}
+	if _, err := b.Replace(ctx, "a1", pentecost.PresenceEntry{SessionID: "s", ConnID: "b2", Language: "en"}); pentecost.ErrorCode(err) != pentecost.ENOTFOUND {
+		t.Fatalf("second replace of a1 = %v, want NOT_FOUND", err)
+	}
+	if _, left, err := a.Leave(ctx, "s", "a1"); err != nil || left {
+		t.Fatalf("leave of the replaced connection = %v, %v", left, err)
+	}
+	if n := dbA.Client().ZCard(ctx, prefix+"presence:{s}:replaced").Val(); n != 0 {
+		t.Fatalf("%d replaced marks left after the connection left", n)
+	}
+	if replaced, err := a.Refresh(ctx, "s", []pentecost.PresenceEntry{alsoOnA}); err != nil || len(replaced) != 0 {
+		t.Fatalf("refresh after a1 left = %v, %v; want none replaced", replaced, err)
 	}
 }
 

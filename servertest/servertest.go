@@ -9,6 +9,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -61,9 +62,10 @@ type Server struct {
 type Option func(*config)
 
 type config struct {
-	workerSecret string
-	realtime     []func(*realtime.Server)
-	api          []func(*pthttp.Server)
+	workerSecret   string
+	trustedProxies []netip.Prefix
+	realtime       []func(*realtime.Server)
+	api            []func(*pthttp.Server)
 }
 
 // Configure adjusts the realtime server before it is opened. Options apply
@@ -77,15 +79,23 @@ func ConfigureAPI(f ...func(*pthttp.Server)) Option {
 	return func(c *config) { c.api = append(c.api, f...) }
 }
 
+// TrustedProxies makes the API and the WebSocket endpoint believe the
+// X-Forwarded-For of these peers, as `pentecost serve --trusted-proxies`
+// does: with 127.0.0.1, a test poses as any client address.
+func TrustedProxies(p ...netip.Prefix) Option {
+	return func(c *config) { c.trustedProxies = append(c.trustedProxies, p...) }
+}
+
 // WorkerSecret sets the one worker credential the server accepts.
 func WorkerSecret(secret string) Option {
 	return func(c *config) { c.workerSecret = secret }
 }
 
 // Start opens a server on 127.0.0.1 with a free port. Rate limits on
-// connections and joins are off, since tests open many connections from one
-// address; everything else keeps the realtime server's defaults unless an
-// option changes it.
+// connections and joins, the cap on one client's connections and the limit
+// of its lookups of unknown sessions are off, since tests open many
+// connections from one address; everything else keeps the realtime
+// server's defaults unless an option changes it.
 func Start(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
 	cfg := config{workerSecret: DefaultWorkerSecret}
@@ -114,6 +124,10 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	rt.WorkerVerifier = auth.NewWorkerSecrets([]string{"w1:" + cfg.workerSecret})
 	rt.RateLimiter = inmem.NewRateLimiter()
 	rt.ConnectionLimit, rt.JoinLimit = pentecost.Limit{}, pentecost.Limit{}
+	rt.MaxConnsPerClient, rt.SessionMissLimit = 0, pentecost.Limit{}
+	if trusted := cfg.trustedProxies; len(trusted) > 0 {
+		rt.ClientIP = func(r *http.Request) string { return pthttp.ClientIP(r, trusted).String() }
+	}
 	rt.Registerer = s.Registry
 	for _, f := range cfg.realtime {
 		f(rt)
@@ -129,6 +143,8 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	api.Sessions, api.Verifier = s.Sessions, verifier
 	api.Registerer, api.Gatherer = prometheus.NewRegistry(), prometheus.NewRegistry()
 	api.Handle("GET /ws", recorder{s})
+	api.TrustedProxies = cfg.trustedProxies
+	api.Lookups = rt.Lookups // one limit of lookups that miss, as in pentecost serve
 	for _, f := range cfg.api {
 		f(api)
 	}

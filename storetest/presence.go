@@ -189,14 +189,129 @@ func RunPresenceTests(t *testing.T, newPresence PresenceFactory) {
 	t.Run("Refresh", func(t *testing.T) {
 		p := newPresence(t)
 		mustJoin(t, p, entry("s", "a", "en"), 0)
-		if err := p.Refresh(ctx, "s", []pentecost.PresenceEntry{entry("s", "a", "en")}); err != nil {
-			t.Fatal(err)
+		// Nothing was replaced: a connection reported replaced would be
+		// closed by its node.
+		if replaced, err := p.Refresh(ctx, "s", []pentecost.PresenceEntry{entry("s", "a", "en")}); err != nil || len(replaced) != 0 {
+			t.Fatalf("refresh = %v, %v; want none replaced", replaced, err)
 		}
-		if err := p.Refresh(ctx, "other", nil); err != nil {
-			t.Fatal(err)
+		if replaced, err := p.Refresh(ctx, "other", nil); err != nil || len(replaced) != 0 {
+			t.Fatalf("refresh of nothing = %v, %v", replaced, err)
 		}
 		c, _ := p.Counts(ctx, "s")
 		wantCounts(t, c, 1, map[string]int{"en": 1}) // a refresh never counts a listener twice
+	})
+
+	t.Run("Replace", func(t *testing.T) {
+		t.Run("OK", func(t *testing.T) {
+			p := newPresence(t)
+			mustJoin(t, p, entry("s", "a", "en"), 2)
+			mustJoin(t, p, entry("s", "b", "en"), 2)
+			// At the cap: the new connection takes a's place, in its own language.
+			c, err := p.Replace(ctx, "a", entry("s", "c", "es"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantCounts(t, c, 2, map[string]int{"en": 1, "es": 1})
+			// The old connection is gone: its leave changes nothing, and
+			// the session is still full.
+			if c, left, err := p.Leave(ctx, "s", "a"); err != nil || left {
+				t.Fatalf("leave of the replaced connection = %v, %v", left, err)
+			} else {
+				wantCounts(t, c, 2, map[string]int{"en": 1, "es": 1})
+			}
+			_, err = p.Join(ctx, entry("s", "d", "en"), 2, false)
+			wantCode(t, err, pentecost.ESESSIONFULL)
+		})
+		t.Run("ErrNotFoundOnceReplaced", func(t *testing.T) {
+			p := newPresence(t)
+			mustJoin(t, p, entry("s", "a", "en"), 1)
+			if _, err := p.Replace(ctx, "a", entry("s", "b", "en")); err != nil {
+				t.Fatal(err)
+			}
+			// A second refresh naming a (a replayed ticket) gets nothing.
+			_, err := p.Replace(ctx, "a", entry("s", "c", "en"))
+			wantCode(t, err, pentecost.ENOTFOUND)
+			c, _ := p.Counts(ctx, "s")
+			wantCounts(t, c, 1, map[string]int{"en": 1})
+		})
+		t.Run("ErrNotFound", func(t *testing.T) {
+			p := newPresence(t)
+			_, err := p.Replace(ctx, "x", entry("s", "b", "en"))
+			wantCode(t, err, pentecost.ENOTFOUND)
+			mustJoin(t, p, entry("s", "a", "en"), 0)
+			_, _, _ = p.Leave(ctx, "s", "a")
+			_, err = p.Replace(ctx, "a", entry("s", "b", "en"))
+			wantCode(t, err, pentecost.ENOTFOUND)
+			// Another session's connection is not this session's.
+			mustJoin(t, p, entry("t", "z", "en"), 0)
+			_, err = p.Replace(ctx, "z", entry("s", "b", "en"))
+			wantCode(t, err, pentecost.ENOTFOUND)
+			c, _ := p.Counts(ctx, "s")
+			wantCounts(t, c, 0, nil)
+		})
+		t.Run("RefreshDoesNotBringItBack", func(t *testing.T) {
+			p := newPresence(t)
+			mustJoin(t, p, entry("s", "a", "en"), 1)
+			if _, err := p.Replace(ctx, "a", entry("s", "b", "en")); err != nil {
+				t.Fatal(err)
+			}
+			// The old connection's node still holds it until it closes,
+			// and names it in its refreshes meanwhile. A shared presence
+			// reports it, at every refresh, so that its node closes it
+			// (however the refresh reached Replace); the in-memory one,
+			// whose node replaced it itself, may report nothing. b, which
+			// is live, is never reported.
+			for range 2 {
+				replaced, err := p.Refresh(ctx, "s", []pentecost.PresenceEntry{entry("s", "a", "en"), entry("s", "b", "en")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(replaced) != 0 && !reflect.DeepEqual(replaced, []string{"a"}) {
+					t.Fatalf("refresh reported %v replaced, want a or nothing", replaced)
+				}
+			}
+			c, _ := p.Counts(ctx, "s")
+			wantCounts(t, c, 1, map[string]int{"en": 1})
+			_, err := p.Replace(ctx, "a", entry("s", "c", "en"))
+			wantCode(t, err, pentecost.ENOTFOUND)
+		})
+		t.Run("ConcurrentOneWins", func(t *testing.T) {
+			p := newPresence(t)
+			mustJoin(t, p, entry("s", "a", "en"), 1)
+			const refreshes = 20
+			errs := make([]error, refreshes)
+			var wg sync.WaitGroup
+			for i := range refreshes {
+				wg.Go(func() { _, errs[i] = p.Replace(ctx, "a", entry("s", fmt.Sprint("r", i), "en")) })
+			}
+			wg.Wait()
+			won := 0
+			for _, err := range errs {
+				switch pentecost.ErrorCode(err) {
+				case "":
+					won++
+				case pentecost.ENOTFOUND:
+				default:
+					t.Fatalf("replace: %v", err)
+				}
+			}
+			if won != 1 {
+				t.Fatalf("%d refreshes replaced the connection, want exactly 1", won)
+			}
+			c, _ := p.Counts(ctx, "s")
+			wantCounts(t, c, 1, map[string]int{"en": 1})
+		})
+		t.Run("ErrValidationField", func(t *testing.T) {
+			p := newPresence(t)
+			mustJoin(t, p, entry("s", "a", "en"), 0)
+			for _, tt := range []struct {
+				old string
+				e   pentecost.PresenceEntry
+			}{{"", entry("s", "b", "en")}, {"a", entry("", "b", "en")}, {"a", entry("s", "", "en")}, {"a", entry("s", "a", "en")}} {
+				_, err := p.Replace(ctx, tt.old, tt.e)
+				wantCode(t, err, pentecost.EVALIDATIONFIELD)
+			}
+		})
 	})
 
 	t.Run("RemoveSession", func(t *testing.T) {

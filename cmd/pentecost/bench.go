@@ -394,6 +394,7 @@ func inProcessStarter(maxListeners int, withPprof bool) bench.Starter {
 			"RATE_LIMIT_SESSIONS_PER_HOUR": "0", "RATE_LIMIT_LISTENER_JOINS_PER_MIN": "0",
 			"RATE_LIMIT_CONNECTION_ATTEMPTS_PER_MIN": "0", "RATE_LIMIT_HEARTBEATS_PER_MIN": "0",
 			"RATE_LIMIT_LOGIN_ATTEMPTS_PER_MIN": "0", "SHUTDOWN_TIMEOUT_SECONDS": "1",
+			"MAX_CONNECTIONS_PER_CLIENT": "0", "RATE_LIMIT_SESSION_MISSES_PER_MIN": "0",
 		}
 		cfg, err := LoadConfig(nil, func(k string) string { return env[k] }, io.Discard)
 		if err != nil {

@@ -7,6 +7,7 @@
 export const Close = Object.freeze({
   NORMAL: 1000, GOING_AWAY: 1001, POLICY: 1008, TOO_BIG: 1009, INTERNAL: 1011,
   TRY_AGAIN: 1013, IDLE: 4000, TOO_SLOW: 4001, MAX_DURATION: 4002, REPLACED: 4003,
+  TOKEN_INVALID: 4004,
 });
 
 /** Close code this client uses when it gives up on a silent connection. */
@@ -42,7 +43,7 @@ export function normalizeSessionId(input) {
   return /^[a-z]+-[a-z]+-[1-9][0-9]{2}$/.test(id) ? id : null;
 }
 
-async function api(baseUrl, method, path, { token, body } = {}) {
+async function api(baseUrl, method, path, { token, body, credentials = 'omit' } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = 'Bearer ' + token;
@@ -50,7 +51,7 @@ async function api(baseUrl, method, path, { token, body } = {}) {
   try {
     res = await fetch(baseUrl + path, {
       method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: 'omit', cache: 'no-store',
+      credentials, cache: 'no-store',
     });
   } catch (err) {
     throw new PentecostError('NETWORK_ERROR', 'The server could not be reached.');
@@ -76,9 +77,14 @@ export function getSession(id, baseUrl = '') {
   return api(baseUrl, 'GET', '/sessions/' + encodeURIComponent(id));
 }
 
-/** Signs in to an embedded account: {token, tokenType, expiresAt, user}. */
+/**
+ * Signs in to an embedded account: {token, tokenType, expiresAt, user}. The
+ * browser keeps the server's device cookie and sends it with the next
+ * sign-in, so that guessing at the account cannot lock this browser out.
+ * Only a same-origin API gets it: the server answers no CORS.
+ */
 export function login(username, password, baseUrl = '') {
-  return api(baseUrl, 'POST', '/auth/login', { body: { username, password } });
+  return api(baseUrl, 'POST', '/auth/login', { body: { username, password }, credentials: 'same-origin' });
 }
 
 /** Creates a session owned by the token's speaker. */
@@ -293,6 +299,9 @@ class Connection extends EventTarget {
     }
     if (!ws.joined && this.isJoinReply(msg)) {
       ws.joined = true;
+      // Presented when this socket is refreshed, so that the server counts
+      // the new socket in its place (docs/protocol.md, Refresh).
+      ws.refreshTicket = typeof msg.refreshTicket === 'string' ? msg.refreshTicket : null;
       if (ws === this.pending) this.completeRefresh(ws);
       this.joined(ws, msg);
     }
@@ -357,6 +366,7 @@ class Connection extends EventTarget {
       case Close.NORMAL:
       case Close.TOO_BIG:
       case Close.REPLACED:
+      case Close.TOKEN_INVALID:
         this.stop(code, reason, err);
         return;
       case Close.POLICY:
@@ -476,6 +486,7 @@ export class Listener extends Connection {
     if (refresh) {
       q.set('action', 'refreshConnection');
       q.set('role', 'listener');
+      if (this.ws?.refreshTicket) q.set('refreshTicket', this.ws.refreshTicket);
     }
     q.set('sessionId', this.sessionId);
     q.set('targetLanguage', this.targetLanguage);
@@ -568,6 +579,7 @@ export class Speaker extends Connection {
     if (refresh) {
       q.set('action', 'refreshConnection');
       q.set('role', 'speaker');
+      if (this.ws?.refreshTicket) q.set('refreshTicket', this.ws.refreshTicket);
     }
     q.set('sessionId', this.sessionId);
     return this.wsBase() + '?' + q;
