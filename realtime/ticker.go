@@ -7,14 +7,16 @@ import (
 
 // tick runs the server's timers: pings, idle timeouts, connection age
 // (refresh, warning, maximum), periodic speaker status, batched listener
-// counts and worker demand. One goroutine scans every connection, instead of
-// a timer per connection, to keep idle connections cheap.
+// counts, worker demand and speakers' tokens. One goroutine scans every
+// connection, instead of a timer per connection, to keep idle connections
+// cheap.
 func (s *Server) tick() {
 	defer close(s.done)
+	defer s.accounts.rounds.Wait() // Close waits for done: no round outlives it
 	period := s.tickPeriod()
 	t := time.NewTicker(period)
 	defer t.Stop()
-	var lastFlush, lastWorkers time.Time
+	var lastFlush, lastWorkers, lastAccounts time.Time
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -32,6 +34,10 @@ func (s *Server) tick() {
 			lastWorkers = now
 			s.updateWorkers(s.ctx)
 		}
+		if s.AccountCheckInterval > 0 && now.Sub(lastAccounts) >= s.AccountCheckInterval {
+			lastAccounts = now
+			s.checkAccounts() // the store is read off this goroutine
+		}
 	}
 }
 
@@ -40,7 +46,7 @@ func (s *Server) tick() {
 func (s *Server) tickPeriod() time.Duration {
 	p := time.Second
 	for _, d := range []time.Duration{s.HeartbeatInterval, s.HeartbeatTimeout, s.RefreshAfter, s.WarningAfter,
-		s.MaxConnDuration, s.StatusInterval, s.CountFlushInterval, s.WorkerUpdateInterval} {
+		s.MaxConnDuration, s.StatusInterval, s.CountFlushInterval, s.WorkerUpdateInterval, s.AccountCheckInterval} {
 		if d > 0 && d/4 < p {
 			p = d / 4
 		}

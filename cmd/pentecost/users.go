@@ -27,6 +27,8 @@ const usersUsage = `Usage:
 
 Without --password-stdin a random password is generated and printed once.
 --redis (env REDIS_URL) manages the accounts shared by several nodes.
+passwd and remove sign the account out: tokens issued before are refused at
+once, and its live broadcasts are closed within SPEAKER_ACCOUNT_CHECK_SECONDS.
 `
 
 // runUsers manages the embedded speaker accounts of a data dir.
