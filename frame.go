@@ -48,7 +48,12 @@ type Frame struct {
 	Epoch string
 
 	// Time is when the server received the frame from its producer. The
-	// broker keeps history by it; it is never earlier than the publish.
+	// broker keeps history by it. A frame waits at most the maximum frame
+	// age between being received and published (older ones are dropped).
+	// A receiving node measures the frame's age from it, on its own clock,
+	// to skip audio that arrives too late to be worth hearing (a backlog
+	// after a broker outage); never from SourceTime, which for translated
+	// audio is seconds older by design.
 	Time time.Time
 
 	// SourceTime, when set, is the capture time of the speech a worker's

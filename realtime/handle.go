@@ -11,16 +11,16 @@ import (
 
 // handle runs one client message on the connection's reader goroutine.
 func (s *Server) handle(c *conn, op ws.OpCode, p []byte) {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	defer cancel()
 	if op == ws.OpBinary {
 		if c.role != roleSpeaker {
 			c.replyError(pentecost.Errorf(pentecost.EACTIONNOTALLOWED, "Only the speaker may send audio."))
 			return
 		}
-		s.publishSpeakerAudio(ctx, c, p, nil)
+		s.publishSpeakerAudio(c, p, nil) // queued: no context, no wait
 		return
 	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
 	m, err := DecodeMessage(p)
 	if err != nil {
 		if c.role == roleWorker {
@@ -33,7 +33,13 @@ func (s *Server) handle(c *conn, op ws.OpCode, p []byte) {
 		return
 	}
 	if m.Action == "heartbeat" {
-		if err := s.allow(ctx, "ws-heartbeat:"+c.id, s.HeartbeatLimit); err != nil {
+		var err error
+		if q := producerQueue(c); q != nil {
+			err = q.allowHeartbeat(c)
+		} else {
+			err = s.allow(ctx, "ws-heartbeat:"+c.id, s.HeartbeatLimit)
+		}
+		if err != nil {
 			c.replyError(err)
 			return
 		}

@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pentecost/pentecost"
@@ -21,6 +22,10 @@ import (
 // connections hear which stream.
 type hub struct {
 	srv *Server
+
+	// staleWarned is when stale audio was last logged (Unix ns): once a
+	// minute at most, however many streams skip.
+	staleWarned atomic.Int64
 
 	mu       sync.Mutex
 	sessions map[string]*hubSession
@@ -70,6 +75,9 @@ type hubSession struct {
 	haveSeq bool
 	lastSeq uint64
 
+	// pub is the speakers' audio on its way to the broker (publish.go).
+	pub *publishQueue
+
 	grace     *time.Timer
 	graceGen  uint64 // counts grace periods, so a timer knows whether it is still the current one
 	graceUser *pentecost.User
@@ -101,13 +109,28 @@ type hubStream struct {
 	heldSince time.Time
 	held      bool
 	flush     *time.Timer
+	// skipping is set while some subscriber has a run of stale audio it
+	// has not been told of (skipStale): the next audio frame tells them.
+	skipping bool
 }
 
 // streamSub is where one connection is in a stream.
 type streamSub struct {
 	last  uint64
 	epoch string
+	// A run of stale audio skipped and not yet reported: its first and
+	// last numbers and how many audio frames it holds (captions in between
+	// were sent).
+	skipFrom, skipTo uint64
+	skipped          int
 }
+
+// Label values of pentecost_stale_frames_skipped_total.
+const (
+	skipLive    = "live"
+	skipResume  = "resume"
+	skipPublish = "publish" // dropped before publishing (publish.go)
+)
 
 func newHub(s *Server) *hub {
 	return &hub{
@@ -202,6 +225,7 @@ func (h *hub) acquire(ctx context.Context, s *pentecost.Session) (*hubSession, e
 		streams:   make(map[string]*hubStream),
 		ready:     make(chan struct{}),
 	}
+	hs.pub = newPublishQueue(h.srv, hs, speakerPublishQueue)
 	h.sessions[s.ID] = hs
 	h.mu.Unlock()
 	if err := hs.subscribeControl(ctx); err != nil {
@@ -348,6 +372,7 @@ func (hs *hubSession) unsubscribeLocked(c *conn, lang string) {
 // subscribe adds c to the stream of lang and queues, in this order, the
 // reply built by first (which learns the stream position), a streamGap
 // notice if the client's position cannot be honoured, the frames it missed
+// (but audio older than MaxFrameAge, reported by an audioSkipped instead)
 // and then live frames. Holding the stream lock while reading the history
 // means no live frame can overtake the replay; per-connection sequence
 // tracking drops a live frame the history already contained.
@@ -374,6 +399,7 @@ func (hs *hubSession) subscribe(ctx context.Context, c *conn, lang string, hasSi
 	if first != nil {
 		first(pos)
 	}
+	sub := &streamSub{last: pos.Last, epoch: pos.Epoch}
 	if hasSince {
 		gap := obj{"type": "streamGap", "sessionId": hs.id, "language": lang, "lastSequenceNumber": since, "epoch": pos.Epoch}
 		switch {
@@ -389,14 +415,108 @@ func (hs *hubSession) subscribe(ctx context.Context, c *conn, lang string, hasSi
 			gap["reason"], gap["firstSequenceNumber"] = "historyExpired", first
 			c.send(gap)
 		}
+		// Audio older than MaxFrameAge is left out as it would be live
+		// (deliver): a short reconnect gets everything it missed, a long
+		// one the last MaxFrameAge of it, after an audioSkipped.
+		srv := hs.hub.srv
+		cutoff, skipped := srv.Now().Add(-srv.MaxFrameAge), 0
 		for _, f := range frames {
+			if f.Kind == pentecost.FrameAudio && srv.MaxFrameAge > 0 && f.Time.Before(cutoff) && !c.paused.Load() {
+				sub.noteSkip(f.Seq)
+				skipped++
+				continue
+			}
+			if f.Kind == pentecost.FrameAudio {
+				st.reportSkip(c, sub)
+			}
 			if m := st.encode(c, f); m != nil {
 				c.enqueue(m)
 			}
 		}
+		if skipped > 0 {
+			srv.metrics.staleSkipped.WithLabelValues(skipResume).Add(float64(skipped))
+			st.reportSkip(c, sub) // at once if still pending: the next audio may be a while
+		}
 	}
-	st.subs[c] = &streamSub{last: pos.Last, epoch: pos.Epoch}
+	st.subs[c] = sub
 	return nil
+}
+
+// noteSkip adds seq to the connection's run of skipped audio.
+func (sub *streamSub) noteSkip(seq uint64) {
+	if sub.skipped == 0 {
+		sub.skipFrom = seq
+	}
+	sub.skipTo = seq
+	sub.skipped++
+}
+
+// reportSkip tells c of its run of skipped audio, if any, and ends the
+// run. Called with st.mu held, before c's next audio frame.
+func (st *hubStream) reportSkip(c *conn, sub *streamSub) {
+	if sub.skipped == 0 {
+		return
+	}
+	c.send(obj{"type": "audioSkipped", "sessionId": st.key.SessionID, "language": st.key.Language, "epoch": sub.epoch,
+		"fromSequenceNumber": sub.skipFrom, "toSequenceNumber": sub.skipTo, "frames": sub.skipped, "reason": "stale"})
+	sub.skipFrom, sub.skipTo, sub.skipped = 0, 0, 0
+}
+
+// skipStale is deliver for an audio frame older than MaxFrameAge (a
+// backlog after a broker outage): no subscriber gets it, each records it
+// in its run of skipped audio, which the next fresh audio frame reports.
+// Frames arrive oldest first, so a burst is skipped up to the first frame
+// young enough, and listeners go on live from there.
+func (st *hubStream) skipStale(f *pentecost.Frame) {
+	st.mu.Lock()
+	n := 0
+	for c, sub := range st.subs {
+		if sub.epoch != f.Epoch {
+			st.reportSkip(c, sub) // numbers of the old epoch
+			st.epochChanged(c, sub, f)
+		}
+		if f.Seq <= sub.last {
+			continue
+		}
+		sub.last = f.Seq
+		if c.paused.Load() {
+			continue // hears no audio anyway
+		}
+		sub.noteSkip(f.Seq)
+		n++
+	}
+	if n > 0 {
+		st.skipping = true
+	}
+	st.mu.Unlock()
+	if n > 0 {
+		st.sess.hub.srv.metrics.staleSkipped.WithLabelValues(skipLive).Inc()
+		st.sess.hub.warnStale(st.key, f)
+	}
+}
+
+// warnStale logs, at most once a minute, that audio is being skipped as
+// stale. A backlog after an outage ends by itself; a node whose clock
+// runs ahead of the others skips every frame, and listeners hear
+// silence with no audioSkipped (it comes before fresh audio, which never
+// does), so the log is where an operator learns of it.
+func (h *hub) warnStale(key pentecost.StreamKey, f *pentecost.Frame) {
+	now := h.srv.Now()
+	last := h.staleWarned.Load()
+	if now.UnixNano()-last < int64(time.Minute) || !h.staleWarned.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	h.srv.Logger.Warn("skipping stale audio", "cause", "a backlog after a broker outage, or this node's clock runs ahead of the node that received it",
+		logSession, key.SessionID, "language", key.Language, "age_ms", now.Sub(f.Time).Milliseconds(), "max_ms", h.srv.MaxFrameAge.Milliseconds())
+}
+
+// reportSkips tells every subscriber with a run of skipped audio about it.
+// Called with st.mu held, before a fresh audio frame is queued.
+func (st *hubStream) reportSkips() {
+	for c, sub := range st.subs {
+		st.reportSkip(c, sub)
+	}
+	st.skipping = false
 }
 
 // deliver is the broker's handler for a stream: it queues f on every local
@@ -413,9 +533,19 @@ func (hs *hubSession) subscribe(ctx context.Context, c *conn, lang string, hasSi
 func (st *hubStream) deliver(f *pentecost.Frame) {
 	var jm, bm, cm *wsMsg
 	srv := st.sess.hub.srv
+	// Once per frame, never per listener: how old the audio is, measured
+	// from when a server received it (Time, not the SourceTime of the
+	// speech a translation carries, which is seconds older by design).
+	if f.Kind == pentecost.FrameAudio && srv.MaxFrameAge > 0 && !f.Time.IsZero() && srv.Now().Sub(f.Time) > srv.MaxFrameAge {
+		st.skipStale(f)
+		return
+	}
 	st.mu.Lock()
 	hold, wasHeld := false, st.held
 	if f.Kind == pentecost.FrameAudio {
+		if st.skipping {
+			st.reportSkips()
+		}
 		srv.load.add(len(st.subs), srv.CoalesceAbove)
 		now := time.Now()
 		if !wasHeld {

@@ -35,9 +35,13 @@ func (s *Server) createSession(ctx context.Context, c *conn, q query) error {
 	_, err = s.attachSpeaker(ctx, c, u, sess, false, func(state pentecost.BroadcastState) obj {
 		return obj{"type": "sessionCreated", "sessionId": sess.ID, "sourceLanguage": sess.SourceLanguage,
 			"qualityTier": sess.QualityTier, "connectionId": c.id, "expiresAt": pentecost.UnixMilli(sess.ExpiresAt),
-			"broadcastState": state}
+			"broadcastState": state, "refreshTicket": s.issueTicket(c, sess.ID)}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	s.watchAccount(c, q.token)
+	return nil
 }
 
 // joinSpeaker admits the owner of a session as its speaker (or a speaker refresh).
@@ -46,7 +50,7 @@ func (s *Server) joinSpeaker(ctx context.Context, c *conn, q query) error {
 	if err != nil {
 		return err
 	}
-	sess, err := s.findLive(ctx, q.sessionID)
+	sess, err := s.lookupSession(ctx, q)
 	if err != nil {
 		return err
 	}
@@ -54,16 +58,22 @@ func (s *Server) joinSpeaker(ctx context.Context, c *conn, q query) error {
 		return pentecost.Errorf(pentecost.EFORBIDDEN, "Only the session's speaker may connect as its speaker.")
 	}
 	counts, _ := s.Presence.Counts(ctx, sess.ID)
+	ticket := s.issueTicket(c, sess.ID)
 	_, err = s.attachSpeaker(ctx, c, u, sess, q.refresh, func(state pentecost.BroadcastState) obj {
 		if q.refresh {
-			return obj{"type": "connectionRefreshComplete", "role": "speaker", "sessionId": sess.ID, "connectionId": c.id, "broadcastState": state}
+			return obj{"type": "connectionRefreshComplete", "role": "speaker", "sessionId": sess.ID, "connectionId": c.id,
+				"broadcastState": state, "refreshTicket": ticket}
 		}
 		return obj{"type": "speakerConnected", "sessionId": sess.ID, "sourceLanguage": sess.SourceLanguage,
-			"connectionId": c.id, "broadcastState": state, "listenerCount": counts.Total}
+			"connectionId": c.id, "broadcastState": state, "listenerCount": counts.Total, "refreshTicket": ticket}
 	})
 	if err != nil {
 		return err
 	}
+	if old := s.speakerTicket(q, c, sess.ID); q.refresh && old != "" {
+		s.handOver(old)
+	}
+	s.watchAccount(c, q.token)
 	if c.restored {
 		s.sendStatus(ctx, c, "stateRestored", "")
 	}
@@ -137,10 +147,12 @@ func (s *Server) attachSpeaker(ctx context.Context, c *conn, u *pentecost.User, 
 // leaveSpeaker runs when a speaker connection ends. If it was the session's
 // current speaker and the session goes on, the grace period starts.
 func (s *Server) leaveSpeaker(c *conn) {
+	s.unwatchAccount(c)
 	hs := c.session
 	if hs == nil {
 		return
 	}
+	hs.pub.flush(publishFlushWait) // its audio before speakerDisconnected
 	hs.mu.Lock()
 	delete(hs.speakers, c)
 	current := hs.speaker == c
@@ -237,13 +249,19 @@ func (s *Server) touch(hs *hubSession, force bool) {
 // completes, so this is only reached by a client that never does.
 const refreshAudioHold = 2 * time.Second
 
-// publishSpeakerAudio publishes one chunk from the speaker to the source
-// stream. seq, when given, drops chunks already received (across a refresh).
-func (s *Server) publishSpeakerAudio(ctx context.Context, c *conn, data []byte, seq *uint64) {
+// publishSpeakerAudio queues one chunk from the speaker for the source
+// stream (publish.go). seq, when given, drops chunks already received
+// (across a refresh).
+func (s *Server) publishSpeakerAudio(c *conn, data []byte, seq *uint64) {
+	if c.tokenInvalid() {
+		return // sent before the client saw its close (account.go)
+	}
 	if len(data) < pentecost.MinAudioChunk || len(data) > pentecost.MaxAudioChunk {
 		c.replyError(pentecost.Errorf(pentecost.EINVALIDAUDIO, "Audio chunks must be between %d bytes and %d KB.", pentecost.MinAudioChunk, pentecost.MaxAudioChunk>>10))
 		return
 	}
+	// The chunk's age counts from here, however long it then waits.
+	now := s.Now()
 	if c.holdAudioFor != nil {
 		t := time.NewTimer(refreshAudioHold)
 		select {
@@ -274,16 +292,15 @@ func (s *Server) publishSpeakerAudio(ctx context.Context, c *conn, data []byte, 
 	if held {
 		return
 	}
-	f := &pentecost.Frame{Kind: pentecost.FrameAudio, Language: lang, Data: data, Time: s.Now()}
-	if err := s.Broker.Publish(ctx, pentecost.StreamKey{SessionID: hs.id, Language: lang}, f); err != nil {
-		c.replyError(err)
-		return
-	}
-	s.touch(hs, false)
+	f := &pentecost.Frame{Kind: pentecost.FrameAudio, Language: lang, Data: data, Time: now}
+	hs.pub.push(pubItem{key: pentecost.StreamKey{SessionID: hs.id, Language: lang}, f: f, c: c})
 }
 
 // handleSpeaker runs a speaker's actions.
 func (s *Server) handleSpeaker(ctx context.Context, c *conn, m *Message) {
+	if c.tokenInvalid() {
+		return // no control, no endSession on a token refused meanwhile
+	}
 	hs := c.session
 	upd := pentecost.BroadcastStateUpdate{}
 	yes, no := true, false
@@ -294,12 +311,13 @@ func (s *Server) handleSpeaker(ctx context.Context, c *conn, m *Message) {
 			c.replyError(pentecost.Errorf(pentecost.EINVALIDAUDIO, "audioData is not valid base64."))
 			return
 		}
-		s.publishSpeakerAudio(ctx, c, data, m.SequenceNumber)
+		s.publishSpeakerAudio(c, data, m.SequenceNumber)
 		return
 	case "getSessionStatus":
 		s.sendStatus(ctx, c, "sessionStatus", "requested")
 		return
 	case "endSession":
+		hs.pub.flush(publishFlushWait) // its last words before the end
 		_, err := s.Sessions.EndSession(pentecost.NewContextWithUser(ctx, c.user), hs.id)
 		if err != nil && pentecost.ErrorCode(err) != pentecost.ESESSIONENDED {
 			c.replyError(err)
@@ -350,6 +368,7 @@ func (s *Server) handleSpeaker(ctx context.Context, c *conn, m *Message) {
 		c.replyError(pentecost.Errorf(pentecost.EUNKNOWNACTION, "Unknown action."))
 		return
 	}
+	hs.pub.flush(publishFlushWait) // audio sent before a pause is heard before it
 	sess, err := s.Sessions.UpdateSession(pentecost.NewContextWithUser(ctx, c.user), hs.id, pentecost.SessionUpdate{BroadcastState: &upd})
 	if err != nil {
 		c.replyError(err)

@@ -43,6 +43,8 @@ type workerState struct {
 	offer      pentecost.LanguageOffer        // what it can produce (offerLanguages)
 	lastDemand []byte
 	reports    reportState // reportLanguageStatus limits
+	// pub is what it publishes on its way to the broker (publish.go).
+	pub *publishQueue
 }
 
 // joinWorker admits a translation worker.
@@ -58,7 +60,8 @@ func (s *Server) joinWorker(ctx context.Context, c *conn, q query) error {
 		return err
 	}
 	c.worker = w
-	c.wstate = &workerState{subs: make(map[string]*hubSession), claims: make(map[string]map[string]struct{})}
+	c.wstate = &workerState{subs: make(map[string]*hubSession), claims: make(map[string]map[string]struct{}),
+		pub: newPublishQueue(s, nil, workerPublishQueue)}
 	c.log = c.log.With(logWorker, w.ID)
 	sessions, raw, err := s.demand(ctx)
 	if err != nil {
@@ -206,7 +209,7 @@ func (s *Server) handleWorker(ctx context.Context, c *conn, m *Message) {
 	case "claimLanguage", "releaseLanguage":
 		s.workerClaim(ctx, c, m)
 	case "publishAudio", "publishCaption":
-		s.workerPublish(ctx, c, m)
+		s.workerPublish(c, m)
 	case "offerLanguages":
 		s.workerOffer(ctx, c, m)
 	case "reportLanguageStatus":
@@ -312,7 +315,9 @@ func (s *Server) workerRelease(ctx context.Context, c *conn, id, lang string) {
 	}
 }
 
-func (s *Server) workerPublish(ctx context.Context, c *conn, m *Message) {
+// workerPublish queues a worker's audio or caption for its stream
+// (publish.go): stamped when read, like a speaker's.
+func (s *Server) workerPublish(c *conn, m *Message) {
 	lang, err := pentecost.ValidateLanguage(m.TargetLanguage)
 	if err != nil {
 		c.replyWorkerError(m, err)
@@ -365,9 +370,8 @@ func (s *Server) workerPublish(ctx context.Context, c *conn, m *Message) {
 		f.Kind, f.Text, f.Final = pentecost.FrameCaption, m.Text, m.Final
 	}
 	s.metrics.framesIn.Inc()
-	if err := s.Broker.Publish(ctx, pentecost.StreamKey{SessionID: id, Language: lang}, f); err != nil {
-		c.replyWorkerError(m, err)
-	}
+	ws.pub.push(pubItem{key: pentecost.StreamKey{SessionID: id, Language: lang}, f: f, c: c,
+		reqSession: m.SessionID, reqLang: m.TargetLanguage})
 }
 
 // leaveWorker releases a worker's claims and subscriptions.

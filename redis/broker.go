@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -23,6 +24,10 @@ const (
 	DefaultSubscribeTimeout = 5 * time.Second
 )
 
+// downProbeInterval is how often a broker that found Redis down checks
+// whether it answers again (see Broker.down).
+const downProbeInterval = 100 * time.Millisecond
+
 // Broker implements pentecost.Broker for many nodes; docs/redis.md explains
 // the design. Per stream (session, language), in the session's hash slot:
 //
@@ -41,7 +46,9 @@ const (
 // turns what arrives into an ordered, gap-free sequence: a number that
 // jumps (a message lost while the connection was down) is filled from the
 // history first. A new epoch (Redis lost the stream) shows as frames whose
-// Epoch differs from the ones before, numbered from 1 again.
+// Epoch differs from the ones before, numbered from 1 again. While Redis is
+// down, Publish fails at once rather than after go-redis's retries (see
+// Broker.down).
 //
 // Call Close before closing the DB.
 type Broker struct {
@@ -76,6 +83,23 @@ type Broker struct {
 	// draw per frame.
 	pubPrefix string
 	pubCount  atomic.Uint64
+
+	// down is set when a publish found Redis unable to serve, and cleared
+	// by the next command on the DB's client that Redis answers: this
+	// broker's probe (every downProbeInterval), a readiness check, a
+	// presence refresh. While it is set Publish fails at once. Otherwise
+	// each publish spent go-redis's retries (~50 ms) failing, a speaker's
+	// 20 ms chunks queued behind them in its connection, and when Redis
+	// came back that queue went out as one burst of audio seconds old but
+	// stamped as just received, which no receiver can tell from live
+	// audio: 20 s down gave listeners 730 frames up to 13.5 s late
+	// (issue 13). Failing fast keeps the queue empty, so what is published
+	// after the outage is live. (A Redis that hangs rather than refuses
+	// still holds the first publish for go-redis's read timeouts: the
+	// realtime server publishes from a queue, so that does not hold up
+	// reading the speaker; see realtime/publish.go.)
+	down     atomic.Bool
+	hookOnce sync.Once
 }
 
 // NewBroker returns a broker on db with default bounds.
@@ -205,6 +229,9 @@ func (b *Broker) publish(ctx context.Context, key pentecost.StreamKey, f *pentec
 	if f == nil || key.SessionID == "" {
 		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "A frame and a session are required.")
 	}
+	if b.down.Load() {
+		return pentecost.Errorf(pentecost.EUNAVAILABLE, unavailableMessage)
+	}
 	if f.Time.IsZero() {
 		f.Time = b.db.Now()
 	}
@@ -220,7 +247,11 @@ func (b *Broker) publish(ctx context.Context, key pentecost.StreamKey, f *pentec
 		payload, f.Time.UnixMilli(), b.cutoff(), size, newEpoch(), b.keyTTL(), key.Language, fanOutArg(fanOut),
 		b.pubPrefix+strconv.FormatUint(b.pubCount.Add(1), 10)).Slice()
 	if err != nil {
-		return b.db.storeError(ctx, "publish", err)
+		err = b.db.storeError(ctx, "publish", err)
+		if pentecost.ErrorCode(err) == pentecost.EUNAVAILABLE {
+			b.markDown()
+		}
+		return err
 	}
 	if len(res) != 2 {
 		return fmt.Errorf("redis: malformed publish reply of %d items", len(res))
@@ -228,6 +259,76 @@ func (b *Broker) publish(ctx context.Context, key pentecost.StreamKey, f *pentec
 	epoch, _ := res[1].(string)
 	f.Seq, f.Epoch = uint64(toInt(res[0])), epoch
 	return nil
+}
+
+// markDown makes Publish fail fast until Redis answers again.
+func (b *Broker) markDown() {
+	// The hook is added at the first outage, not in NewBroker: the DB may
+	// not be open yet there.
+	b.hookOnce.Do(func() { b.db.client.AddHook(upHook{b}) })
+	if !b.down.CompareAndSwap(false, true) {
+		return
+	}
+	b.db.Logger.Warn("publishing refused until Redis answers again")
+	go b.probe()
+}
+
+// markUp ends what markDown started.
+func (b *Broker) markUp() {
+	if b.down.CompareAndSwap(true, false) {
+		b.db.Logger.Info("Redis answers again: publishing resumed")
+	}
+}
+
+// probe pings Redis until it answers (or someone else's command did).
+func (b *Broker) probe() {
+	t := time.NewTicker(downProbeInterval)
+	defer t.Stop()
+	for b.down.Load() {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, time.Second)
+		if b.db.client.Ping(ctx).Err() == nil {
+			b.markUp()
+		}
+		cancel()
+	}
+}
+
+// upHook watches every command of the DB's client while the broker is
+// down: one that Redis answered, even with an error reply such as a
+// missing key, ends the outage.
+type upHook struct{ b *Broker }
+
+func (h upHook) answered(err error) {
+	if !h.b.down.Load() {
+		return
+	}
+	var reply goredis.Error
+	if err == nil || errors.As(err, &reply) && !unavailable(err) {
+		h.b.markUp()
+	}
+}
+
+func (h upHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (h upHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		err := next(ctx, cmd)
+		h.answered(err)
+		return err
+	}
+}
+
+func (h upHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		err := next(ctx, cmds)
+		h.answered(err)
+		return err
+	}
 }
 
 func fanOutArg(on bool) string {
