@@ -18,6 +18,16 @@ type metrics struct {
 	batch       prometheus.Histogram
 	fanout      prometheus.Histogram
 	panics      prometheus.Counter
+	// refreshes counts listener refreshes by what they replaced (limits.go).
+	refreshes *prometheus.CounterVec
+	// staleSkipped counts audio not sent for being older than MaxFrameAge
+	// (hub.go), by delivery: live or resume; and audio a producer sent that
+	// this node dropped before publishing (publish.go): publish.
+	staleSkipped *prometheus.CounterVec
+	// tokenInvalid and accountCheckFailed count the re-checks of live
+	// speakers' tokens that closed a connection or could not be answered.
+	tokenInvalid       prometheus.Counter
+	accountCheckFailed prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -45,7 +55,7 @@ func newMetrics() *metrics {
 			Name: "pentecost_ws_duplicate_chunks_total", Help: "Speaker chunks dropped as duplicates by sequence number.",
 		}),
 		slow: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pentecost_ws_slow_disconnects_total", Help: "Connections closed for falling behind (4001).",
+			Name: "pentecost_ws_slow_disconnects_total", Help: "Connections closed for falling behind (4001): their queue overflowed, or a write to them was blocked for the write timeout.",
 		}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pentecost_ws_queued_frames", Help: "Frames waiting in connection queues.",
@@ -58,15 +68,33 @@ func newMetrics() *metrics {
 			Name: "pentecost_ws_fanout_seconds", Help: "Time from receiving a frame to having queued it for every local receiver.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
 		}),
+		staleSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pentecost_stale_frames_skipped_total",
+			Help: "Audio frames not sent to listeners for being older than the maximum frame age: live, frames this node received late (a broker outage, a backlog), once per frame; resume, frames left out of a resuming connection's replay, once per connection; publish, frames a speaker or worker sent that this node dropped instead of publishing, the broker being too slow or unreachable for them to be published in time (older than the maximum age, or pushed out of a full publish queue).",
+		}, []string{"delivery"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pentecost_ws_listener_refreshes_total",
+			Help: "Listener refreshes by what they replaced: ticket, the connection their ticket named; sameClient, the same client's oldest connection (no ticket); join, nothing (counted as an ordinary join).",
+		}, []string{"replaced"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pentecost_ws_panics_total", Help: "Connections closed with 1011 after a panic while serving them (a bug: see the log).",
+		}),
+		tokenInvalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pentecost_ws_token_invalid_disconnects_total", Help: "Speaker connections closed (4004) because their token no longer holds: account removed, password changed or token expired.",
+		}),
+		accountCheckFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pentecost_ws_token_check_failures_total", Help: "Re-checks of a live speaker's token that could not be answered (store or issuer unavailable); the connection was kept.",
 		}),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
+	for _, d := range []string{skipLive, skipResume, skipPublish} {
+		m.staleSkipped.WithLabelValues(d) // shown at 0 before any skip
+	}
 	for _, c := range []prometheus.Collector{m.conns, m.joinsTotal, m.joinLatency, m.framesIn, m.framesOut,
-		m.dropped, m.duplicates, m.slow, m.queued, m.batch, m.fanout, m.panics} {
+		m.dropped, m.duplicates, m.slow, m.queued, m.batch, m.fanout, m.panics, m.refreshes,
+		m.tokenInvalid, m.accountCheckFailed, m.staleSkipped} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pentecost/pentecost"
+	pthttp "github.com/pentecost/pentecost/http"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,6 +31,7 @@ const (
 	DefaultReadLimit            = 1 << 20
 	DefaultQueueFrames          = 500 // 10 s of 20 ms audio
 	DefaultWriteTimeout         = 10 * time.Second
+	DefaultFrameTimeout         = 10 * time.Second
 	DefaultWriteCoalesce        = 45 * time.Millisecond
 	DefaultCoalesceAbove        = 60000
 	DefaultCloseTimeout         = time.Second
@@ -37,6 +39,13 @@ const (
 	DefaultCountFlushInterval   = 250 * time.Millisecond
 	DefaultWorkerUpdateInterval = time.Second
 	DefaultTouchInterval        = time.Minute
+	// DefaultAccountCheckInterval: a removed speaker is cut off within 5 s,
+	// for one token verification per live speaker per 5 s (account.go).
+	DefaultAccountCheckInterval = 5 * time.Second
+	// DefaultMaxFrameAge: audio more than 2 s old when it reaches a node's
+	// hub is skipped (hub.go). Far above a healthy path (ms) and NTP's skew
+	// between nodes (ms), far below the 10 s of history a resume may ask for.
+	DefaultMaxFrameAge = 2 * time.Second
 )
 
 // Log keys.
@@ -74,6 +83,12 @@ type Server struct {
 	// ClientIP returns the client address used for rate limits; the default
 	// is the peer address. Wire the HTTP layer's trusted-proxy logic here.
 	ClientIP func(r *http.Request) string
+	// ClientKey returns the key every per-client limit counts the client
+	// under: its network, as pthttp.ClientKey cuts it (an IPv4 address, an
+	// IPv6 /64). The default is pthttp.ClientKey of ClientIP with the
+	// default prefix lengths. Wire it like the HTTP API's, so that one
+	// client is one client everywhere.
+	ClientKey func(r *http.Request) string
 
 	// AllowedOrigins lists origins ("https://example.org") allowed besides
 	// the server's own; "*" allows any. Handshakes without Origin are allowed.
@@ -104,10 +119,31 @@ type Server struct {
 	ConnectionLimit pentecost.Limit
 	JoinLimit       pentecost.Limit
 	HeartbeatLimit  pentecost.Limit
+	// MaxConnsPerClient caps the WebSocket connections one client (its
+	// ClientKey) holds open on this node at once; a handshake over it is
+	// answered 429 RATE_LIMIT_EXCEEDED before the upgrade (limits.go).
+	// 0 means no cap.
+	MaxConnsPerClient int
+	// SessionMissLimit limits a client's joins naming a session that does
+	// not exist, as pthttp.Limits.SessionMisses does lookups over HTTP,
+	// counted under the same key of RateLimiter (pthttp.LookupLimiter).
+	SessionMissLimit pentecost.Limit
+	// Lookups enforces SessionMissLimit; when nil, Open makes one. Give the
+	// HTTP API the same one (pthttp.Server.Lookups), so that a client
+	// refused by one is refused by the other.
+	Lookups *pthttp.LookupLimiter
+	// TicketKey signs refresh tickets (ticket.go). Nodes sharing Redis
+	// must share it, so that a refresh landing on another node is
+	// verified there; when empty, Open makes a random one.
+	TicketKey []byte
+	// RefreshHandover is how long a connection a refresh replaced may stay
+	// open before the server closes it with 4002 (limits.go); 0 means
+	// DefaultRefreshHandover.
+	RefreshHandover time.Duration
 
 	ReadLimit    int64         // largest client message; larger closes with 1009
 	QueueFrames  int           // outgoing queue bound per connection
-	WriteTimeout time.Duration // a write blocked this long drops the connection
+	WriteTimeout time.Duration // a write blocked this long drops the connection (4001)
 	// WriteCoalesce is how long a connection's writer, woken for one audio
 	// frame while the server is busy, waits for more before writing them
 	// all at once (0: never waits). Busy means more than CoalesceAbove
@@ -117,6 +153,27 @@ type Server struct {
 	CoalesceAbove int
 	CloseTimeout  time.Duration // wait for the peer's close reply
 	DrainTimeout  time.Duration // how long Shutdown waits for clients to move
+
+	// MaxFrameAge is the oldest audio a connection is sent. A frame whose
+	// Time (when a server received it from its speaker or worker, on
+	// whichever node) is older than this when it reaches this node's hub,
+	// after a broker outage or any other backlog, or when a resuming
+	// connection's replay would include it, is skipped, and the connection
+	// is told with audioSkipped before its next audio (docs/protocol.md).
+	// It compares clocks of different nodes: keep them in step (NTP).
+	// Audio that waited this long to be published (a broker that hangs) is
+	// dropped unpublished (publish.go). Captions are never skipped. 0 sends
+	// audio however old.
+	MaxFrameAge time.Duration
+
+	// FrameTimeout bounds a message in progress: once a frame's header has
+	// arrived, the rest of it and of the fragmented message it begins must
+	// follow within FrameTimeout, or the connection is closed with 4000
+	// (a begun frame holds a reader and memory). The deadline is renewed
+	// lazily (conn.go), so a stall may be cut after FrameTimeout/2: clients
+	// should finish a message within that. Silence between messages is
+	// the heartbeat timeout's business; 0 disables.
+	FrameTimeout time.Duration
 
 	// PresenceRefresh, when set (several nodes sharing Redis), is how often
 	// this node refreshes its listeners' presence and workers' claims, and
@@ -128,6 +185,12 @@ type Server struct {
 	WorkerUpdateInterval time.Duration // how often workers learn of demand changes
 	TouchInterval        time.Duration // how often an active speaker touches its session
 
+	// AccountCheckInterval is how often each live speaker connection's
+	// token is verified again, as a join would verify it: a token refused
+	// now (account removed, password changed, token expired) closes the
+	// connection with 4004 (account.go). 0 never checks.
+	AccountCheckInterval time.Duration
+
 	hub     *hub
 	metrics *metrics
 
@@ -135,8 +198,14 @@ type Server struct {
 	// connection on this server; they are rare, and a claim's check and its
 	// event must not interleave with another's.
 	claimMu sync.Mutex
+	// touches are the store writes of speaker activity in flight (touch).
+	touches sync.WaitGroup
 	load    loadMeter
 	cluster *cluster
+	// accounts are the live speakers whose tokens are checked (account.go).
+	accounts accountChecks
+	// clients are this node's connections by client (limits.go).
+	clients *clients
 
 	mu      sync.Mutex
 	ctx     context.Context
@@ -166,13 +235,18 @@ func NewServer() *Server {
 		ReadLimit:            DefaultReadLimit,
 		QueueFrames:          DefaultQueueFrames,
 		WriteTimeout:         DefaultWriteTimeout,
+		FrameTimeout:         DefaultFrameTimeout,
 		WriteCoalesce:        DefaultWriteCoalesce,
+		MaxFrameAge:          DefaultMaxFrameAge,
 		CoalesceAbove:        DefaultCoalesceAbove,
 		CloseTimeout:         DefaultCloseTimeout,
 		DrainTimeout:         DefaultDrainTimeout,
 		CountFlushInterval:   DefaultCountFlushInterval,
 		WorkerUpdateInterval: DefaultWorkerUpdateInterval,
 		TouchInterval:        DefaultTouchInterval,
+		AccountCheckInterval: DefaultAccountCheckInterval,
+		MaxConnsPerClient:    DefaultMaxConnsPerClient,
+		SessionMissLimit:     pthttp.DefaultSessionMisses,
 		metrics:              newMetrics(),
 	}
 }
@@ -207,6 +281,7 @@ func (s *Server) Open() error {
 	if s.ClientIP == nil {
 		s.ClientIP = peerIP
 	}
+	s.openLimits()
 	if s.Registerer != nil {
 		if err := s.metrics.register(s.Registerer); err != nil {
 			return err
@@ -278,11 +353,16 @@ func (s *Server) finishClose() error {
 	for _, c := range s.hub.allConns() {
 		c.closeWith(CloseGoingAway, "server shutting down")
 	}
-	deadline := time.Now().Add(s.CloseTimeout + 100*time.Millisecond)
+	// A connection's teardown may take two close timeouts (our close
+	// frame flushed, the peer's awaited) and a speaker's leave a flush of
+	// its publish queue before its store writes. Waiting less let those
+	// writes run after Close returned, against a store being closed.
+	deadline := time.Now().Add(2*s.CloseTimeout + publishFlushWait + time.Second)
 	for s.hub.connCount() > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond) // bounded wait for readers to finish teardown
 	}
 	s.hub.flushCounts(context.Background())
+	s.touches.Wait() // no store write after Close: the store closes next
 	s.cancel()
 	<-s.done
 	<-s.cluster.done

@@ -235,13 +235,13 @@ func (s *Server) touch(hs *hubSession, force bool) {
 	if !due {
 		return
 	}
-	go func() {
+	s.touches.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.Sessions.TouchSession(ctx, hs.id); err != nil && pentecost.ErrorCode(err) != pentecost.ESESSIONENDED {
 			s.Logger.Warn("touch session", logSession, hs.id, logError, err)
 		}
-	}()
+	})
 }
 
 // refreshAudioHold bounds how long a refreshing speaker's audio waits for

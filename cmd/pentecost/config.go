@@ -44,6 +44,7 @@ type Config struct {
 	LogLevel      string
 	LogFormat     string
 	Pprof         bool
+	MetricsAddr   string // own listener for /metrics; empty: the API port, private clients only
 	TokenTTL      time.Duration
 
 	TrustedProxies []netip.Prefix
@@ -62,6 +63,10 @@ type Config struct {
 	ConnAttemptsPerMin  int
 	HeartbeatsPerMin    int
 	LoginAttemptsPerMin int
+	SessionMissesPerMin int // lookups of unknown session IDs per client
+	MaxConnsPerClient   int // open WebSocket connections per client and node
+	ClientIPv4Prefix    int // bits of an IPv4 address that make one client
+	ClientIPv6Prefix    int // bits of an IPv6 address that make one client
 
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
@@ -70,10 +75,12 @@ type Config struct {
 	MaxConnDuration   time.Duration
 	SpeakerGrace      time.Duration
 	SilenceWarning    time.Duration // speaker's microphone silent this long while live: warn (0: never)
+	AccountCheck      time.Duration // live speakers' tokens are verified again this often (0: never)
 	Retention         time.Duration
 	ShutdownTimeout   time.Duration
 	WriteCoalesce     time.Duration
 	CoalesceAbove     int
+	MaxFrameAge       time.Duration // audio older than this reaching a hub is skipped (0: never)
 
 	// RedisURL, when set, shares every node's state through Redis.
 	RedisURL    string
@@ -152,11 +159,12 @@ var settings = []setting{
 		c.LogFormat = v
 		return nil
 	}},
-	{"pprof", "PENTECOST_PPROF", "false", "serve /debug/pprof/ for profiling (keep off in production)", func(c *Config, v string) error {
+	{"pprof", "PENTECOST_PPROF", "false", "serve /debug/pprof/ for profiling, to loopback and private clients only (keep off in production)", func(c *Config, v string) error {
 		b, err := strconv.ParseBool(v)
 		c.Pprof = b
 		return err
 	}},
+	{"metrics-addr", "PENTECOST_METRICS_ADDR", "", "address of a listener of its own for Prometheus' /metrics (e.g. 127.0.0.1:9090), which --addr then no longer answers; empty: /metrics on --addr, for clients on loopback and private addresses only", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
 	{"token-ttl", "TOKEN_TTL_HOURS", "12", "lifetime of tokens from /auth/login, in hours", hours(func(c *Config) *time.Duration { return &c.TokenTTL })},
 	{"trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated CIDRs or IPs whose X-Forwarded-For is believed", func(c *Config, v string) error {
 		c.TrustedProxies = nil
@@ -217,6 +225,10 @@ var settings = []setting{
 	{"rate-limit-connections", "RATE_LIMIT_CONNECTION_ATTEMPTS_PER_MIN", "20", "WebSocket connection attempts per minute per client IP (0: unlimited)", count(func(c *Config) *int { return &c.ConnAttemptsPerMin })},
 	{"rate-limit-heartbeats", "RATE_LIMIT_HEARTBEATS_PER_MIN", "10", "heartbeats per minute per connection (0: unlimited)", count(func(c *Config) *int { return &c.HeartbeatsPerMin })},
 	{"rate-limit-logins", "RATE_LIMIT_LOGIN_ATTEMPTS_PER_MIN", "10", "POST /auth/login attempts per minute per client IP (0: unlimited)", count(func(c *Config) *int { return &c.LoginAttemptsPerMin })},
+	{"rate-limit-session-misses", "RATE_LIMIT_SESSION_MISSES_PER_MIN", "30", "lookups of session IDs that do not exist per minute per client, over HTTP and WebSocket; a client over it gets 429 for every session lookup until it is under it again (0: unlimited)", count(func(c *Config) *int { return &c.SessionMissesPerMin })},
+	{"max-connections-per-client", "MAX_CONNECTIONS_PER_CLIENT", "1000", "WebSocket connections one client may hold open on a node at once (one venue behind one public address can fill a session and reconnect after a Wi-Fi blip); more are refused with 429 (0: no cap)", count(func(c *Config) *int { return &c.MaxConnsPerClient })},
+	{"client-ipv4-prefix", "CLIENT_IPV4_PREFIX", "32", "leading bits of an IPv4 address that per-client limits count as one client (32: each address)", count(func(c *Config) *int { return &c.ClientIPv4Prefix })},
+	{"client-ipv6-prefix", "CLIENT_IPV6_PREFIX", "64", "leading bits of an IPv6 address that per-client limits count as one client (64: a subscriber's /64, which one home or phone usually holds whole)", count(func(c *Config) *int { return &c.ClientIPv6Prefix })},
 	{"heartbeat-interval", "HEARTBEAT_INTERVAL_SECONDS", "30", "how often clients are expected to heartbeat and the server pings", seconds(func(c *Config) *time.Duration { return &c.HeartbeatInterval })},
 	{"heartbeat-timeout", "HEARTBEAT_TIMEOUT_SECONDS", "90", "a connection silent this long is closed", seconds(func(c *Config) *time.Duration { return &c.HeartbeatTimeout })},
 	{"connection-refresh", "CONNECTION_REFRESH_MINUTES", "0", "ask clients to open a fresh connection after this long (0: never)", minutes(func(c *Config) *time.Duration { return &c.RefreshAfter })},
@@ -224,10 +236,12 @@ var settings = []setting{
 	{"connection-max-duration", "CONNECTION_MAX_DURATION_HOURS", "0", "close connections after this long (0: never)", hours(func(c *Config) *time.Duration { return &c.MaxConnDuration })},
 	{"speaker-grace", "SPEAKER_GRACE_SECONDS", "120", "how long a session waits for a disconnected speaker before it ends", seconds(func(c *Config) *time.Duration { return &c.SpeakerGrace })},
 	{"silence-warning", "SPEAKER_SILENCE_WARNING_SECONDS", "10", "warn the speaker when their microphone stays silent this long while live (0: never)", seconds(func(c *Config) *time.Duration { return &c.SilenceWarning })},
+	{"account-check", "SPEAKER_ACCOUNT_CHECK_SECONDS", "5", "how often a live speaker connection's token is verified again; a removed account, a changed password or an expired token closes it with 4004 (0: never)", seconds(func(c *Config) *time.Duration { return &c.AccountCheck })},
 	{"data-retention", "DATA_RETENTION_HOURS", "24", "ended sessions are deleted after this long", hours(func(c *Config) *time.Duration { return &c.Retention })},
 	{"shutdown-timeout", "SHUTDOWN_TIMEOUT_SECONDS", "15", "on SIGTERM, how long clients get to move before connections close", seconds(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"write-coalesce", "WRITE_COALESCE_MS", "45", "when busy, how long a listener's writer holds a lone audio frame for more to write with it (0: never)", unit(time.Millisecond, func(c *Config) *time.Duration { return &c.WriteCoalesce })},
 	{"write-coalesce-above", "WRITE_COALESCE_ABOVE", "60000", "audio deliveries per second above which the server counts as busy for --write-coalesce (0: always busy)", count(func(c *Config) *int { return &c.CoalesceAbove })},
+	{"max-frame-age", "MAX_FRAME_AGE_MS", "2000", "audio older than this is not published (a speaker's node stalled on Redis), not delivered when it reaches a node late (a backlog after a Redis outage; listeners are told with audioSkipped) and not replayed to a resuming listener; nodes' clocks must agree well within it (0: never skip)", unit(time.Millisecond, func(c *Config) *time.Duration { return &c.MaxFrameAge })},
 	{"redis", "REDIS_URL", "", "Redis or Valkey shared by several nodes (redis://host:6379/0, rediss://, redis-sentinel://, redis-cluster://; see docs/redis.md); empty: one node, embedded store", func(c *Config, v string) error { c.RedisURL = v; return nil }},
 	{"presence-ttl", "PRESENCE_TTL_SECONDS", "30", "with --redis: how long a node that stopped (crashed) still counts its listeners; nodes refresh every third of it", seconds(func(c *Config) *time.Duration { return &c.PresenceTTL })},
 }
@@ -339,11 +353,17 @@ func (c *Config) validate() error {
 	if c.TLSAddr != "" && c.TLSAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
 		return fmt.Errorf("--tls-addr and --addr must differ: plain HTTP and HTTPS each need a port")
 	}
+	if c.MetricsAddr != "" && (c.MetricsAddr == c.Addr || c.MetricsAddr == c.TLSAddr) && !strings.HasSuffix(c.MetricsAddr, ":0") {
+		return fmt.Errorf("--metrics-addr must differ from --addr and --tls-addr: metrics get a port of their own")
+	}
 	if c.CognitoPool != "" && (c.CognitoRegion == "" || c.CognitoClient == "") {
 		return fmt.Errorf("COGNITO_USER_POOL_ID needs AWS_REGION and COGNITO_CLIENT_ID as well")
 	}
 	if c.MaxListeners < 1 {
 		return fmt.Errorf("MAX_LISTENERS_PER_SESSION must be at least 1")
+	}
+	if c.ClientIPv4Prefix < 1 || c.ClientIPv4Prefix > 32 || c.ClientIPv6Prefix < 1 || c.ClientIPv6Prefix > 128 {
+		return fmt.Errorf("CLIENT_IPV4_PREFIX must be from 1 to 32 and CLIENT_IPV6_PREFIX from 1 to 128")
 	}
 	if c.TokenTTL <= 0 || c.SessionMaxIdle <= 0 || c.Retention <= 0 {
 		return fmt.Errorf("TOKEN_TTL_HOURS, SESSION_MAX_DURATION_HOURS and DATA_RETENTION_HOURS must be greater than 0")

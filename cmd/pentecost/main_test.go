@@ -71,10 +71,11 @@ func do(tb testing.TB, method, url, token, body string) (int, map[string]any) {
 // restart on the same data dir.
 func TestServe_FirstStartAndRestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	m, stdout := MustRunMain(t, dir, nil)
-	match := adminPassword.FindStringSubmatch(stdout.String())
+	var stderr bytes.Buffer // the password goes there, not to stdout
+	m, _ := MustRunMain(t, dir, nil, func(m *Main) { m.Stderr = &stderr })
+	match := adminPassword.FindStringSubmatch(stderr.String())
 	if match == nil {
-		t.Fatalf("no admin password printed; stdout:\n%s", stdout)
+		t.Fatalf("no admin password printed; stderr:\n%s", &stderr)
 	}
 	url := m.HTTPServer.URL()
 
@@ -98,9 +99,10 @@ func TestServe_FirstStartAndRestart(t *testing.T) {
 
 	// Same data dir: no new admin password, the session and its state are back,
 	// and the token still verifies because the signing key is in the data dir.
-	m2, stdout2 := MustRunMain(t, dir, nil)
-	if strings.Contains(stdout2.String(), "Created speaker account") {
-		t.Fatalf("admin created again on restart: %s", stdout2)
+	var stderr2 bytes.Buffer
+	m2, _ := MustRunMain(t, dir, nil, func(m *Main) { m.Stderr = &stderr2 })
+	if strings.Contains(stderr2.String(), "Created speaker account") {
+		t.Fatalf("admin created again on restart: %s", &stderr2)
 	}
 	status, body = do(t, "GET", m2.HTTPServer.URL()+"/sessions/"+strings.ToUpper(id), "", "")
 	if status != 200 || body["sessionId"] != id {

@@ -39,6 +39,9 @@ type Main struct {
 	Config *Config
 	Logger *slog.Logger
 	Stdout io.Writer
+	// Stderr receives what must reach the person starting the server but
+	// not the output others may collect: the first admin password.
+	Stderr io.Writer
 
 	// SweepInterval is how often idle sessions are ended and old ones purged.
 	SweepInterval time.Duration
@@ -75,6 +78,7 @@ func NewMain(cfg *Config, stdout, stderr io.Writer) *Main {
 		Config:        cfg,
 		Logger:        newLogger(cfg, stderr),
 		Stdout:        stdout,
+		Stderr:        stderr,
 		SweepInterval: 15 * time.Second,
 		ACMEHTTPAddr:  ":80",
 	}
@@ -110,8 +114,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// NewVerifier would silently ignore an issuer that clashes with the
+	// embedded one: refuse to start instead.
+	if err := auth.CheckIssuers(m.Embedded, oidcConfigs...); err != nil {
+		return err
+	}
 	for _, oc := range oidcConfigs {
 		o := auth.NewOIDC(oc)
+		o.Logger = m.Logger.With("component", "auth")
 		// Open does not fail when the JWKS is unreachable: that issuer's
 		// speakers are refused until it answers, everyone else carries on.
 		if err := o.Open(ctx); err != nil {
@@ -141,13 +151,27 @@ func (m *Main) Run(ctx context.Context) error {
 	rt.RateLimiter = limiter
 	rt.Registerer = registry
 	rt.ClientIP = func(r *nethttp.Request) string { return pentecosthttp.ClientIP(r, cfg.TrustedProxies).String() }
+	// One client is one client to every limit, over HTTP and WebSocket.
+	rt.ClientKey = func(r *nethttp.Request) string {
+		return pentecosthttp.ClientKey(pentecosthttp.ClientIP(r, cfg.TrustedProxies), cfg.ClientIPv4Prefix, cfg.ClientIPv6Prefix)
+	}
+	rt.MaxConnsPerClient = cfg.MaxConnsPerClient
+	// One limiter of lookups of unknown sessions for the API and the
+	// WebSocket: a client refused by one is refused by the other.
+	lookups := pentecosthttp.NewLookupLimiter(limiter, pentecost.Limit{Events: cfg.SessionMissesPerMin, Per: time.Minute})
+	rt.Lookups = lookups
+	// Every node has the signing key: a refresh landing on another node
+	// verifies the ticket its old node issued, also after a restart.
+	rt.TicketKey = realtime.DeriveTicketKey(shared.key.Seed())
 	rt.AllowedOrigins = cfg.AllowedOrigins
 	rt.MaxListeners = cfg.MaxListeners
 	rt.HeartbeatInterval, rt.HeartbeatTimeout = cfg.HeartbeatInterval, cfg.HeartbeatTimeout
 	rt.RefreshAfter, rt.WarningAfter, rt.MaxConnDuration = cfg.RefreshAfter, cfg.WarningAfter, cfg.MaxConnDuration
 	rt.SpeakerGrace = cfg.SpeakerGrace
 	rt.SilenceWarning = cfg.SilenceWarning
+	rt.AccountCheckInterval = cfg.AccountCheck
 	rt.WriteCoalesce, rt.CoalesceAbove = cfg.WriteCoalesce, cfg.CoalesceAbove
+	rt.MaxFrameAge = cfg.MaxFrameAge
 	rt.DrainTimeout = cfg.ShutdownTimeout
 	rt.ConnectionLimit = pentecost.Limit{Events: cfg.ConnAttemptsPerMin, Per: time.Minute}
 	rt.JoinLimit = pentecost.Limit{Events: cfg.ListenerJoinsPerMin, Per: time.Minute}
@@ -185,7 +209,13 @@ func (m *Main) Run(ctx context.Context) error {
 	s.RateLimiter = limiter
 	s.Limits.SessionsPerHour = pentecost.Limit{Events: cfg.SessionsPerHour, Per: time.Hour}
 	s.Limits.LoginAttemptsPerMinute = pentecost.Limit{Events: cfg.LoginAttemptsPerMin, Per: time.Minute}
+	// Every node has the signing key, so every node accepts every node's
+	// device cookies, also after a restart.
+	s.DeviceKey = pentecosthttp.DeriveDeviceKey(shared.key.Seed())
+	s.MetricsAddr = cfg.MetricsAddr
 	s.TrustedProxies = cfg.TrustedProxies
+	s.ClientIPv4Prefix, s.ClientIPv6Prefix = cfg.ClientIPv4Prefix, cfg.ClientIPv6Prefix
+	s.Lookups = lookups
 	s.Registerer, s.Gatherer = registry, registry
 	s.Ready = func(ctx context.Context) error {
 		if m.draining.Load() {
@@ -214,9 +244,10 @@ func (m *Main) Run(ctx context.Context) error {
 		s.Handle(r.Pattern, r.Handler)
 	}
 	if cfg.Pprof {
-		s.Handle("GET /debug/pprof/", nethttp.HandlerFunc(pprof.Index))
-		s.Handle("GET /debug/pprof/profile", nethttp.HandlerFunc(pprof.Profile))
-		s.Handle("GET /debug/pprof/trace", nethttp.HandlerFunc(pprof.Trace))
+		// Profiles show what the server is doing: private clients only.
+		s.Handle("GET /debug/pprof/", s.PrivateOnly(nethttp.HandlerFunc(pprof.Index)))
+		s.Handle("GET /debug/pprof/profile", s.PrivateOnly(nethttp.HandlerFunc(pprof.Profile)))
+		s.Handle("GET /debug/pprof/trace", s.PrivateOnly(nethttp.HandlerFunc(pprof.Trace)))
 	}
 	m.HTTPServer = s
 	if err := s.Open(); err != nil {
@@ -247,6 +278,9 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger.Info("pentecost serving", "url", s.URL(), "tls_url", s.TLSURL(), "redis", redactedRedisURL(cfg.RedisURL))
 	} else {
 		m.Logger.Info("pentecost serving", "url", s.URL(), "tls_url", s.TLSURL(), "data_dir", cfg.DataDir)
+	}
+	if u := s.MetricsURL(); u != "" {
+		m.Logger.Info("metrics served", "url", u)
 	}
 	m.announceHTTPS()
 	m.announceListeners()
@@ -320,8 +354,10 @@ func (m *Main) ensureAdmin(ctx context.Context) error {
 	if m.Redis != nil {
 		where = "--redis URL" // the URL may hold a password: not printed
 	}
-	// Printed, never logged: logs must not hold passwords.
-	fmt.Fprintf(m.Stdout, "\nCreated speaker account \"admin\" with password: %s\nIt is shown only this once; change it with: pentecost users passwd %s admin\n\n", password, where)
+	// Printed, never logged: logs must not hold passwords. On stderr, not
+	// stdout: stdout is output for scripts (links, credential paths), and
+	// whatever keeps it must not keep a password.
+	fmt.Fprintf(m.Stderr, "\nCreated speaker account \"admin\" with password: %s\nIt is shown only this once; change it with: pentecost users passwd %s admin\n\n", password, where)
 	return nil
 }
 
