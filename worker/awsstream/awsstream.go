@@ -132,10 +132,22 @@ func (r *Recognizer) Stream(ctx context.Context, lang string) (engine.Recognitio
 	}
 	go s.write()
 	go s.read()
+	go s.follow()
 	if s.stall > 0 {
 		go s.watch()
 	}
 	return s, nil
+}
+
+// follow ends the stream as soon as its caller's context ends. The SDK's
+// event reader notices a cancelled request only when its connection does,
+// which on a loaded machine took longer than the stall timeout.
+func (s *stream) follow() {
+	select {
+	case <-s.parent.Done():
+		s.end(classify(s.parent, s.parent.Err()))
+	case <-s.ended:
+	}
 }
 
 // stream is one StartStreamTranscription call. Send queues audio for the
