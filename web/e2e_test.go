@@ -3,6 +3,9 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +46,41 @@ func TestBrowser(t *testing.T) {
 		"PENTECOST_USERNAME="+srv.Username,
 		"PENTECOST_PASSWORD="+srv.Password,
 		"PENTECOST_WORKER_SECRET="+workerSecret,
+	)
+}
+
+// TestBrowserOpus checks, in Chromium, the decoders a listener page can
+// use on the Opus fixture of web/testdata/opus: WebCodecs' AudioDecoder,
+// and the WebAssembly decoder vendored in web/static/vendor/opus-decoder,
+// served by a real server and loaded under the pages' Content-Security-
+// Policy in a page without WebCodecs. Both must follow the input, decode
+// the same samples as github.com/pion/opus (decoded here and handed to
+// web/e2e/opus.mjs), and keep their length with every 10th packet lost.
+func TestBrowserOpus(t *testing.T) {
+	requireBrowser(t)
+	srv := startServer(t, nil, nil)
+	f := loadOpusFixture(t)
+	pion := t.TempDir()
+	for name, packets := range f.packets {
+		for _, rate := range []int{16000, 48000} {
+			pcm := pionDecode(t, packets, rate)
+			b := make([]byte, 4*len(pcm))
+			for i, v := range pcm {
+				binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+			}
+			if err := os.WriteFile(filepath.Join(pion, fmt.Sprintf("%s-%d.f32", name, rate)), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fixture, err := filepath.Abs(opusFixtureDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runBrowserScript(t, "opus.mjs",
+		"PENTECOST_URL="+srv.URL,
+		"PENTECOST_OPUS_FIXTURE="+fixture,
+		"PENTECOST_OPUS_PION="+pion,
 	)
 }
 

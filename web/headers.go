@@ -10,7 +10,9 @@ import (
 // setSecurityHeaders sets the headers every page and asset carries: a
 // Content-Security-Policy that allows only this server's own scripts,
 // styles and images (no inline scripts) and WebSockets to this server,
-// and the usual hardening headers.
+// and the usual hardening headers. 'wasm-unsafe-eval' lets the vendored
+// Opus decoder (static/vendor/opus-decoder) compile its WebAssembly; it
+// allows no JavaScript eval, and only our own scripts can ask for it.
 func setSecurityHeaders(w http.ResponseWriter, r *http.Request, publicURL string) {
 	connect := []string{"'self'"}
 	// 'self' covers ws: and wss: to the same host only in newer browsers;
@@ -20,7 +22,7 @@ func setSecurityHeaders(w http.ResponseWriter, r *http.Request, publicURL string
 	}
 	csp := strings.Join([]string{
 		"default-src 'self'",
-		"script-src 'self'",
+		"script-src 'self' 'wasm-unsafe-eval'",
 		"style-src 'self'",
 		"img-src 'self' data:",
 		"media-src 'self' blob:",

@@ -2,7 +2,7 @@
 // way a phone meets the pages, waiting for page state, a test signal the
 // fake microphone plays, and an analyser tapped on a page's audio output.
 
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -216,4 +216,63 @@ export async function checkA11y(page, what) {
   check(r.h1.length === 1, `${what}: ${r.h1.length} visible h1 (${r.h1.join(' | ')}), want one`);
   check(r.small.length === 0, `${what}: tap targets under 44 px: ${r.small.join(', ')}`);
   check(r.prohibited.length === 0, `${what}: aria-label on elements that cannot be named: ${r.prohibited.join(', ')}`);
+}
+
+/**
+ * Writes Opus packets (Uint8Arrays) to path as the fixtures of
+ * web/testdata/opus store them: per packet, its length as uint16
+ * little-endian, then its bytes.
+ */
+export function writePackets(path, packets) {
+  const parts = [];
+  for (const p of packets) {
+    const len = Buffer.alloc(2);
+    len.writeUInt16LE(p.length);
+    parts.push(len, Buffer.from(p));
+  }
+  writeFileSync(path, Buffer.concat(parts));
+}
+
+/** Reads what writePackets wrote, as an array of Uint8Arrays. */
+export function readPackets(path) {
+  const b = readFileSync(path);
+  const out = [];
+  for (let i = 0; i < b.length;) {
+    const n = b.readUInt16LE(i);
+    check(i + 2 + n <= b.length, `${path}: packet at byte ${i} runs past the end`);
+    out.push(new Uint8Array(b.subarray(i + 2, i + 2 + n)));
+    i += 2 + n;
+  }
+  return out;
+}
+
+/** Reads the samples of a 16-bit mono WAV file such as writeWav writes. */
+export function readWav(path) {
+  const b = readFileSync(path);
+  check(b.toString('ascii', 0, 4) === 'RIFF' && b.toString('ascii', 36, 40) === 'data', `${path}: not a plain WAV file`);
+  return new Int16Array(b.buffer.slice(b.byteOffset + 44, b.byteOffset + 44 + b.readUInt32LE(40)));
+}
+
+/**
+ * Reads an Opus packet's TOC byte (RFC 6716 section 3.1): configuration
+ * number, mode, audio bandwidth, frame duration, stereo flag and frame
+ * count code.
+ */
+export function opusTOC(toc) {
+  const config = toc >> 3;
+  let mode, bandwidth, frameMs;
+  if (config < 12) {
+    mode = 'SILK';
+    bandwidth = ['NB', 'MB', 'WB'][config >> 2];
+    frameMs = [10, 20, 40, 60][config & 3];
+  } else if (config < 16) {
+    mode = 'hybrid';
+    bandwidth = config < 14 ? 'SWB' : 'FB';
+    frameMs = [10, 20][config & 1];
+  } else {
+    mode = 'CELT';
+    bandwidth = ['NB', 'WB', 'SWB', 'FB'][(config - 16) >> 2];
+    frameMs = [2.5, 5, 10, 20][config & 3];
+  }
+  return { config, mode, bandwidth, frameMs, stereo: (toc >> 2) & 1, code: toc & 3 };
 }
