@@ -17,7 +17,7 @@ import (
 
 // tcpConns returns n server-side loopback connections whose peers read and
 // discard everything, so writes cost what they cost in production.
-func tcpConns(b *testing.B, s *Server, n int) []*conn {
+func tcpConns(b testing.TB, s *Server, n int) []*conn {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -148,8 +148,10 @@ func (c *conn) writeLoop() {
 				c.abandonLocked() // nothing will write these
 			}
 			// Give memory back while idle: a queue that grew during a burst
-			// would otherwise be held for the life of the connection.
-			if cap(c.queue) > 32 {
+			// would otherwise be held for the life of the connection. Only
+			// an empty one: a writer that stops at held frames leaves them
+			// queued for the kick, and dropping them lost audio uncounted.
+			if len(c.queue) == 0 && cap(c.queue) > 32 {
 				c.queue = nil
 			}
 			c.spare = nil
