@@ -12,18 +12,6 @@ import (
 	"syscall"
 )
 
-const usage = `Pentecost: live multilingual audio broadcasting.
-
-Usage:
-  pentecost serve [flags]          run the server (see pentecost serve --help)
-  pentecost token [flags]          print a speaker token signed by a data dir's issuer
-  pentecost users add|list|passwd|remove [flags]
-                                   manage embedded speaker accounts
-  pentecost worker [flags]         translation worker: speech to speech, offline engines by default
-                                   (see pentecost worker --help)
-  pentecost bench [flags]          load generator: sessions, speakers, listeners (see pentecost bench --help)
-`
-
 func main() {
 	// main only handles signals and the exit code; Main does the work.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -60,7 +48,7 @@ func (e usageError) Error() string { return e.msg }
 // run dispatches a command line; it is what tests call.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		printCommands(stderr)
 		return usageError{"no command given"}
 	}
 	switch args[0] {
@@ -74,11 +62,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runWorker(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+	case "version", "-version", "--version":
+		return runVersion(args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && args[0] == "help" && !wantsHelp(args[1:2]) {
+			// pentecost help serve is pentecost serve --help.
+			for _, c := range commands {
+				if c.Name == args[1] {
+					return run(ctx, []string{c.Name, "--help"}, getenv, stdin, stdout, stderr)
+				}
+			}
+			printCommands(stderr)
+			return usageError{fmt.Sprintf("unknown command %q", args[1])}
+		}
+		printCommands(stdout)
+		return flag.ErrHelp
 	default:
-		fmt.Fprint(stderr, usage)
+		printCommands(stderr)
 		return usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
 }
