@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -148,6 +151,25 @@ func TestHelp(t *testing.T) {
 			}
 		}
 	})
+}
+
+// buildInfoLine is the pentecost_build_info sample /metrics must show.
+func buildInfoLine() string {
+	i := buildinfo.Read()
+	return fmt.Sprintf("pentecost_build_info{commit=%q,goversion=%q,version=%q} 1\n", i.Commit, i.GoVersion, i.Version)
+}
+
+func TestServe_BuildInfoMetric(t *testing.T) {
+	m, _ := MustRunMain(t, t.TempDir(), nil)
+	resp, err := http.Get(m.HTTPServer.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), buildInfoLine()) {
+		t.Fatalf("/metrics: %d, no %q in\n%.2000s", resp.StatusCode, buildInfoLine(), body)
+	}
 }
 
 func TestVersion(t *testing.T) {

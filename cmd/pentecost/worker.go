@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pentecost/pentecost/buildinfo"
 	"github.com/pentecost/pentecost/worker"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -125,7 +126,8 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+		buildinfo.Read().Collector())
 	if cfg.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {

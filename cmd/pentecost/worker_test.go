@@ -87,6 +87,9 @@ func TestWorkerCommand(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(b), buildInfoLine()) {
+			t.Fatalf("worker metrics lack %q", buildInfoLine())
+		}
 		return strings.Contains(string(b), "pentecost_worker_languages 1")
 	})
 
