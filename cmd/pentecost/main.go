@@ -51,36 +51,42 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		printCommands(stderr)
 		return usageError{"no command given"}
 	}
-	switch args[0] {
-	case "serve":
-		return runServe(ctx, args[1:], getenv, stdout, stderr)
-	case "token":
-		return runToken(ctx, args[1:], getenv, stdout, stderr)
-	case "users":
-		return runUsers(ctx, args[1:], getenv, stdin, stdout, stderr)
-	case "worker":
-		return runWorker(ctx, args[1:], getenv, stdout, stderr)
-	case "bench":
-		return runBench(ctx, args[1:], stdout, stderr)
-	case "version", "-version", "--version":
-		return runVersion(args[1:], stdout, stderr)
+	name := args[0]
+	switch name {
+	case "-version", "--version":
+		name = "version"
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 && args[0] == "help" && !wantsHelp(args[1:2]) {
+		if len(args) > 1 && name == "help" && !wantsHelp(args[1:2]) {
 			// pentecost help serve is pentecost serve --help.
-			for _, c := range commands {
-				if c.Name == args[1] {
-					return run(ctx, []string{c.Name, "--help"}, getenv, stdin, stdout, stderr)
-				}
-			}
-			printCommands(stderr)
-			return usageError{fmt.Sprintf("unknown command %q", args[1])}
+			return run(ctx, []string{args[1], "--help"}, getenv, stdin, stdout, stderr)
 		}
 		printCommands(stdout)
 		return flag.ErrHelp
-	default:
-		printCommands(stderr)
-		return usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
+	// Only the commands listed run, so that each is in `pentecost help` and
+	// its --help is checked by TestHelp.
+	for _, c := range commands {
+		if c.Name != name {
+			continue
+		}
+		switch c {
+		case serveCommand:
+			return runServe(ctx, args[1:], getenv, stdout, stderr)
+		case tokenCommand:
+			return runToken(ctx, args[1:], getenv, stdout, stderr)
+		case usersCommand:
+			return runUsers(ctx, args[1:], getenv, stdin, stdout, stderr)
+		case workerCommand:
+			return runWorker(ctx, args[1:], getenv, stdout, stderr)
+		case benchCommand:
+			return runBench(ctx, args[1:], stdout, stderr)
+		case versionCommand:
+			return runVersion(args[1:], stdout, stderr)
+		}
+		return fmt.Errorf("command %s has no implementation", name)
+	}
+	printCommands(stderr)
+	return usageError{fmt.Sprintf("unknown command %q", name)}
 }
 
 // runServe runs the server until ctx is cancelled (SIGTERM/SIGINT).
