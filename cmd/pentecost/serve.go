@@ -19,6 +19,7 @@ import (
 
 	"github.com/pentecost/pentecost"
 	"github.com/pentecost/pentecost/auth"
+	"github.com/pentecost/pentecost/buildinfo"
 	"github.com/pentecost/pentecost/certs"
 	pentecosthttp "github.com/pentecost/pentecost/http"
 	"github.com/pentecost/pentecost/realtime"
@@ -188,7 +189,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Realtime = rt
 
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildinfo.Read().Collector())
 	if m.Redis != nil {
 		registry.MustRegister(redisUpGauge(m.Redis))
 	}

@@ -19,43 +19,56 @@ import (
 	"github.com/pentecost/pentecost/sqlite"
 )
 
-const usersUsage = `Usage:
-  pentecost users list   [--data-dir DIR | --redis URL]
+var usersCommand = &command{
+	Name: "users", Args: "list|add|passwd|remove [flags] [NAME]",
+	Summary: "Manage the speaker accounts of a data dir, or of the Redis several nodes share.",
+	Details: `  pentecost users list   [--data-dir DIR | --redis URL]
   pentecost users add    [--data-dir DIR | --redis URL] [--password-stdin] NAME
   pentecost users passwd [--data-dir DIR | --redis URL] [--password-stdin] NAME
   pentecost users remove [--data-dir DIR | --redis URL] NAME
 
 Without --password-stdin a random password is generated and printed once.
---redis (env REDIS_URL) manages the accounts shared by several nodes.
 passwd and remove sign the account out: tokens issued before are refused at
-once, and its live broadcasts are closed within SPEAKER_ACCOUNT_CHECK_SECONDS.
-`
+once, and its live broadcasts are closed within SPEAKER_ACCOUNT_CHECK_SECONDS.`,
+	Env: map[string]string{"data-dir": "PENTECOST_DATA_DIR", "redis": "REDIS_URL"},
+}
+
+// usersFlags defines the flags of every users subcommand.
+func usersFlags() (fs *flag.FlagSet, dataDir, redisURL *string, passwordStdin *bool) {
+	fs = flag.NewFlagSet("pentecost users", flag.ContinueOnError)
+	dataDir = fs.String("data-dir", "./pentecost-data", "the server's data `DIR`")
+	redisURL = fs.String("redis", "", "`URL` of the Redis shared by the nodes, instead of a data dir")
+	passwordStdin = fs.Bool("password-stdin", false, "read the password from the first line of stdin")
+	return fs, dataDir, redisURL, passwordStdin
+}
 
 // runUsers manages the embedded speaker accounts of a data dir.
 func runUsers(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs, dataDir, redisURL, passwordStdin := usersFlags()
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usersUsage)
+		printHelp(stderr, usersCommand, usersCommand.flagDocs(fs))
 		return usageError{"missing users subcommand"}
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("pentecost users "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usersUsage) }
-	dataDir := fs.String("data-dir", envOr(getenv, "PENTECOST_DATA_DIR", "./pentecost-data"), "")
-	redisURL := fs.String("redis", getenv("REDIS_URL"), "")
-	passwordStdin := fs.Bool("password-stdin", false, "")
-	if err := fs.Parse(args[1:]); err != nil {
+	switch sub {
+	case "list", "add", "passwd", "remove":
+	case "-h", "-help", "--help", "help":
+		printHelp(stdout, usersCommand, usersCommand.flagDocs(fs))
+		return flag.ErrHelp
+	default:
+		printHelp(stderr, usersCommand, usersCommand.flagDocs(fs))
+		return usageError{fmt.Sprintf("unknown users subcommand %q", sub)}
+	}
+	if err := usersCommand.parse(fs, args[1:], getenv, stdout, stderr); err != nil {
 		return err
 	}
 	name := fs.Arg(0)
-	if sub != "list" && (name == "" || fs.NArg() > 1) {
-		fmt.Fprint(stderr, usersUsage)
-		return usageError{"give exactly one account name"}
+	if sub == "list" && fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-
-	if sub != "list" && sub != "add" && sub != "passwd" && sub != "remove" {
-		fmt.Fprint(stderr, usersUsage)
-		return usageError{fmt.Sprintf("unknown users subcommand %q", sub)}
+	if sub != "list" && (name == "" || fs.NArg() > 1) {
+		printHelp(stderr, usersCommand, usersCommand.flagDocs(fs))
+		return usageError{"give exactly one account name"}
 	}
 	store, closeStore, err := openUserStore(sub == "add", *dataDir, *redisURL)
 	if err != nil {
