@@ -163,7 +163,11 @@ func TestSpeakerPresence(t *testing.T) {
 	// A speaker refresh is no arrival: nobody hears speakerReconnected.
 	sp2 := e.dial("action=refreshConnection&role=speaker&sessionId=" + sess.ID + "&token=" + e.token("alice"))
 	sp2.expect("connectionRefreshComplete")
+	open := e.metric("pentecost_ws_connections")
 	sp.closeNormally()
+	// Until the server has let the old connection go it is a live speaker
+	// connection, and a listener joining meanwhile is right to hear so.
+	poll(t, "the old speaker connection gone", func() bool { return e.metric("pentecost_ws_connections") == open-1 })
 
 	// The speaker drops: within the grace period a joining listener hears
 	// it is away.
