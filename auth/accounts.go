@@ -67,11 +67,21 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// Add creates an account.
+// Add creates a speaker account.
 // Errors: EVALIDATIONFIELD, ECONFLICT (name taken), EUNAVAILABLE.
 func (a *Accounts) Add(ctx context.Context, name, password string) (*pentecost.User, error) {
+	return a.AddWithRole(ctx, name, password, pentecost.RoleSpeaker)
+}
+
+// AddWithRole creates an account with the given role.
+// Errors: EVALIDATIONFIELD, ECONFLICT (name taken), EUNAVAILABLE.
+func (a *Accounts) AddWithRole(ctx context.Context, name, password string, role pentecost.Role) (*pentecost.User, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
+	}
+	if !role.Valid() {
+		return nil, &pentecost.Error{Code: pentecost.EVALIDATIONFIELD, Message: `Role must be "admin" or "speaker".`,
+			Details: map[string]string{"field": "role"}}
 	}
 	hash, err := a.Params.Hash(password)
 	if err != nil {
@@ -81,6 +91,7 @@ func (a *Accounts) Add(ctx context.Context, name, password string) (*pentecost.U
 		ID:           name,
 		Name:         name,
 		Issuer:       pentecost.EmbeddedIssuer,
+		Role:         role,
 		PasswordHash: hash,
 		CreatedAt:    a.Now().UTC(),
 	}
@@ -128,9 +139,46 @@ func (a *Accounts) Find(ctx context.Context, name string) (*pentecost.User, erro
 	return withoutHash(u), nil
 }
 
-// Remove deletes an account. Errors: EUSERNOTFOUND, EUNAVAILABLE.
+// Remove deletes an account.
+// Errors: EUSERNOTFOUND, ECONFLICT (the last admin), EUNAVAILABLE.
 func (a *Accounts) Remove(ctx context.Context, name string) error {
 	return a.Users.DeleteUser(ctx, name)
+}
+
+// SetRole changes an account's role. It takes effect at the account's next
+// request: the embedded issuer reads the role at every verification.
+// Errors: EVALIDATIONFIELD, EUSERNOTFOUND, ECONFLICT (the last admin), EUNAVAILABLE.
+func (a *Accounts) SetRole(ctx context.Context, name string, role pentecost.Role) error {
+	return a.Users.UpdateUserRole(ctx, name, role)
+}
+
+// EnsureAdmin makes the oldest account admin when there are accounts but
+// none is admin, as on an install whose accounts predate roles in a store
+// without migrations (Redis), and returns its name; "" when nothing
+// changed. Nodes starting at once promote the same account.
+// Errors: EUNAVAILABLE.
+func (a *Accounts) EnsureAdmin(ctx context.Context) (string, error) {
+	users, err := a.Users.FindUsers(ctx)
+	if err != nil {
+		return "", err
+	}
+	var oldest *pentecost.User
+	for _, u := range users {
+		if u.IsAdmin() {
+			return "", nil
+		}
+		// By creation, then name: the same choice on every node.
+		if oldest == nil || u.CreatedAt.Before(oldest.CreatedAt) || u.CreatedAt.Equal(oldest.CreatedAt) && u.Name < oldest.Name {
+			oldest = u
+		}
+	}
+	if oldest == nil {
+		return "", nil
+	}
+	if err := a.Users.UpdateUserRole(ctx, oldest.Name, pentecost.RoleAdmin); err != nil {
+		return "", err
+	}
+	return oldest.Name, nil
 }
 
 // Authenticate returns the account when password matches. An unknown name

@@ -334,18 +334,27 @@ func (m *Main) Close() error {
 	return first
 }
 
-// ensureAdmin creates the `admin` account on first start and prints its
-// password once, so a newcomer can sign in at once.
+// ensureAdmin creates the `admin` account, an admin, on first start and
+// prints its password once, so a newcomer can sign in at once. Accounts
+// from before roles that have no admin (Redis has no migrations) get their
+// oldest account made admin, as SQLite's migration does.
 func (m *Main) ensureAdmin(ctx context.Context) error {
 	users, err := m.Accounts.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list accounts: %w", err)
 	}
 	if len(users) > 0 {
+		name, err := m.Accounts.EnsureAdmin(ctx)
+		if err != nil {
+			return fmt.Errorf("choose an admin account: %w", err)
+		}
+		if name != "" {
+			m.Logger.Info("no account was admin: made the oldest one admin", "account", name)
+		}
 		return nil
 	}
 	password := auth.GeneratePassword()
-	if _, err := m.Accounts.Add(ctx, "admin", password); pentecost.ErrorCode(err) == pentecost.ECONFLICT {
+	if _, err := m.Accounts.AddWithRole(ctx, "admin", password, pentecost.RoleAdmin); pentecost.ErrorCode(err) == pentecost.ECONFLICT {
 		return nil // another node, starting at the same time, created it
 	} else if err != nil {
 		return fmt.Errorf("create admin account: %w", err)
@@ -357,7 +366,7 @@ func (m *Main) ensureAdmin(ctx context.Context) error {
 	// Printed, never logged: logs must not hold passwords. On stderr, not
 	// stdout: stdout is output for scripts (links, credential paths), and
 	// whatever keeps it must not keep a password.
-	fmt.Fprintf(m.Stderr, "\nCreated speaker account \"admin\" with password: %s\nIt is shown only this once; change it with: pentecost users passwd %s admin\n\n", password, where)
+	fmt.Fprintf(m.Stderr, "\nCreated admin account \"admin\" with password: %s\nIt is shown only this once; change it with: pentecost users passwd %s admin\nSign in at /speak to broadcast, or at /admin to manage accounts and sessions.\n\n", password, where)
 	return nil
 }
 

@@ -21,11 +21,15 @@ import (
 
 const usersUsage = `Usage:
   pentecost users list   [--data-dir DIR | --redis URL]
-  pentecost users add    [--data-dir DIR | --redis URL] [--password-stdin] NAME
+  pentecost users add    [--data-dir DIR | --redis URL] [--password-stdin] [--role admin|speaker] NAME
   pentecost users passwd [--data-dir DIR | --redis URL] [--password-stdin] NAME
+  pentecost users role   [--data-dir DIR | --redis URL] NAME admin|speaker
   pentecost users remove [--data-dir DIR | --redis URL] NAME
 
 Without --password-stdin a random password is generated and printed once.
+--role (default speaker): an admin may also use the admin page (/admin):
+manage accounts and end anyone's session. A role change counts at the
+account's next request. The last admin cannot be removed or made a speaker.
 --redis (env REDIS_URL) manages the accounts shared by several nodes.
 passwd and remove sign the account out: tokens issued before are refused at
 once, and its live broadcasts are closed within SPEAKER_ACCOUNT_CHECK_SECONDS.
@@ -44,18 +48,35 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 	dataDir := fs.String("data-dir", envOr(getenv, "PENTECOST_DATA_DIR", "./pentecost-data"), "")
 	redisURL := fs.String("redis", getenv("REDIS_URL"), "")
 	passwordStdin := fs.Bool("password-stdin", false, "")
+	roleFlag := fs.String("role", string(pentecost.RoleSpeaker), "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	if sub != "list" && sub != "add" && sub != "passwd" && sub != "role" && sub != "remove" {
+		fmt.Fprint(stderr, usersUsage)
+		return usageError{fmt.Sprintf("unknown users subcommand %q", sub)}
+	}
 	name := fs.Arg(0)
-	if sub != "list" && (name == "" || fs.NArg() > 1) {
+	role := pentecost.Role(*roleFlag)
+	roleSet := false
+	fs.Visit(func(f *flag.Flag) { roleSet = roleSet || f.Name == "role" })
+	switch {
+	case roleSet && sub != "add":
+		fmt.Fprint(stderr, usersUsage)
+		return usageError{"--role goes with add; to change a role: pentecost users role NAME admin|speaker"}
+	case sub == "role":
+		if fs.NArg() != 2 {
+			fmt.Fprint(stderr, usersUsage)
+			return usageError{"give an account name and a role"}
+		}
+		role = pentecost.Role(fs.Arg(1))
+	case sub != "list" && (name == "" || fs.NArg() > 1):
 		fmt.Fprint(stderr, usersUsage)
 		return usageError{"give exactly one account name"}
 	}
-
-	if sub != "list" && sub != "add" && sub != "passwd" && sub != "remove" {
+	if !role.Valid() {
 		fmt.Fprint(stderr, usersUsage)
-		return usageError{fmt.Sprintf("unknown users subcommand %q", sub)}
+		return usageError{fmt.Sprintf("unknown role %q: admin or speaker", role)}
 	}
 	store, closeStore, err := openUserStore(sub == "add", *dataDir, *redisURL)
 	if err != nil {
@@ -71,18 +92,24 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tCREATED")
+		fmt.Fprintln(tw, "NAME\tROLE\tCREATED")
 		for _, u := range users {
-			fmt.Fprintf(tw, "%s\t%s\n", u.Name, u.CreatedAt.UTC().Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, u.Role, u.CreatedAt.UTC().Format(time.RFC3339))
 		}
 		return tw.Flush()
+	case "role":
+		if err := accounts.SetRole(ctx, name, role); err != nil {
+			return describe(err)
+		}
+		fmt.Fprintf(stdout, "%s is now %s %s.\n", name, article(role), role)
+		return nil
 	case "add", "passwd":
 		password, generated, err := readPassword(*passwordStdin, stdin)
 		if err != nil {
 			return err
 		}
 		if sub == "add" {
-			_, err = accounts.Add(ctx, name, password)
+			_, err = accounts.AddWithRole(ctx, name, password, role)
 		} else {
 			err = accounts.SetPassword(ctx, name, password)
 		}
@@ -141,6 +168,14 @@ func readPassword(fromStdin bool, stdin io.Reader) (password string, generated b
 		return "", false, err
 	}
 	return strings.TrimRight(line, "\r\n"), false, nil
+}
+
+// article is "an" before "admin", "a" before "speaker".
+func article(r pentecost.Role) string {
+	if r == pentecost.RoleAdmin {
+		return "an"
+	}
+	return "a"
 }
 
 func dataDirDB(dir string) string { return filepath.Join(dir, dbFile) }
