@@ -54,14 +54,14 @@ func NewAccounts(users pentecost.UserStore) *Accounts {
 // Errors: EVALIDATIONFIELD.
 func ValidateName(name string) error {
 	if name == "" {
-		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Name is required.")
+		return fieldError("name", "Name is required.")
 	}
 	if len(name) > MaxNameLength {
-		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Name must be at most %d characters.", MaxNameLength)
+		return fieldError("name", fmt.Sprintf("Name must be at most %d characters.", MaxNameLength))
 	}
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Name may only use letters, digits, '.', '_' and '-'.")
+			return fieldError("name", "Name may only use letters, digits, '.', '_' and '-'.")
 		}
 	}
 	return nil
@@ -80,8 +80,7 @@ func (a *Accounts) AddWithRole(ctx context.Context, name, password string, role 
 		return nil, err
 	}
 	if !role.Valid() {
-		return nil, &pentecost.Error{Code: pentecost.EVALIDATIONFIELD, Message: `Role must be "admin" or "speaker".`,
-			Details: map[string]string{"field": "role"}}
+		return nil, fieldError("role", `Role must be "admin" or "speaker".`)
 	}
 	hash, err := a.Params.Hash(password)
 	if err != nil {
