@@ -151,35 +151,6 @@ func (a *Accounts) SetRole(ctx context.Context, name string, role pentecost.Role
 	return a.Users.UpdateUserRole(ctx, name, role)
 }
 
-// EnsureAdmin makes the oldest account admin when there are accounts but
-// none is admin, as on an install whose accounts predate roles in a store
-// without migrations (Redis), and returns its name; "" when nothing
-// changed. Nodes starting at once promote the same account.
-// Errors: EUNAVAILABLE.
-func (a *Accounts) EnsureAdmin(ctx context.Context) (string, error) {
-	users, err := a.Users.FindUsers(ctx)
-	if err != nil {
-		return "", err
-	}
-	var oldest *pentecost.User
-	for _, u := range users {
-		if u.IsAdmin() {
-			return "", nil
-		}
-		// By creation, then name: the same choice on every node.
-		if oldest == nil || u.CreatedAt.Before(oldest.CreatedAt) || u.CreatedAt.Equal(oldest.CreatedAt) && u.Name < oldest.Name {
-			oldest = u
-		}
-	}
-	if oldest == nil {
-		return "", nil
-	}
-	if err := a.Users.UpdateUserRole(ctx, oldest.Name, pentecost.RoleAdmin); err != nil {
-		return "", err
-	}
-	return oldest.Name, nil
-}
-
 // Authenticate returns the account when password matches. An unknown name
 // costs the same hashing work as a wrong password, so timing does not tell
 // which names exist. At most MaxConcurrent checks run at once; when ctx

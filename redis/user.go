@@ -32,6 +32,47 @@ func (s *UserStore) namesKey() string       { return s.db.Prefix + "{users}:name
 // role changes the record and the set together.
 func (s *UserStore) adminsKey() string { return s.db.Prefix + "{users}:admins" }
 
+// rolesMigratedKey marks a Redis whose accounts have been brought under
+// roles (migrateRoles).
+func (s *UserStore) rolesMigratedKey() string { return s.db.Prefix + "{users}:roles-migrated" }
+
+// migrateRoles brings accounts stored before roles under them, once per
+// Redis, as the SQLite store's migration does: the oldest account (on an
+// install that began with serve, the one made at first start) becomes the
+// admin when none is; the others stay speakers. The marker is written
+// last, so that a node stopped halfway leaves the step to the next; nodes
+// doing it at once pick the same account. Accounts added after it ran are
+// never promoted.
+func (s *UserStore) migrateRoles(ctx context.Context) error {
+	done, err := s.db.client.Exists(ctx, s.rolesMigratedKey()).Result()
+	if err != nil {
+		return err
+	}
+	if done == 1 {
+		return nil
+	}
+	users, err := s.FindUsers(ctx)
+	if err != nil {
+		return err
+	}
+	var oldest *pentecost.User
+	admin := false
+	for _, u := range users {
+		admin = admin || u.IsAdmin()
+		// By creation, then name: the same choice on every node.
+		if oldest == nil || u.CreatedAt.Before(oldest.CreatedAt) || u.CreatedAt.Equal(oldest.CreatedAt) && u.Name < oldest.Name {
+			oldest = u
+		}
+	}
+	if !admin && oldest != nil {
+		if err := s.UpdateUserRole(ctx, oldest.Name, pentecost.RoleAdmin); err != nil && pentecost.ErrorCode(err) != pentecost.EUSERNOTFOUND {
+			return err
+		}
+		s.db.Logger.Info("accounts from before roles: made the oldest one admin", "account", oldest.Name)
+	}
+	return s.db.client.Set(ctx, s.rolesMigratedKey(), "1", 0).Err()
+}
+
 // userRecord is an account as stored, times in Unix milliseconds.
 type userRecord struct {
 	Name         string `json:"name"`

@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	"github.com/pentecost/pentecost"
@@ -12,17 +13,19 @@ import (
 )
 
 // TestUserStore_BeforeRoles checks accounts stored before roles existed:
-// their records have no role and the admins set does not exist. They are
-// speakers, may be removed (there is no admin to keep), and one can be
-// made admin, which then counts as the last admin.
+// records without a role, no admins set, no migration marker. Opening the
+// Redis makes the oldest of them admin (as SQLite's migration does), the
+// others speakers, once: accounts added after that are never promoted.
 func TestUserStore_BeforeRoles(t *testing.T) {
 	srv := redistest.Start(t)
-	db := MustOpenDB(t, srv, storetest.NewClock())
+	clock := storetest.NewClock()
+	db := MustOpenDB(t, srv, clock)
 	ctx := context.Background()
 	c := db.Client()
-	for _, name := range []string{"admin", "guest"} {
+	// As an older version stored them; "pastor" was created first.
+	for name, created := range map[string]string{"pastor": "1748770200123", "admin": "1748770260000", "guest": "1748770320000"} {
 		if err := c.Set(ctx, db.Prefix+"{users}:user:"+name,
-			`{"name":"`+name+`","passwordHash":"h","createdAt":1748770200123,"passwordChangedAt":1748770200123}`, 0).Err(); err != nil {
+			`{"name":"`+name+`","passwordHash":"h","createdAt":`+created+`,"passwordChangedAt":`+created+`}`, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.ZAdd(ctx, db.Prefix+"{users}:names", goredis.Z{Member: name}).Err(); err != nil {
@@ -30,20 +33,56 @@ func TestUserStore_BeforeRoles(t *testing.T) {
 		}
 	}
 	users := redis.NewUserStore(db)
-	u, err := users.FindUserByName(ctx, "admin")
-	if err != nil || u.Role != pentecost.RoleSpeaker {
-		t.Fatalf("got %+v, %v; want a speaker", u, err)
+	if u, err := users.FindUserByName(ctx, "pastor"); err != nil || u.Role != pentecost.RoleSpeaker {
+		t.Fatalf("before the migration: %+v, %v; want a speaker", u, err)
 	}
-	if err := users.DeleteUser(ctx, "guest"); err != nil {
+	// This Redis was migrated when it was empty, at the first Open: take
+	// it back to before.
+	if err := c.Del(ctx, db.Prefix+"{users}:roles-migrated").Err(); err != nil {
 		t.Fatal(err)
 	}
+
+	roles := func() map[string]pentecost.Role {
+		t.Helper()
+		all, err := redis.NewUserStore(MustOpenDBPrefix(t, srv, clock, db.Prefix)).FindUsers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]pentecost.Role{}
+		for _, u := range all {
+			out[u.Name] = u.Role
+		}
+		return out
+	}
+	want := map[string]pentecost.Role{"pastor": pentecost.RoleAdmin, "admin": pentecost.RoleSpeaker, "guest": pentecost.RoleSpeaker}
+	if got := roles(); !maps.Equal(got, want) {
+		t.Fatalf("after the migration: %v, want %v", got, want)
+	}
+	if u, err := users.FindUserByName(ctx, "pastor"); err != nil || u.PasswordHash != "h" {
+		t.Fatalf("the promoted account changed: %+v, %v", u, err)
+	}
+	// The migration's admin is kept like any last admin.
+	if err := users.DeleteUser(ctx, "pastor"); pentecost.ErrorCode(err) != pentecost.ECONFLICT {
+		t.Fatalf("removing the only admin: %v, want %s", err, pentecost.ECONFLICT)
+	}
+
+	// Once done, it is done: with no admin again (pastor handed over to
+	// admin, then admin demoted by hand in the store), a new Open promotes
+	// nobody.
 	if err := users.UpdateUserRole(ctx, "admin", pentecost.RoleAdmin); err != nil {
 		t.Fatal(err)
 	}
-	if u, err := users.FindUserByName(ctx, "admin"); err != nil || u.Role != pentecost.RoleAdmin || u.PasswordHash != "h" {
-		t.Fatalf("got %+v, %v; want the same account, admin", u, err)
+	if err := users.DeleteUser(ctx, "pastor"); err != nil {
+		t.Fatal(err)
 	}
-	if err := users.DeleteUser(ctx, "admin"); pentecost.ErrorCode(err) != pentecost.ECONFLICT {
-		t.Fatalf("removing the only admin: %v, want %s", err, pentecost.ECONFLICT)
+	if err := c.Del(ctx, db.Prefix+"{users}:admins").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := users.UpdateUserRole(ctx, "admin", pentecost.RoleSpeaker); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]pentecost.Role{"admin": pentecost.RoleSpeaker, "guest": pentecost.RoleSpeaker}
+	if got := roles(); !maps.Equal(got, want) {
+		t.Fatalf("a second migration ran: %v, want %v", got, want)
 	}
 }

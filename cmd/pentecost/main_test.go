@@ -211,22 +211,19 @@ func TestUsersCommand(t *testing.T) {
 }
 
 // TestServe_AccountsBeforeFirstStart: accounts added with `users add`
-// before the first serve are speakers; serve then creates no "admin" but
-// makes the oldest of them admin, so that the admin page has someone.
+// before the first serve are speakers and stay so; serve creates the
+// admin account beside them, as on any first start.
 func TestServe_AccountsBeforeFirstStart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	// Oldest first, and first by name too: creation times are kept in
-	// milliseconds, and a tie goes by name (the store tests tell the two
-	// apart with a clock of their own).
 	for _, name := range []string{"deacon", "pastor"} {
 		if err := run(context.Background(), []string{"users", "add", "--data-dir", dir, name}, noEnv, nil, io.Discard, io.Discard); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var stderr bytes.Buffer
-	MustRunMain(t, dir, nil, func(m *Main) { m.Stderr = &stderr })
-	if adminPassword.MatchString(stderr.String()) {
-		t.Fatalf("an admin account was created beside existing ones: %s", &stderr)
+	m, _ := MustRunMain(t, dir, nil, func(m *Main) { m.Stderr = &stderr })
+	if !adminPassword.MatchString(stderr.String()) {
+		t.Fatalf("no admin account created beside the speakers; stderr:\n%s", &stderr)
 	}
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"users", "list", "--data-dir", dir}, noEnv, nil, &out, io.Discard); err != nil {
@@ -237,8 +234,18 @@ func TestServe_AccountsBeforeFirstStart(t *testing.T) {
 		f := strings.Fields(l)
 		got[f[0]] = f[1]
 	}
-	if want := map[string]string{"deacon": "admin", "pastor": "speaker"}; !maps.Equal(got, want) {
+	if want := map[string]string{"admin": "admin", "deacon": "speaker", "pastor": "speaker"}; !maps.Equal(got, want) {
 		t.Fatalf("roles = %v, want %v", got, want)
+	}
+
+	// A restart with an admin there creates nothing.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr2 bytes.Buffer
+	MustRunMain(t, dir, nil, func(m *Main) { m.Stderr = &stderr2 })
+	if adminPassword.MatchString(stderr2.String()) {
+		t.Fatalf("admin created again: %s", &stderr2)
 	}
 }
 

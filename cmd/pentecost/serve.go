@@ -334,28 +334,29 @@ func (m *Main) Close() error {
 	return first
 }
 
-// ensureAdmin creates the `admin` account, an admin, on first start and
-// prints its password once, so a newcomer can sign in at once. Accounts
-// from before roles that have no admin (Redis has no migrations) get their
-// oldest account made admin, as SQLite's migration does.
+// ensureAdmin creates the account `admin`, an admin, when no account is
+// one: on first start, or when the accounts were all added as speakers
+// (`pentecost users add`) before it. Its password is printed once, so a
+// newcomer can sign in at once. Accounts from before roles were brought
+// under them by the store's migration (the oldest became the admin).
 func (m *Main) ensureAdmin(ctx context.Context) error {
 	users, err := m.Accounts.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list accounts: %w", err)
 	}
-	if len(users) > 0 {
-		name, err := m.Accounts.EnsureAdmin(ctx)
-		if err != nil {
-			return fmt.Errorf("choose an admin account: %w", err)
+	for _, u := range users {
+		if u.IsAdmin() {
+			return nil
 		}
-		if name != "" {
-			m.Logger.Info("no account was admin: made the oldest one admin", "account", name)
-		}
-		return nil
 	}
 	password := auth.GeneratePassword()
 	if _, err := m.Accounts.AddWithRole(ctx, "admin", password, pentecost.RoleAdmin); pentecost.ErrorCode(err) == pentecost.ECONFLICT {
-		return nil // another node, starting at the same time, created it
+		// Another node, starting at the same time, created it; or a
+		// speaker has the name.
+		if u, err := m.Accounts.Find(ctx, "admin"); err == nil && !u.IsAdmin() {
+			m.Logger.Warn("no account is admin, and the name admin is a speaker's: make one admin with `pentecost users role NAME admin`")
+		}
+		return nil
 	} else if err != nil {
 		return fmt.Errorf("create admin account: %w", err)
 	}
