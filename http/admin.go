@@ -192,10 +192,7 @@ func (s *Server) handleAdminAddAccount(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, invalidField("role", `role must be "admin" or "speaker".`))
 		return
 	}
-	password, generated := req.Password, req.Password == ""
-	if generated {
-		password = rand.Text()
-	}
+	password, shown := choosePassword(req.Password)
 	u, err := m.AddWithRole(r.Context(), req.Name, password, req.Role)
 	if err != nil {
 		Error(w, r, err)
@@ -203,11 +200,7 @@ func (s *Server) handleAdminAddAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	s.audit(r, "admin added an account", logKeyAccount, u.Name, logKeyRole, string(u.Role))
 	w.Header().Set("Location", "/admin/api/accounts/"+url.PathEscape(u.Name))
-	resp := accountPasswordResponse{Account: newAdminAccount(u)}
-	if generated {
-		resp.Password = password
-	}
-	writeJSON(w, http.StatusCreated, resp)
+	writeJSON(w, http.StatusCreated, accountPasswordResponse{Account: newAdminAccount(u), Password: shown})
 }
 
 // handleAdminSetPassword replaces an account's password with the one given
@@ -225,10 +218,7 @@ func (s *Server) handleAdminSetPassword(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	name := r.PathValue("name")
-	password, generated := req.Password, req.Password == ""
-	if generated {
-		password = rand.Text()
-	}
+	password, shown := choosePassword(req.Password)
 	if err := m.SetPassword(r.Context(), name, password); err != nil {
 		Error(w, r, err)
 		return
@@ -239,11 +229,7 @@ func (s *Server) handleAdminSetPassword(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	s.audit(r, "admin set an account's password", logKeyAccount, name)
-	resp := accountPasswordResponse{Account: newAdminAccount(u)}
-	if generated {
-		resp.Password = password
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, accountPasswordResponse{Account: newAdminAccount(u), Password: shown})
 }
 
 // handleAdminUpdateAccount changes an account's role. The last admin
@@ -293,6 +279,16 @@ func (s *Server) handleAdminRemoveAccount(w http.ResponseWriter, r *http.Request
 	}
 	s.audit(r, "admin removed an account", logKeyAccount, name)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// choosePassword returns the password to set: the one given, or one made
+// here (130 random bits) and, then only, also as shown, for the answer.
+func choosePassword(given string) (password, shown string) {
+	if given != "" {
+		return given, ""
+	}
+	password = rand.Text()
+	return password, password
 }
 
 // findManaged returns an account just changed, for the answer.

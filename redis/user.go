@@ -218,6 +218,19 @@ func (s *UserStore) UpdateUserPassword(ctx context.Context, name, passwordHash s
 	if passwordHash == "" {
 		return fieldError("password", "Password is required.")
 	}
+	return s.update(ctx, "update user password", name, func(rec *userRecord) {
+		rec.PasswordHash, rec.PasswordChangedAt = passwordHash, s.db.nowMillis().UnixMilli()
+	}, func(old, data []byte) (int, error) {
+		// Compare and set, so that a concurrent delete is not undone.
+		return casScript.Run(ctx, s.db.client, []string{s.key(name)}, old, data).Int()
+	})
+}
+
+// update changes an account's record with change and stores it with cas,
+// a script that stores data only if the record still holds old, and again
+// while the record changes under it. cas answers 1 when stored, 0 when the
+// record changed, -1 when it is gone, -2 when it is the last admin.
+func (s *UserStore) update(ctx context.Context, op, name string, change func(*userRecord), cas func(old, data []byte) (int, error)) error {
 	if !userNameRe.MatchString(name) {
 		return userNotFound()
 	}
@@ -226,24 +239,25 @@ func (s *UserStore) UpdateUserPassword(ctx context.Context, name, passwordHash s
 		if err != nil {
 			return err
 		}
-		rec.PasswordHash, rec.PasswordChangedAt = passwordHash, s.db.nowMillis().UnixMilli()
+		change(rec)
 		data, err := json.Marshal(rec)
 		if err != nil {
 			return err
 		}
-		// Compare and set, so that a concurrent delete is not undone.
-		ok, err := casScript.Run(ctx, s.db.client, []string{s.key(name)}, old, data).Int()
+		ok, err := cas(old, data)
 		if err != nil {
-			return s.db.storeError(ctx, "update user password", err)
+			return s.db.storeError(ctx, op, err)
 		}
 		switch ok {
 		case 1:
 			return nil
 		case -1:
 			return userNotFound()
+		case -2:
+			return lastAdmin()
 		}
 	}
-	return s.db.storeError(ctx, "update user password", errContention)
+	return s.db.storeError(ctx, op, errContention)
 }
 
 // casScript sets KEYS[1] to ARGV[2] if it still holds ARGV[1]: 1 if set,
@@ -261,34 +275,11 @@ func (s *UserStore) UpdateUserRole(ctx context.Context, name string, role pentec
 	if !role.Valid() {
 		return fieldError("role", `Role must be "admin" or "speaker".`)
 	}
-	if !userNameRe.MatchString(name) {
-		return userNotFound()
-	}
-	for range maxTxAttempts {
-		rec, old, err := s.get(ctx, name)
-		if err != nil {
-			return err
-		}
-		rec.Role = string(role)
-		data, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		ok, err := roleScript.Run(ctx, s.db.client, []string{s.key(name), s.adminsKey()},
-			old, data, name, flag(role == pentecost.RoleAdmin)).Int()
-		if err != nil {
-			return s.db.storeError(ctx, "update user role", err)
-		}
-		switch ok {
-		case 1:
-			return nil
-		case -1:
-			return userNotFound()
-		case -2:
-			return lastAdmin()
-		}
-	}
-	return s.db.storeError(ctx, "update user role", errContention)
+	return s.update(ctx, "update user role", name, func(rec *userRecord) { rec.Role = string(role) },
+		func(old, data []byte) (int, error) {
+			return roleScript.Run(ctx, s.db.client, []string{s.key(name), s.adminsKey()},
+				old, data, name, flag(role == pentecost.RoleAdmin)).Int()
+		})
 }
 
 // DeleteUser removes an account, unless it is the last admin.

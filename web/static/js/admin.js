@@ -8,10 +8,10 @@
 // says so and offers another sign-in.
 
 import {
-  adminAccounts, adminAddAccount, adminEndSession, adminRemoveAccount, adminSessions, adminSetPassword, adminSetRole, login,
+  adminAccounts, adminAddAccount, adminEndSession, adminRemoveAccount, adminSessions, adminSetPassword, adminSetRole,
 } from './pentecost.js';
 import { $, languages, show, testHooks } from './ui.js';
-import { forgetToken, saveToken, signedInUser, validToken } from './signin.js';
+import { forgetToken, signIn, signedInUser, validToken } from './signin.js';
 import { setLanguage, t, uiLanguage } from './i18n.js';
 
 const POLL_MS = 5000;
@@ -93,8 +93,7 @@ $('signin-form').addEventListener('submit', async (e) => {
   }
   $('signin').disabled = true;
   try {
-    const r = await login(username, password);
-    saveToken(r.token, r.expiresAt, r.user?.name || username);
+    const r = await signIn(username, password);
     $('password').value = '';
     if (r.user?.role && r.user.role !== 'admin') {
       showRefused();

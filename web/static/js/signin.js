@@ -4,6 +4,7 @@
 // the token (and, for the admin page, the account's role) at every request;
 // what is kept here only saves typing.
 
+import { login } from './pentecost.js';
 import { store } from './ui.js';
 
 const KEY = { token: 'pentecost.token', exp: 'pentecost.tokenExpiresAt', user: 'pentecost.user' };
@@ -13,6 +14,16 @@ export function saveToken(token, expiresAt, user) {
   store.set(KEY.token, token);
   store.set(KEY.exp, String(expiresAt || 0));
   store.set(KEY.user, user || '');
+}
+
+/**
+ * Signs in to an embedded account and keeps the token: the login answer,
+ * {token, expiresAt, user: {id, name, role}}. Throws PentecostError.
+ */
+export async function signIn(username, password) {
+  const r = await login(username, password);
+  saveToken(r.token, r.expiresAt, r.user?.name || username);
+  return r;
 }
 
 /** The kept token, or null when there is none or it expires within a minute. */

@@ -6,9 +6,9 @@
 // "Show to the room" puts the code, the QR code and the listener counts
 // full screen for a projector.
 
-import { Speaker, capabilities, createSession, endSession, getSession, listSessions, login, sessionLanguages } from './pentecost.js';
+import { Speaker, capabilities, createSession, endSession, getSession, listSessions, sessionLanguages } from './pentecost.js';
 import { $, fillLanguages, languages, pageConfig, publicBase, preferredLanguage, show, store, testHooks } from './ui.js';
-import { forgetToken, saveToken, signedInUser, validToken } from './signin.js';
+import { forgetToken, saveToken, signIn, signedInUser, validToken } from './signin.js';
 
 const KEY = { session: 'pentecost.session', oidc: 'pentecost.oidcState', listenerHost: 'pentecost.listenerHost' };
 const STATUS_EVERY_MS = 10000;
@@ -106,8 +106,7 @@ $('signin-form').addEventListener('submit', async (e) => {
   }
   $('signin').disabled = true;
   try {
-    const r = await login(username, password);
-    saveToken(r.token, r.expiresAt, r.user?.name || username);
+    await signIn(username, password);
     $('password').value = '';
     await afterSignIn();
   } catch (e2) {
