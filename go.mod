@@ -18,6 +18,7 @@ require (
 	github.com/miekg/dns v1.1.62
 	github.com/pion/opus v0.1.0
 	github.com/prometheus/client_golang v1.25.0
+	go.yaml.in/yaml/v3 v3.0.5
 	golang.org/x/crypto v0.59.0
 	golang.org/x/time v0.16.0
 	gopkg.in/hraban/opus.v2 v2.0.0-20230925203106-0188a62cb302
