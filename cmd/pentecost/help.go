@@ -49,7 +49,7 @@ type command struct {
 }
 
 // commands lists the subcommands for `pentecost help`, in that order.
-var commands = []*command{serveCommand, workerCommand, tokenCommand, usersCommand, benchCommand, versionCommand}
+var commands = []*command{serveCommand, workerCommand, tokenCommand, usersCommand, benchCommand, versionCommand, healthcheckCommand}
 
 // printHelp prints a command's help in the common layout.
 func printHelp(w io.Writer, c *command, flags []flagDoc) {

@@ -82,6 +82,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return runBench(ctx, args[1:], stdout, stderr)
 		case versionCommand:
 			return runVersion(args[1:], stdout, stderr)
+		case healthcheckCommand:
+			return runHealthcheck(ctx, args[1:], getenv, stdout, stderr)
 		}
 		return fmt.Errorf("command %s has no implementation", name)
 	}
