@@ -66,11 +66,13 @@ const received = (page) => page.evaluate(() => {
 });
 
 // frameLevels returns, for the frames from index from on, their number,
-// codec, whether concealed, sample count and RMS (0..1).
+// codec, whether concealed, sample count, RMS (0..1), and the RMS of each
+// 20 ms.
 const frameLevels = (page, from = 0) => page.evaluate((from) => window.__PENTECOST_TEST__.frames.slice(from).map((f) => {
-  let s = 0;
-  for (const v of f.pcm) s += v * v;
-  return { seq: f.seq, codec: f.codec, concealed: f.concealed, n: f.pcm.length, rms: Math.sqrt(s / Math.max(1, f.pcm.length)) / 32768 };
+  const rms = (a) => Math.sqrt(a.reduce((s, v) => s + v * v, 0) / Math.max(1, a.length)) / 32768;
+  const parts = [];
+  for (let i = 0; i + 320 <= f.pcm.length; i += 320) parts.push(rms(f.pcm.subarray(i, i + 320)));
+  return { seq: f.seq, codec: f.codec, concealed: f.concealed, n: f.pcm.length, rms: rms(f.pcm), parts };
 }), from);
 
 // loseAndListen drops DROPS Opus packets (one in DROP_EVERY) on their way
@@ -224,20 +226,32 @@ async function run(work) {
       const frames = (await frameLevels(page, from)).filter((f) => f.seq <= r.dropped[DROPS - 1] + 2);
       const normal = median(frames.filter((f) => !f.concealed).map((f) => f.rms));
       const concealed = frames.filter((f) => f.concealed);
-      log(`${who}: dropped ${r.dropped.join(', ')}; concealed ${concealed.map((f) => `${f.seq} (${f.n} samples, ${f1(dB(f.rms / normal))} dB)`).join(', ')}`);
+      // How each concealed frame continues the one before it: its first
+      // 20 ms against that frame's last 20 ms, both above a floor of
+      // -60 dBFS (after a silence, concealment is rightly silent too).
+      const onset = (f) => {
+        const prev = frames[frames.indexOf(f) - 1];
+        return { ratio: (f.parts[0] + 1e-3) / (prev.parts[prev.parts.length - 1] + 1e-3) };
+      };
+      log(`${who}: dropped ${r.dropped.join(', ')}; concealed ${concealed.map((f) => `${f.seq} (${f1(dB(f.rms / normal))} dB, ` +
+        `by 20 ms ${f.parts.map((v) => f1(dB(v / normal))).join('/')}; its first 20 ms at ${f1(dB(onset(f).ratio))} dB of the last before)`).join(', ')}`);
       check(concealed.length === DROPS && concealed.every((f, i) => f.seq === r.dropped[i] && f.codec === 'opus'),
         `${who}: concealed ${concealed.map((f) => f.seq)}, want the dropped ${r.dropped}`);
       for (let i = 1; i < frames.length; i++) {
         check(frames[i].seq === frames[i - 1].seq + 1, `${who}: numbers jump from ${frames[i - 1].seq} to ${frames[i].seq} across the losses`);
       }
       check(concealed.every((f) => f.n === 1600), `${who}: concealed frames of ${concealed.map((f) => f.n)} samples, want 1600 (100 ms) each`);
-      check(concealed.every((f) => dB(f.rms / normal) > -20), `${who}: a concealed frame is near silent: ${concealed.map((f) => f1(dB(f.rms / normal)))} dB`);
+      // libopus carries the sound on into the loss and fades it (a lost
+      // 100 ms comes out at about -5 dB for its first 20 ms, then fades to
+      // near silence); concealment must not start from silence.
+      check(concealed.every((f) => onset(f).ratio > 0.25),
+        `${who}: a concealed frame starts more than 12 dB under the frame before it: ${concealed.map((f) => f1(dB(onset(f).ratio)))} dB`);
       const lossy = median(r.lossy.rms);
       const lossless = median(r.lossless.rms);
-      // Silence: 30 dB under the tone. Concealment fades (libopus eases a
-      // lost 100 ms down by about 14 dB on average), but a player that ran
-      // dry at each loss would be silent for a tenth of a second or more
-      // each time, in several of the analyser's 128 ms windows.
+      // Silence: 30 dB under the tone. Concealment fades (see above) but
+      // fills the time; a player that ran dry at each loss would be silent
+      // for a tenth of a second or more each time, in several of the
+      // analyser's 128 ms windows.
       const silent = (list) => list.filter((v) => v < lossless / 32).length / list.length;
       log(`${who}: output while losing: median RMS ${lossy.toFixed(3)}, ${(100 * silent(r.lossy.rms)).toFixed(0)} % of samples silent, ${r.lossy.underruns} underruns in ${f1(r.lossy.ms / 1000)} s; ` +
         `lossless after: median ${lossless.toFixed(3)}, ${(100 * silent(r.lossless.rms)).toFixed(0)} % silent, ${r.lossless.underruns} underruns`);
