@@ -52,11 +52,14 @@ type opusSessionResult struct {
 // vendored WebAssembly decoder (at http://venue.test:PORT, not a secure
 // context, on a 360 px screen), conceal packets the test drops, and a
 // third page asks for PCM; their output analysers must hear the tone at
-// its frequency and level. Beside them, clients written here join as the
-// original system's clients do (no codec, JSON audioData), with binary
-// PCM, and with codec=opus: the first two must get PCM that carries the
-// tone, the last the speaker's 100 ms Opus packets, which pion/opus
-// decodes to the tone. The test logs what each costs per listener.
+// its frequency and level; then a speaker page without WebCodecs' encoder
+// takes over and sends PCM, which they play too. Beside them, clients
+// written here join as the original system's clients do (no codec, JSON
+// audioData), with binary PCM, and with codec=opus: the first two must get
+// PCM that carries the tone throughout, the last the first speaker's
+// 100 ms Opus packets, which pion/opus decodes to the tone, then the
+// second speaker's PCM. The test logs what each costs per listener while
+// the speaker sends Opus.
 func TestBrowserOpusSession(t *testing.T) {
 	requireBrowser(t)
 	srv := startServer(t, nil, func(rt *realtime.Server) {
@@ -105,6 +108,20 @@ func TestBrowserOpusSession(t *testing.T) {
 		t.Error("a wire client was not told that the session ended")
 	}
 
+	// The Opus listener's first PCM frame marks when the speaker page
+	// without an encoder took over.
+	opusClient := clients[2]
+	takeover := time.Now()
+	for i, k := range opusClient.kind {
+		if k == 1 {
+			takeover = opusClient.at[i]
+			if slices.Contains(opusClient.kind[i:], 2) {
+				t.Errorf("%s: Opus frames after the PCM speaker took over", opusClient.name)
+			}
+			break
+		}
+	}
+
 	wantRMS := toneAmplitude * 32767 / math.Sqrt2
 	for _, c := range clients {
 		if c.err != nil {
@@ -114,8 +131,11 @@ func TestBrowserOpusSession(t *testing.T) {
 		pcm := c.pcm
 		switch c.name {
 		case "binary Opus":
-			if c.kinds[1] != 0 || c.kinds[2] < 30 {
-				t.Errorf("%s: %d PCM frames and %d Opus frames, want only Opus, at least 30", c.name, c.kinds[1], c.kinds[2])
+			if c.kinds[1] < 30 || c.kinds[2] < 30 {
+				t.Errorf("%s: %d PCM frames and %d Opus frames, want at least 30 of each (Opus, then the PCM speaker's)", c.name, c.kinds[1], c.kinds[2])
+			}
+			if share, rms := toneIn(pcm, toneHz); share < 0.8 || rms < wantRMS/2 || rms > wantRMS*1.5 {
+				t.Errorf("%s: the PCM speaker's frames do not carry the tone: share %.2f, RMS %.0f", c.name, share, rms)
 			}
 			// The speaker page's packets as it made them: 100 ms, five
 			// SILK wideband frames in one code-3 packet.
@@ -142,8 +162,8 @@ func TestBrowserOpusSession(t *testing.T) {
 		}
 	}
 
-	// What each costs per listener: the pages' figures, then the wire
-	// clients'.
+	// What each costs per listener while the speaker sends Opus: the
+	// pages' figures, then the wire clients'.
 	var table strings.Builder
 	fmt.Fprintf(&table, "%-32s %12s %16s\n", "listener", "kbit/s", "kbit/s of audio")
 	if b, err := os.ReadFile(result); err != nil {
@@ -162,7 +182,7 @@ func TestBrowserOpusSession(t *testing.T) {
 		}
 	}
 	for _, c := range clients {
-		kbps, audio, secs := c.bandwidth()
+		kbps, audio, secs := c.bandwidth(takeover)
 		fmt.Fprintf(&table, "%-32s %12.1f %16.1f   (%.0f s)\n", c.name, kbps, audio, secs)
 	}
 	t.Logf("WebSocket payload per listener, one session with an Opus speaker page:\n%s", table.String())
@@ -181,9 +201,10 @@ type wireListener struct {
 	audio  int          // audio messages
 	pcm    []int16
 	opus   [][]byte
-	// Per audio message: when it came, its payload bytes, the audio it
-	// carries (seconds).
+	// Per audio message: when it came, its kind (0 for JSON), payload
+	// bytes, the audio it carries (seconds).
 	at    []time.Time
+	kind  []byte
 	size  []int
 	secs  []float64
 	total int // payload bytes of every message
@@ -225,11 +246,11 @@ func (c *wireListener) read(ctx context.Context) {
 			switch b[1] {
 			case 1:
 				c.addPCM(payload)
-				c.note(now, len(b), float64(len(payload)/2)/16000)
+				c.note(now, 1, len(b), float64(len(payload)/2)/16000)
 			case 2:
 				c.opus = append(c.opus, bytes.Clone(payload))
 				c.audio++
-				c.note(now, len(b), float64(opusTOC(payload[0]).frameMicros()*max(1, opusFrames(payload)))/1e6)
+				c.note(now, 2, len(b), float64(opusTOC(payload[0]).frameMicros()*max(1, opusFrames(payload)))/1e6)
 			}
 			continue
 		}
@@ -254,7 +275,7 @@ func (c *wireListener) read(ctx context.Context) {
 				return
 			}
 			c.addPCM(raw)
-			c.note(now, len(b), float64(len(raw)/2)/16000)
+			c.note(now, 0, len(b), float64(len(raw)/2)/16000)
 		case "error":
 			c.err = fmt.Errorf("the server sent error %s", m.Code)
 			return
@@ -271,27 +292,33 @@ func (c *wireListener) addPCM(b []byte) {
 	}
 }
 
-func (c *wireListener) note(at time.Time, size int, secs float64) {
+func (c *wireListener) note(at time.Time, kind byte, size int, secs float64) {
 	c.at = append(c.at, at)
+	c.kind = append(c.kind, kind)
 	c.size = append(c.size, size)
 	c.secs = append(c.secs, secs)
 }
 
-// bandwidth returns the audio messages' payload in kbit/s, per second of
-// wall time from the first to the last audio message and per second of
-// audio they carry, and the wall time. Only audio counts: the rest (status
-// messages) is the same for every codec and a few bytes a second.
-func (c *wireListener) bandwidth() (kbps, kbpsAudio, secs float64) {
-	if len(c.at) < 2 {
+// bandwidth returns the payload of the audio messages that came before
+// until in kbit/s, per second of wall time from the first to the last of
+// them and per second of audio they carry, and that wall time. Only audio
+// counts: the rest (status messages) is the same for every codec and a
+// few bytes a second.
+func (c *wireListener) bandwidth(until time.Time) (kbps, kbpsAudio, secs float64) {
+	n := 0
+	for n < len(c.at) && c.at[n].Before(until) {
+		n++
+	}
+	if n < 2 {
 		return 0, 0, 0
 	}
 	var bytes int
 	var audio float64
-	for i := range c.at[1:] { // the first message opens the interval
-		bytes += c.size[i+1]
-		audio += c.secs[i+1]
+	for i := 1; i < n; i++ { // the first message opens the interval
+		bytes += c.size[i]
+		audio += c.secs[i]
 	}
-	secs = c.at[len(c.at)-1].Sub(c.at[0]).Seconds()
+	secs = c.at[n-1].Sub(c.at[0]).Seconds()
 	return float64(bytes) * 8 / 1000 / secs, float64(bytes) * 8 / 1000 / audio, secs
 }
 

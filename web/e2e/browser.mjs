@@ -319,9 +319,11 @@ async function run(work) {
       const loud = env.filter((r) => r > 100).length;
       log(`${who}: ${loud} of ${env.length} 20 ms steps louder than -50 dBFS, peak RMS ${Math.round(Math.max(...env))}`);
       log(`${who}: ${got.length} frames, seq ${got[0].seq}..${got[got.length - 1].seq}, envelope correlation ${m.correlation.toFixed(3)} overall, per 2 s window ${w.windows.map((c) => c.toFixed(2)).join(' ')}`);
-      // A skip in the fake capture spoils at most the two windows that
-      // overlap it; anything else must match the input.
-      check(w.windows.length >= 4 && w.good >= w.windows.length - 2 && w.median > 0.85,
+      // A skip in the fake capture spoils the two windows that overlap it,
+      // and a machine starved of CPU makes several (three in 28 s seen on
+      // 2 cores); SILK coding the bursts leaves sound windows at 0.94 to
+      // 0.97. Three windows in four must match the input.
+      check(w.windows.length >= 4 && w.good >= Math.ceil(0.75 * w.windows.length) && w.median > 0.85,
         `${who}: received audio does not match the input (per-window correlation ${w.windows.map((c) => c.toFixed(2)).join(' ')})`);
       const stats = await p.evaluate(() => window.__PENTECOST_TEST__.stats);
       check(stats.lastPlayedSeq >= got[0].seq, `${who}: nothing played (${JSON.stringify(stats)})`);
