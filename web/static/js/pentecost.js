@@ -665,7 +665,7 @@ export class Listener extends Connection {
     if (f.codec === 'opus' && !parsed) {
       // Not an Opus packet: as good as lost.
       this.decodeErrors++;
-      if (before) this.enqueue(() => this.conceal(f.language, [f.seq], before));
+      if (before) this.enqueue(() => this.conceal(f.language, [...lost, f.seq], before));
       return;
     }
     this.last = f.codec === 'opus'
