@@ -139,7 +139,7 @@ async function run(work) {
     await speaker.fill('#password', PASSWORD);
     await speaker.click('#signin');
     const resume = speaker.locator(`#session-list button[data-session="${SESSION}"]`);
-    await resume.waitFor({ timeout: STEP_TIMEOUT });
+    await resume.waitFor({ timeout: 3 * STEP_TIMEOUT });
     await resume.click();
     await speaker.locator('#live-view').waitFor({ timeout: STEP_TIMEOUT });
     await waitState(speaker, 'live', 'speaker');
@@ -177,6 +177,9 @@ async function run(work) {
       await page.click('#play');
       await waitFor(page, () => window.__PENTECOST_TEST__.stats?.playing && window.__PENTECOST_TEST__.stats.lastPlayedSeq > 0, null, `${who} to play`);
       check(await page.evaluate(() => window.__PENTECOST_TEST__.player) === want.player, `${who} does not play through ${want.player}`);
+      // In front, as a phone shows it: a background tab's timers run once
+      // a second, and the scheduled-buffer player runs on them.
+      await page.bringToFront();
       const rms = median(await sampleOutput(page, 2000));
       const hz = median((await sampleOutput(page, 2000, 50, 'peak')).map((p) => p.hz));
       const level = dB(rms / (TONE_AMPLITUDE / Math.SQRT2));
@@ -224,6 +227,7 @@ async function run(work) {
       const page = pages[name];
       const who = `${name} listener`;
       const from = await page.evaluate(() => window.__PENTECOST_TEST__.frames.length);
+      await page.bringToFront();
       const r = await loseAndListen(page, { drops: DROPS, every: DROP_EVERY });
       const frames = (await frameLevels(page, from)).filter((f) => f.seq <= r.dropped[DROPS - 1] + 2);
       const normal = median(frames.filter((f) => !f.concealed).map((f) => f.rms));
@@ -276,7 +280,9 @@ async function run(work) {
     await plain.fill('#password', PASSWORD);
     await plain.click('#signin');
     const again = plain.locator(`#session-list button[data-session="${SESSION}"]`);
-    await again.waitFor({ timeout: STEP_TIMEOUT });
+    await again.waitFor({ timeout: 3 * STEP_TIMEOUT }).catch(async (err) => {
+      throw new Error(`${err.message.split('\n')[0]}; the page shows: ${(await plain.locator('main').innerText()).slice(0, 300)}`);
+    });
     await again.click();
     await waitState(plain, 'live', 'the speaker without an encoder');
     await waitFor(plain, () => window.__PENTECOST_TEST__.codec === 'pcm', null, 'the speaker page without an encoder to send PCM');
@@ -287,6 +293,7 @@ async function run(work) {
       const who = `${want.name} listener`;
       const page = pages[want.name];
       await waitFor(page, (k) => window.__PENTECOST_TEST__.frames.slice(k).filter((f) => f.codec === 'pcm').length >= 100, marks[want.name], `${who} to receive 2 s of the PCM speaker`);
+      await page.bringToFront();
       const rms = median(await sampleOutput(page, 1500));
       const hz = median((await sampleOutput(page, 1500, 50, 'peak')).map((p) => p.hz));
       const sizes = [...new Set((await frameLevels(page, marks[want.name])).filter((f) => f.codec === 'pcm').map((f) => f.n))];
