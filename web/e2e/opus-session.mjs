@@ -198,6 +198,33 @@ async function run(work) {
       pages[want.name] = page;
     }
 
+    // The client module with JSON audio (binary: false): Opus arrives as
+    // base64 audioData with "codec":"opus", and is decoded the same.
+    const json = await pages.local.evaluate(async ({ id, rate }) => {
+      const { Listener } = await import('/static/js/pentecost.js');
+      const L = new Listener({ sessionId: id, targetLanguage: 'en', binary: false });
+      const frames = [];
+      let text = 0;
+      const done = new Promise((resolve) => {
+        L.on('audio', (f) => {
+          let s = 0;
+          for (const v of f.pcm) s += v * v;
+          frames.push({ codec: f.codec, n: f.pcm.length, rms: Math.sqrt(s / f.pcm.length) / 32768, packet: !!f.packet });
+          if (frames.length === 20) resolve();
+        });
+      });
+      L.on('message', (m) => { if (m.type === 'audioData' && m.codec === 'opus') text++; });
+      L.connect();
+      await done;
+      L.close();
+      return { codec: L.codec, decoder: L.decoder?.kind, frames, text, rate };
+    }, { id: SESSION, rate: 16000 });
+    const jsonLevel = dB(median(json.frames.slice(5).map((f) => f.rms)) / (TONE_AMPLITUDE / Math.SQRT2));
+    log(`client module with JSON audio: codec ${json.codec} (${json.decoder}), ${json.text} audioData messages with codec opus, frames of ${[...new Set(json.frames.map((f) => f.n))]} samples at ${f1(jsonLevel)} dB of the input's level`);
+    check(json.codec === 'opus' && json.text >= 20 && json.frames.every((f) => f.codec === 'opus' && f.packet && f.n === 1600),
+      `client module with JSON audio: ${JSON.stringify({ ...json, frames: json.frames.slice(0, 3) })}`);
+    check(Math.abs(jsonLevel) < 6, `client module with JSON audio: decoded at ${f1(jsonLevel)} dB of the input's level`);
+
     // What each costs: WebSocket payload over MEASURE_SECONDS of audio.
     const before = {};
     for (const want of LISTENERS) before[want.name] = await received(pages[want.name]);
