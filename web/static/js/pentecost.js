@@ -134,6 +134,58 @@ export function endSession(token, id, baseUrl = '') {
   return api(baseUrl, 'DELETE', '/sessions/' + encodeURIComponent(id), { token });
 }
 
+// The admin API (/admin/api/…): an admin's token only; any other account
+// gets PentecostError FORBIDDEN (status 403).
+
+/** Every embedded account: {accounts: [{name, role, createdAt, passwordChangedAt}]}. */
+export function adminAccounts(token, baseUrl = '') {
+  return api(baseUrl, 'GET', '/admin/api/accounts', { token });
+}
+
+/**
+ * Adds an account, a speaker unless role is 'admin': {account, password}.
+ * Without password the server makes one and returns it this once.
+ */
+export function adminAddAccount(token, { name, role, password } = {}, baseUrl = '') {
+  const body = { name };
+  if (role) body.role = role;
+  if (password) body.password = password;
+  return api(baseUrl, 'POST', '/admin/api/accounts', { token, body });
+}
+
+/**
+ * Sets an account's password, or has one made when password is empty:
+ * {account, password}. The account is signed out everywhere.
+ */
+export function adminSetPassword(token, name, password = '', baseUrl = '') {
+  return api(baseUrl, 'POST', '/admin/api/accounts/' + encodeURIComponent(name) + '/password',
+    { token, body: password ? { password } : {} });
+}
+
+/** Makes an account 'admin' or 'speaker'; the last admin stays (CONFLICT). */
+export function adminSetRole(token, name, role, baseUrl = '') {
+  return api(baseUrl, 'PATCH', '/admin/api/accounts/' + encodeURIComponent(name), { token, body: { role } });
+}
+
+/** Removes an account; the last admin stays (CONFLICT). */
+export function adminRemoveAccount(token, name, baseUrl = '') {
+  return api(baseUrl, 'DELETE', '/admin/api/accounts/' + encodeURIComponent(name), { token });
+}
+
+/**
+ * Every speaker's live sessions: {sessions: [{session, listeners: {total,
+ * byLanguage}, translations, speakerConnected}], total, workers, timestamp}.
+ */
+export function adminSessions(token, { limit } = {}, baseUrl = '') {
+  const qs = limit !== undefined ? '?limit=' + encodeURIComponent(limit) : '';
+  return api(baseUrl, 'GET', '/admin/api/sessions' + qs, { token });
+}
+
+/** Ends anyone's session at once: everyone in it gets sessionEnded. */
+export function adminEndSession(token, id, baseUrl = '') {
+  return api(baseUrl, 'DELETE', '/admin/api/sessions/' + encodeURIComponent(id), { token });
+}
+
 // ---------------------------------------------------------------------------
 // Audio frames
 

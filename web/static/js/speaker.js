@@ -7,13 +7,11 @@
 // "Show to the room" puts the code, the QR code and the listener counts
 // full screen for a projector.
 
-import { Speaker, capabilities, createSession, endSession, getSession, listSessions, login, sessionLanguages } from './pentecost.js';
+import { Speaker, capabilities, createSession, endSession, getSession, listSessions, sessionLanguages } from './pentecost.js';
 import { $, fillLanguages, languages, pageConfig, publicBase, preferredLanguage, show, store, testHooks } from './ui.js';
+import { forgetToken, saveToken, signIn, signedInUser, validToken } from './signin.js';
 
-const KEY = {
-  token: 'pentecost.token', exp: 'pentecost.tokenExpiresAt', user: 'pentecost.user', session: 'pentecost.session',
-  oidc: 'pentecost.oidcState', listenerHost: 'pentecost.listenerHost',
-};
+const KEY = { session: 'pentecost.session', oidc: 'pentecost.oidcState', listenerHost: 'pentecost.listenerHost' };
 const STATUS_EVERY_MS = 10000;
 const LANGUAGES_EVERY_MS = 3000; // at most one GET /sessions/{id}/languages this often
 
@@ -43,21 +41,9 @@ function fail(el, message) {
 
 // --- sign-in ----------------------------------------------------------------
 
-function saveToken(token, expiresAt, user) {
-  store.set(KEY.token, token);
-  store.set(KEY.exp, String(expiresAt || 0));
-  store.set(KEY.user, user || '');
-}
-
-function validToken() {
-  const token = store.get(KEY.token);
-  const exp = Number(store.get(KEY.exp) || 0);
-  if (!token || (exp && exp < Date.now() + 60000)) return null;
-  return token;
-}
-
 function signOut() {
-  for (const k of [KEY.token, KEY.exp, KEY.user, KEY.session]) store.remove(k);
+  forgetToken();
+  store.remove(KEY.session);
   showSignIn();
 }
 
@@ -121,8 +107,7 @@ $('signin-form').addEventListener('submit', async (e) => {
   }
   $('signin').disabled = true;
   try {
-    const r = await login(username, password);
-    saveToken(r.token, r.expiresAt, r.user?.name || username);
+    await signIn(username, password);
     $('password').value = '';
     await afterSignIn();
   } catch (e2) {
@@ -138,7 +123,7 @@ $('signin-form').addEventListener('submit', async (e) => {
 
 async function showCreate() {
   view('create-view');
-  $('user-name').textContent = store.get(KEY.user) || 'speaker';
+  $('user-name').textContent = signedInUser() || 'speaker';
   await loadLanguages();
   fillLanguages($('source'), langs, { selected: $('source').value || preferredLanguage(langs) });
   await Promise.all([showTiers(), showYourSessions()]);
