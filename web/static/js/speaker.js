@@ -1,6 +1,7 @@
 // Speaker page: sign in, create a session (or resume one of the speaker's
-// running sessions), show its code and QR code, and stream the microphone
-// as 16 kHz PCM frames. The token and the session ID live in
+// running sessions), show its code and QR code, and stream the microphone:
+// as Opus packets of 100 ms where the browser can encode them (WebCodecs),
+// else as 16 kHz PCM frames. The token and the session ID live in
 // sessionStorage, so a reload of the page reattaches to the running
 // session; the client module handles reconnects and server refreshes.
 // "Show to the room" puts the code, the QR code and the listener counts
@@ -295,6 +296,9 @@ function renderState() {
   $('health-rtt').textContent = speaker.rtt === null ? '–' : Math.round(speaker.rtt) + ' ms';
   const queued = speaker.queue.length;
   $('health-sent').textContent = `${speaker.sent} frames` + (queued ? `, ${queued} waiting` : '') + (speaker.dropped ? `, ${speaker.dropped} dropped` : '');
+  $('health-codec').textContent = speaker.codec === 'opus' ? `Opus, ${Math.round(speaker.options.bitrate / 1000)} kbit/s`
+    : speaker.codec === 'pcm' ? 'PCM, 16 kHz' : '–';
+  if (testHooks) testHooks.codec = speaker.codec;
 }
 
 // Each language with listeners is the source, translated by a worker now,
@@ -573,6 +577,8 @@ function attach(sessionId) {
   if (testHooks) {
     testHooks.speaker = speaker;
     testHooks.sent ??= [];
+    // What went on the wire (or into the queue for it): PCM frames or Opus packets.
+    speaker.on('frame', (f) => testHooks.sent.push(f.data));
   }
   const onState = (msg) => {
     if (msg.broadcastState) broadcast = msg.broadcastState;
@@ -696,7 +702,6 @@ async function startMic() {
 function onFrame({ pcm, rms }) {
   level = Math.max(rms, level * 0.85);
   if (!speaker || broadcast.isPaused || broadcast.isMuted) return;
-  if (testHooks) testHooks.sent.push(new Int16Array(pcm));
   speaker.sendAudio(pcm);
 }
 
