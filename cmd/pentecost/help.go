@@ -140,11 +140,15 @@ func (c *command) parse(fs *flag.FlagSet, args []string, getenv func(string) str
 // printCommands is `pentecost help`.
 func printCommands(w io.Writer) {
 	fmt.Fprint(w, "Usage: pentecost COMMAND [flags]\n\nPentecost: live multilingual audio broadcasting.\n\nCommands:\n")
+	width := len("help")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.Name, c.Summary)
+		width = max(width, len(c.Name))
 	}
-	fmt.Fprint(w, "  help     Print this list, or with a command's name its help.\n\n"+
-		"pentecost --version is pentecost version; pentecost COMMAND --help prints a command's flags.\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.Name, c.Summary)
+	}
+	fmt.Fprintf(w, "  %-*s  %s\n\n", width, "help", "Print this list, or with a command's name its help.")
+	fmt.Fprint(w, "pentecost --version is pentecost version; pentecost COMMAND --help prints a command's flags.\n")
 }
 
 // wrap splits text into lines of at most width runes, at spaces.
