@@ -20,6 +20,7 @@ type metrics struct {
 	cacheHits      prometheus.Counter
 	segments       *prometheus.CounterVec // language
 	audio          *prometheus.CounterVec // language
+	audioBytes     *prometheus.CounterVec // language, codec
 	langs          prometheus.Gauge
 	sessions       prometheus.Gauge
 }
@@ -51,6 +52,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "Translations answered by the cache of repeated phrases."}),
 		audio: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pentecost_worker_audio_seconds_total",
 			Help: "Translated audio published, in seconds, by language."}, []string{"language"}),
+		audioBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pentecost_worker_audio_bytes_total",
+			Help: "Bytes of translated audio published, by language and codec (pcm, opus): each codec's share of what the worker sends."}, []string{"language", "codec"}),
 		segments: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pentecost_worker_segments_total",
 			Help: "Utterances cut from source audio by voice-activity detection (per-utterance recognisers), by source language."}, []string{"language"}),
 		langs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pentecost_worker_languages",
@@ -59,7 +62,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "Sessions this worker currently handles."}),
 	}
 	if r != nil {
-		r.MustRegister(m.utterances, m.segmentsSpoken, m.stale, m.stage, m.delay, m.errors, m.dropped, m.cacheHits, m.audio, m.segments, m.langs, m.sessions)
+		r.MustRegister(m.utterances, m.segmentsSpoken, m.stale, m.stage, m.delay, m.errors, m.dropped, m.cacheHits, m.audio, m.audioBytes, m.segments, m.langs, m.sessions)
 	}
 	return m
 }
