@@ -24,15 +24,39 @@ const (
 	MaxAudioChunk = 32 << 10
 )
 
+// Audio codecs. A frame's Codec and a stream's are one of these.
+const (
+	// CodecPCM is 16 kHz mono signed 16-bit little-endian PCM (AudioPCM16),
+	// what every client of the original system takes.
+	CodecPCM = ""
+	// CodecOpus is one Opus packet (RFC 6716) per frame, mono.
+	CodecOpus = "opus"
+)
+
 // StreamKey names one ordered stream of frames: a session's audio and
-// captions in one language, or (Language == ControlLanguage) its events.
+// captions in one language and codec, or (Language == ControlLanguage) its
+// events. A language has a PCM stream, which carries only PCM, and an Opus
+// stream, which carries the producer's Opus packets or, from a producer
+// without Opus, its PCM: a listener that accepts Opus plays whichever each
+// frame's Codec says. Each stream numbers its frames on its own.
 type StreamKey struct {
 	SessionID string
 	Language  string
+	Codec     string
 }
 
-// String returns "session/language", for logs and broker channel names.
-func (k StreamKey) String() string { return k.SessionID + "/" + k.Language }
+// Name returns the stream's name within its session: the language for
+// the PCM stream (as before Opus, so stored names stay valid) and
+// "language.opus" for the Opus stream.
+func (k StreamKey) Name() string {
+	if k.Codec == CodecPCM {
+		return k.Language
+	}
+	return k.Language + "." + k.Codec
+}
+
+// String returns "session/name", for logs and broker channel names.
+func (k StreamKey) String() string { return k.SessionID + "/" + k.Name() }
 
 // Frame is one publication on a stream. The broker assigns Seq and Epoch;
 // everything else is set by the publisher. A published Frame is shared by
@@ -62,8 +86,10 @@ type Frame struct {
 	// Zero for the speaker's own audio, whose capture time is about Time.
 	SourceTime time.Time
 
-	// Data is the audio exactly as produced (FrameAudio).
-	Data []byte
+	// Data is the audio exactly as produced (FrameAudio), in Codec: PCM
+	// chunks or one Opus packet.
+	Data  []byte
+	Codec string
 
 	// Text and Final carry a caption (FrameCaption).
 	Text  string

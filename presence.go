@@ -3,6 +3,7 @@ package pentecost
 import (
 	"context"
 	"sort"
+	"strings"
 )
 
 // PresenceEntry is one live listener connection.
@@ -11,6 +12,14 @@ type PresenceEntry struct {
 	// ConnID is unique per connection (across nodes).
 	ConnID   string
 	Language string
+	// Codec is the stream the listener takes: CodecPCM or CodecOpus.
+	Codec string
+}
+
+// StreamName is the name of the stream the listener takes (StreamKey.Name):
+// how a presence keeps its language and codec in one value.
+func (e PresenceEntry) StreamName() string {
+	return StreamKey{Language: e.Language, Codec: e.Codec}.Name()
 }
 
 // PresenceCounts is how many listeners a session has, in total and by
@@ -18,6 +27,43 @@ type PresenceEntry struct {
 type PresenceCounts struct {
 	Total      int
 	ByLanguage map[string]int
+	// PCMByLanguage counts, of ByLanguage, the listeners who take PCM (the
+	// original system's clients among them): a worker publishes PCM of a
+	// language only while it has some.
+	PCMByLanguage map[string]int
+}
+
+// CountsByStream builds counts from listeners by the stream they take (by
+// StreamKey.Name), as presences keep them.
+func CountsByStream(total int, byStream map[string]int) PresenceCounts {
+	c := PresenceCounts{Total: total, ByLanguage: make(map[string]int, len(byStream)), PCMByLanguage: make(map[string]int, len(byStream))}
+	for name, n := range byStream {
+		if n <= 0 {
+			continue
+		}
+		lang, codec := ParseStreamName(name)
+		c.ByLanguage[lang] += n
+		if codec == CodecPCM {
+			c.PCMByLanguage[lang] += n
+		}
+	}
+	return c
+}
+
+// ParseStreamName splits a stream's name (StreamKey.Name) into its
+// language and codec. Language codes never hold a dot.
+func ParseStreamName(name string) (language, codec string) {
+	if l, c, ok := strings.Cut(name, "."); ok {
+		return l, c
+	}
+	return name, CodecPCM
+}
+
+// RenameStream is the name of the stream in language that takes the codec
+// of the stream named name: a listener who changes language keeps its codec.
+func RenameStream(name, language string) string {
+	_, codec := ParseStreamName(name)
+	return StreamKey{Language: language, Codec: codec}.Name()
 }
 
 // Presence knows who listens to what. It is the single source of truth for

@@ -19,8 +19,8 @@ type Presence struct {
 }
 
 type presenceSession struct {
-	conns  map[string]string // connID → language
-	counts map[string]int    // language → listeners
+	conns  map[string]string // connID → stream name (language and codec)
+	counts map[string]int    // stream name → listeners
 	claims map[string]map[string]struct{}
 	// speakers are the session's live speaker connections.
 	speakers map[string]struct{}
@@ -50,14 +50,9 @@ func (p *Presence) gc(id string, s *presenceSession) {
 
 func (s *presenceSession) snapshot() pentecost.PresenceCounts {
 	if s == nil {
-		return pentecost.PresenceCounts{ByLanguage: map[string]int{}}
+		return pentecost.CountsByStream(0, nil)
 	}
-	c := pentecost.PresenceCounts{ByLanguage: make(map[string]int, len(s.counts))}
-	c.Total = len(s.conns)
-	for l, n := range s.counts {
-		c.ByLanguage[l] = n
-	}
-	return c
+	return pentecost.CountsByStream(len(s.conns), s.counts)
 }
 
 // Join implements pentecost.Presence.
@@ -68,16 +63,17 @@ func (p *Presence) Join(ctx context.Context, e pentecost.PresenceEntry, max int,
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.session(e.SessionID, true)
+	name := e.StreamName()
 	if old, ok := s.conns[e.ConnID]; ok {
-		s.move(e.ConnID, old, e.Language)
+		s.move(e.ConnID, old, name)
 		return s.snapshot(), nil
 	}
 	if max > 0 && !refresh && len(s.conns) >= max {
 		p.gc(e.SessionID, s)
 		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ESESSIONFULL, "Session is full.")
 	}
-	s.conns[e.ConnID] = e.Language
-	s.counts[e.Language]++
+	s.conns[e.ConnID] = name
+	s.counts[name]++
 	return s.snapshot(), nil
 }
 
@@ -101,11 +97,12 @@ func (p *Presence) Replace(ctx context.Context, oldConnID string, e pentecost.Pr
 	if s.counts[oldLang]--; s.counts[oldLang] <= 0 {
 		delete(s.counts, oldLang)
 	}
-	if lang, ok := s.conns[e.ConnID]; ok {
-		s.move(e.ConnID, lang, e.Language)
+	name := e.StreamName()
+	if cur, ok := s.conns[e.ConnID]; ok {
+		s.move(e.ConnID, cur, name)
 	} else {
-		s.conns[e.ConnID] = e.Language
-		s.counts[e.Language]++
+		s.conns[e.ConnID] = name
+		s.counts[name]++
 	}
 	return s.snapshot(), nil
 }
@@ -127,7 +124,7 @@ func (p *Presence) Leave(ctx context.Context, sessionID, connID string) (penteco
 	defer p.mu.Unlock()
 	s := p.session(sessionID, false)
 	if s == nil {
-		return pentecost.PresenceCounts{ByLanguage: map[string]int{}}, false, nil
+		return pentecost.CountsByStream(0, nil), false, nil
 	}
 	lang, ok := s.conns[connID]
 	if ok {
@@ -153,7 +150,7 @@ func (p *Presence) ChangeLanguage(ctx context.Context, sessionID, connID, langua
 	if !ok {
 		return pentecost.PresenceCounts{}, pentecost.Errorf(pentecost.ENOTFOUND, "Listener is not present.")
 	}
-	s.move(connID, old, language)
+	s.move(connID, old, pentecost.RenameStream(old, language))
 	return s.snapshot(), nil
 }
 

@@ -133,7 +133,7 @@ func BenchmarkJoinLeave(b *testing.B) {
 		hs.listeners[c] = struct{}{}
 		c.session, c.language = hs, "en"
 		hs.mu.Unlock()
-		if err := hs.subscribe(ctx, c, "en", false, 0, "", nil); err != nil {
+		if err := hs.subscribe(ctx, c, hs.key("en", c.codec), false, 0, "", nil); err != nil {
 			b.Fatal(err)
 		}
 		s.leaveListener(c)

@@ -128,7 +128,7 @@ func (cl *cluster) refresh(ctx context.Context) {
 		}
 		entries := make([]pentecost.PresenceEntry, 0, len(hs.listeners))
 		for c := range hs.listeners {
-			entries = append(entries, pentecost.PresenceEntry{SessionID: hs.id, ConnID: c.id, Language: c.language})
+			entries = append(entries, pentecost.PresenceEntry{SessionID: hs.id, ConnID: c.id, Language: c.language, Codec: c.codec})
 		}
 		speakerHere, graceHere := hs.speaker != nil, hs.grace != nil
 		speakerID := ""

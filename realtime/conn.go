@@ -20,6 +20,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/pentecost/pentecost"
+	"github.com/pentecost/pentecost/opuspcm"
 )
 
 // role is what a connection is for.
@@ -80,11 +81,14 @@ type conn struct {
 	// Role state, guarded by the hub locks noted in hub.go.
 	session  *hubSession
 	language string // listener: the language it hears
-	paused   atomic.Bool
-	user     *pentecost.User   // speaker
-	audio    *audioCheck       // speaker: microphone checks (reader only)
-	worker   *pentecost.Worker // worker
-	wstate   *workerState      // worker
+	// codec is the stream a listener takes in its language, or what a
+	// speaker sends: pentecost.CodecPCM or CodecOpus.
+	codec  string
+	paused atomic.Bool
+	user   *pentecost.User   // speaker
+	audio  *audioCheck       // speaker: microphone checks (reader only)
+	worker *pentecost.Worker // worker
+	wstate *workerState      // worker
 
 	// restored is set on a speaker that came back within the grace period
 	// or refreshed: it is owed a stateRestored.
@@ -95,6 +99,9 @@ type conn struct {
 	// connection's readDone: its audio waits for it (reader only).
 	readDone     chan struct{}
 	holdAudioFor <-chan struct{}
+	// opus decodes an Opus speaker's packets for the PCM stream, once for
+	// every listener and worker (reader only).
+	opus *opuspcm.Decoder
 
 	// unread is the payload left of a frame refused as too big or cut
 	// short (reader only).

@@ -25,6 +25,7 @@ type query struct {
 	sourceLanguage    string
 	qualityTier       string
 	binary            bool
+	codec             string // pentecost.CodecPCM or CodecOpus
 	hasSince          bool
 	since             uint64
 	epoch             string
@@ -35,6 +36,7 @@ type query struct {
 	client            string // ClientKey: what per-client limits count
 	invalidSince      bool
 	invalidFormat     bool
+	invalidCodec      bool
 	invalidRefreshFor bool
 }
 
@@ -57,6 +59,13 @@ func (s *Server) parseQuery(r *http.Request) query {
 		q.binary = true
 	default:
 		q.invalidFormat = true
+	}
+	switch v.Get("codec") {
+	case "", "pcm":
+	case "opus":
+		q.codec = pentecost.CodecOpus
+	default:
+		q.invalidCodec = true
 	}
 	if n := v.Get("lastSequenceNumber"); n != "" {
 		since, err := strconv.ParseUint(n, 10, 64)
@@ -258,6 +267,8 @@ func (s *Server) join(ctx context.Context, c *conn, q query) error {
 	switch {
 	case q.invalidFormat:
 		return fieldError("audioFormat", "audioFormat must be json or binary.")
+	case q.invalidCodec:
+		return fieldError("codec", "codec must be pcm or opus.")
 	case q.invalidSince:
 		return fieldError("lastSequenceNumber", "lastSequenceNumber must be a non-negative integer.")
 	case q.action != "" && q.action != "joinSession" && !q.refresh && !q.legacyCreate:
@@ -271,6 +282,9 @@ func (s *Server) join(ctx context.Context, c *conn, q query) error {
 	case c.role == roleSpeaker && q.token == "" && q.role == "" && !q.legacyCreate:
 		// Neither a token nor a language: say what either role needs.
 		return pentecost.Errorf(pentecost.EAUTHREQUIRED, "A speaker token is required; a listener gives targetLanguage instead.")
+	}
+	if c.role != roleWorker {
+		c.codec = q.codec
 	}
 	switch c.role {
 	case roleWorker:

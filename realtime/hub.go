@@ -332,26 +332,33 @@ func (h *hub) stopGraces() {
 	}
 }
 
-// stream returns the hub stream of a language, subscribing to the broker on
-// first use. Called with hs.mu held.
-func (hs *hubSession) streamLocked(ctx context.Context, lang string) (*hubStream, error) {
-	if st := hs.streams[lang]; st != nil {
+// key returns the key of the session's stream of a language and codec.
+func (hs *hubSession) key(lang, codec string) pentecost.StreamKey {
+	return pentecost.StreamKey{SessionID: hs.id, Language: lang, Codec: codec}
+}
+
+// stream returns the hub stream of a language and codec, subscribing to
+// the broker on first use. Called with hs.mu held.
+func (hs *hubSession) streamLocked(ctx context.Context, key pentecost.StreamKey) (*hubStream, error) {
+	name := key.Name()
+	if st := hs.streams[name]; st != nil {
 		return st, nil
 	}
-	st := &hubStream{key: pentecost.StreamKey{SessionID: hs.id, Language: lang}, sess: hs, subs: make(map[*conn]*streamSub)}
+	st := &hubStream{key: key, sess: hs, subs: make(map[*conn]*streamSub)}
 	unsub, err := hs.hub.srv.Broker.Subscribe(ctx, st.key, st.deliver)
 	if err != nil {
 		return nil, err
 	}
 	st.unsub = unsub
-	hs.streams[lang] = st
+	hs.streams[name] = st
 	return st, nil
 }
 
-// unsubscribeLocked removes c from the stream of lang, dropping the broker
+// unsubscribeLocked removes c from the stream of key, dropping the broker
 // subscription when it was the last. Called with hs.mu held.
-func (hs *hubSession) unsubscribeLocked(c *conn, lang string) {
-	st := hs.streams[lang]
+func (hs *hubSession) unsubscribeLocked(c *conn, key pentecost.StreamKey) {
+	name := key.Name()
+	st := hs.streams[name]
 	if st == nil {
 		return
 	}
@@ -360,7 +367,7 @@ func (hs *hubSession) unsubscribeLocked(c *conn, lang string) {
 	empty := len(st.subs) == 0
 	st.mu.Unlock()
 	if empty {
-		delete(hs.streams, lang)
+		delete(hs.streams, name)
 		if st.unsub != nil {
 			// The in-memory broker's unsubscribe only takes its own lock;
 			// it never waits for a delivery, so calling it here is safe.
@@ -369,20 +376,20 @@ func (hs *hubSession) unsubscribeLocked(c *conn, lang string) {
 	}
 }
 
-// subscribe adds c to the stream of lang and queues, in this order, the
+// subscribe adds c to the stream of key and queues, in this order, the
 // reply built by first (which learns the stream position), a streamGap
 // notice if the client's position cannot be honoured, the frames it missed
 // (but audio older than MaxFrameAge, reported by an audioSkipped instead)
 // and then live frames. Holding the stream lock while reading the history
 // means no live frame can overtake the replay; per-connection sequence
 // tracking drops a live frame the history already contained.
-func (hs *hubSession) subscribe(ctx context.Context, c *conn, lang string, hasSince bool, since uint64, epoch string, first func(pos pentecost.StreamPosition)) error {
+func (hs *hubSession) subscribe(ctx context.Context, c *conn, key pentecost.StreamKey, hasSince bool, since uint64, epoch string, first func(pos pentecost.StreamPosition)) error {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if hs.ended {
 		return pentecost.Errorf(pentecost.ESESSIONNOTFOUND, "Session not found.")
 	}
-	st, err := hs.streamLocked(ctx, lang)
+	st, err := hs.streamLocked(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -401,7 +408,7 @@ func (hs *hubSession) subscribe(ctx context.Context, c *conn, lang string, hasSi
 	}
 	sub := &streamSub{last: pos.Last, epoch: pos.Epoch}
 	if hasSince {
-		gap := obj{"type": "streamGap", "sessionId": hs.id, "language": lang, "lastSequenceNumber": since, "epoch": pos.Epoch}
+		gap := obj{"type": "streamGap", "sessionId": hs.id, "language": key.Language, "lastSequenceNumber": since, "epoch": pos.Epoch}
 		switch {
 		case (epoch != "" && epoch != pos.Epoch) || since > pos.Last:
 			gap["reason"], gap["firstSequenceNumber"] = "epochChanged", pos.Last+1

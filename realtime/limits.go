@@ -228,7 +228,7 @@ func (s *Server) lookupSession(ctx context.Context, q query) (*pentecost.Session
 // hours when refreshes are on), so the limit costs them nothing; a drain
 // sends each client once.
 func (s *Server) admitListener(ctx context.Context, c *conn, q query, sess *pentecost.Session, lang string) (pentecost.PresenceCounts, error) {
-	e := pentecost.PresenceEntry{SessionID: sess.ID, ConnID: c.id, Language: lang}
+	e := pentecost.PresenceEntry{SessionID: sess.ID, ConnID: c.id, Language: lang, Codec: c.codec}
 	if q.refresh {
 		if err := s.allow(ctx, "ws-join:"+q.client, s.JoinLimit); err != nil {
 			return pentecost.PresenceCounts{}, err

@@ -76,12 +76,13 @@ func (s *Server) joinListener(ctx context.Context, c *conn, q query) error {
 	}
 	reply["sessionId"], reply["connectionId"] = sess.ID, c.id
 	reply["audioFormat"] = map[bool]string{false: "json", true: "binary"}[c.binary]
+	reply["codec"] = codecName(c.codec)
 	reply["refreshTicket"] = s.issueTicket(c, sess.ID)
 	// first runs under hs.mu: c becomes a listener, reads the state and
 	// queues its reply in one step, so that the reply is its first message
 	// and a state event handled before it is in the reply, one handled
 	// after it follows the reply.
-	err = hs.subscribe(ctx, c, lang, q.hasSince, q.since, q.epoch, func(pos pentecost.StreamPosition) {
+	err = hs.subscribe(ctx, c, hs.key(lang, c.codec), q.hasSince, q.since, q.epoch, func(pos pentecost.StreamPosition) {
 		hs.listeners[c] = struct{}{}
 		c.session, c.language = hs, lang
 		reply["broadcastState"] = hs.info.BroadcastState
@@ -153,7 +154,7 @@ func (s *Server) leaveListener(c *conn) {
 	hs.mu.Lock()
 	_, present := hs.listeners[c]
 	delete(hs.listeners, c)
-	hs.unsubscribeLocked(c, c.language)
+	hs.unsubscribeLocked(c, hs.key(c.language, c.codec))
 	hs.mu.Unlock()
 	s.presenceLeave(hs.id, c)
 	hs.presenceMu.RUnlock()
@@ -195,7 +196,7 @@ func (s *Server) handleListener(ctx context.Context, c *conn, m *Message) {
 		prev := c.language
 		if lang == prev {
 			reply := obj{"type": "languageChanged", "sessionId": hs.id, "targetLanguage": lang, "previousLanguage": prev}
-			if pos, err := s.Broker.Position(ctx, pentecost.StreamKey{SessionID: hs.id, Language: lang}); err == nil {
+			if pos, err := s.Broker.Position(ctx, hs.key(lang, c.codec)); err == nil {
 				reply["epoch"], reply["sequenceNumber"] = pos.Epoch, pos.Last
 			}
 			c.send(reply)
@@ -212,11 +213,11 @@ func (s *Server) handleListener(ctx context.Context, c *conn, m *Message) {
 			return
 		}
 		hs.mu.Lock()
-		hs.unsubscribeLocked(c, prev)
+		hs.unsubscribeLocked(c, hs.key(prev, c.codec))
 		c.language = lang
 		hs.mu.Unlock()
 		hs.presenceMu.RUnlock()
-		err = hs.subscribe(ctx, c, lang, false, 0, "", func(pos pentecost.StreamPosition) {
+		err = hs.subscribe(ctx, c, hs.key(lang, c.codec), false, 0, "", func(pos pentecost.StreamPosition) {
 			c.send(obj{"type": "languageChanged", "sessionId": hs.id, "targetLanguage": lang, "previousLanguage": prev,
 				"epoch": pos.Epoch, "sequenceNumber": pos.Last})
 		})

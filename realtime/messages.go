@@ -37,6 +37,8 @@ type Message struct {
 	// SourceTimestamp is publishAudio's capture time of the source speech,
 	// Unix ms. Raw: a value of any other type is ignored, never an error.
 	SourceTimestamp json.RawMessage `json:"sourceTimestamp,omitempty"`
+	// Codec is publishAudio's codec of audioData: "pcm" (or absent) or "opus".
+	Codec string `json:"codec,omitempty"`
 	// Tiers is offerLanguages' quality tiers (raw, checked by the action).
 	Tiers json.RawMessage `json:"tiers,omitempty"`
 	// Stage, ErrorCode and LatencyMs are reportLanguageStatus's; LatencyMs

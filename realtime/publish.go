@@ -32,14 +32,15 @@ import (
 // are published after the old connection's. A worker's is its connection's.
 
 // Publish queue bounds, in frames. A speaker's holds 10 s of 20 ms chunks,
-// as a listener's outgoing queue does (DefaultQueueFrames): for a speaker
-// talking in real time age decides what is dropped, room only for one
-// sending faster than that (with room for 128, a test sending 300 chunks
-// at once under the race detector lost some). A worker publishes many
-// streams on one connection.
+// as a listener's outgoing queue does (DefaultQueueFrames), for both
+// streams of its language (each chunk is published on the PCM and the
+// Opus stream): for a speaker talking in real time age decides what is
+// dropped, room only for one sending faster than that (with room for 128,
+// a test sending 300 chunks at once under the race detector lost some). A
+// worker publishes many streams on one connection.
 const (
-	speakerPublishQueue = 512
-	workerPublishQueue  = 2048
+	speakerPublishQueue = 1024
+	workerPublishQueue  = 4096
 )
 
 // publishTimeout bounds one publish, as the reader's context did.

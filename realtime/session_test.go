@@ -60,7 +60,7 @@ func TestRefreshMidStream(t *testing.T) {
 		}
 		got, _ := base64.StdEncoding.DecodeString(m.m["audioData"].(string))
 		if !bytes.Equal(got, audio(int(seq), 320)) {
-			t.Fatalf("frame %v corrupted", seq)
+			t.Fatalf("frame %v corrupted: %d bytes, head %x", seq, len(got), got[:8])
 		}
 		last = seq
 		seen[seq]++

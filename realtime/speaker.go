@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pentecost/pentecost"
+	"github.com/pentecost/pentecost/opuspcm"
 )
 
 // verifySpeaker turns the handshake's token into a speaker.
@@ -65,7 +66,8 @@ func (s *Server) joinSpeaker(ctx context.Context, c *conn, q query) error {
 				"broadcastState": state, "refreshTicket": ticket}
 		}
 		return obj{"type": "speakerConnected", "sessionId": sess.ID, "sourceLanguage": sess.SourceLanguage,
-			"connectionId": c.id, "broadcastState": state, "listenerCount": counts.Total, "refreshTicket": ticket}
+			"connectionId": c.id, "broadcastState": state, "listenerCount": counts.Total, "refreshTicket": ticket,
+			"codec": codecName(c.codec)}
 	})
 	if err != nil {
 		return err
@@ -152,6 +154,7 @@ func (s *Server) leaveSpeaker(c *conn) {
 	if hs == nil {
 		return
 	}
+	s.flushSpeakerPCM(c)
 	hs.pub.flush(publishFlushWait) // its audio before speakerDisconnected
 	hs.mu.Lock()
 	delete(hs.speakers, c)
@@ -250,14 +253,14 @@ func (s *Server) touch(hs *hubSession, force bool) {
 const refreshAudioHold = 2 * time.Second
 
 // publishSpeakerAudio queues one chunk from the speaker for the source
-// stream (publish.go). seq, when given, drops chunks already received
+// streams (publish.go). seq, when given, drops chunks already received
 // (across a refresh).
 func (s *Server) publishSpeakerAudio(c *conn, data []byte, seq *uint64) {
 	if c.tokenInvalid() {
 		return // sent before the client saw its close (account.go)
 	}
-	if len(data) < pentecost.MinAudioChunk || len(data) > pentecost.MaxAudioChunk {
-		c.replyError(pentecost.Errorf(pentecost.EINVALIDAUDIO, "Audio chunks must be between %d bytes and %d KB.", pentecost.MinAudioChunk, pentecost.MaxAudioChunk>>10))
+	if err := checkChunk(data, c.codec); err != nil {
+		c.replyError(err)
 		return
 	}
 	// The chunk's age counts from here, however long it then waits.
@@ -286,14 +289,101 @@ func (s *Server) publishSpeakerAudio(c *conn, data []byte, seq *uint64) {
 	pcm := hs.info.AudioFormat == pentecost.AudioPCM16 || hs.info.AudioFormat == ""
 	hs.mu.Unlock()
 	s.metrics.framesIn.Inc()
-	if pcm {
-		s.checkAudio(c, data, held)
+	chunks := [][]byte{data}
+	if c.codec == pentecost.CodecOpus {
+		// Decoded even while held, so that the codec's state follows the
+		// speaker and the first words after a pause come out clean.
+		var err error
+		if chunks, err = s.decodeOpus(c, data); err != nil {
+			c.replyError(err)
+			return
+		}
+	}
+	for _, ch := range chunks {
+		if pcm {
+			s.checkAudio(c, ch, held)
+		}
 	}
 	if held {
 		return
 	}
-	f := &pentecost.Frame{Kind: pentecost.FrameAudio, Language: lang, Data: data, Time: now}
-	hs.pub.push(pubItem{key: pentecost.StreamKey{SessionID: hs.id, Language: lang}, f: f, c: c})
+	if c.codec == pentecost.CodecOpus {
+		// The packet for listeners who take Opus; its PCM, 100 ms at a
+		// time, for the worker and listeners who take PCM.
+		s.pushAudio(c, hs.key(lang, pentecost.CodecOpus), pentecost.CodecOpus, data, now)
+		for _, ch := range chunks {
+			s.pushAudio(c, hs.key(lang, pentecost.CodecPCM), pentecost.CodecPCM, ch, now)
+		}
+		return
+	}
+	// Without an encoder in the server, listeners who take Opus get the
+	// PCM too, on their own stream.
+	s.pushAudio(c, hs.key(lang, pentecost.CodecPCM), pentecost.CodecPCM, data, now)
+	s.pushAudio(c, hs.key(lang, pentecost.CodecOpus), pentecost.CodecPCM, data, now)
+}
+
+// pushAudio queues a speaker's audio for one stream. Every stream gets a
+// frame of its own: the broker numbers each.
+func (s *Server) pushAudio(c *conn, key pentecost.StreamKey, codec string, data []byte, now time.Time) {
+	f := &pentecost.Frame{Kind: pentecost.FrameAudio, Language: key.Language, Codec: codec, Data: data, Time: now}
+	c.session.pub.push(pubItem{key: key, f: f, c: c})
+}
+
+// checkChunk bounds a chunk of audio in codec: PCM chunks between
+// MinAudioChunk and MaxAudioChunk, Opus packets up to MaxAudioChunk that
+// follow RFC 6716's framing. Errors: EINVALIDAUDIO.
+func checkChunk(data []byte, codec string) error {
+	if codec == pentecost.CodecOpus {
+		if len(data) > pentecost.MaxAudioChunk {
+			return pentecost.Errorf(pentecost.EINVALIDAUDIO, "Opus packets must be at most %d KB.", pentecost.MaxAudioChunk>>10)
+		}
+		if _, err := opuspcm.Duration(data); err != nil {
+			return pentecost.Errorf(pentecost.EINVALIDAUDIO, "Not an Opus packet: every binary frame must hold exactly one (RFC 6716).")
+		}
+		return nil
+	}
+	if len(data) < pentecost.MinAudioChunk || len(data) > pentecost.MaxAudioChunk {
+		return pentecost.Errorf(pentecost.EINVALIDAUDIO, "Audio chunks must be between %d bytes and %d KB.", pentecost.MinAudioChunk, pentecost.MaxAudioChunk>>10)
+	}
+	return nil
+}
+
+// decodeOpus decodes a speaker's packet, returning the 100 ms chunks of
+// PCM it completes. Errors: EINVALIDAUDIO.
+func (s *Server) decodeOpus(c *conn, packet []byte) ([][]byte, error) {
+	if c.opus == nil {
+		d, err := opuspcm.NewDecoder()
+		if err != nil {
+			return nil, err
+		}
+		c.opus = d
+	}
+	chunks, err := c.opus.Decode(packet)
+	if err != nil {
+		return nil, pentecost.Errorf(pentecost.EINVALIDAUDIO, "The Opus packet does not decode.")
+	}
+	return chunks, nil
+}
+
+// flushSpeakerPCM publishes the PCM an Opus speaker's decoder gathered
+// under a chunk, when the speaker leaves or ends the session: its last
+// words reach the worker and PCM listeners too. Reader only.
+func (s *Server) flushSpeakerPCM(c *conn) {
+	if c.opus == nil || c.session == nil {
+		return
+	}
+	rest := c.opus.Flush()
+	if len(rest) < pentecost.MinAudioChunk {
+		return
+	}
+	hs := c.session
+	hs.mu.Lock()
+	held := hs.info.BroadcastState.Paused || hs.info.BroadcastState.Muted || hs.info.Status != pentecost.SessionActive
+	lang := hs.info.SourceLanguage
+	hs.mu.Unlock()
+	if !held {
+		s.pushAudio(c, hs.key(lang, pentecost.CodecPCM), pentecost.CodecPCM, rest, s.Now())
+	}
 }
 
 // handleSpeaker runs a speaker's actions.
@@ -317,6 +407,7 @@ func (s *Server) handleSpeaker(ctx context.Context, c *conn, m *Message) {
 		s.sendStatus(ctx, c, "sessionStatus", "requested")
 		return
 	case "endSession":
+		s.flushSpeakerPCM(c)
 		hs.pub.flush(publishFlushWait) // its last words before the end
 		_, err := s.Sessions.EndSession(pentecost.NewContextWithUser(ctx, c.user), hs.id)
 		if err != nil && pentecost.ErrorCode(err) != pentecost.ESESSIONENDED {

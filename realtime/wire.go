@@ -40,10 +40,11 @@ const (
 // version, kind, language (2), sequence number (8), timestamp ms (8).
 const BinaryHeaderSize = 20
 
-// Binary frame header values.
+// Binary frame header values: kind 1 carries PCM, kind 2 one Opus packet.
 const (
 	BinaryVersion   = 1
 	BinaryKindAudio = 1
+	BinaryKindOpus  = 2
 )
 
 // maxFrameHeader is the largest server-to-client WebSocket frame header.
@@ -105,6 +106,9 @@ func encodeBinaryAudio(f *pentecost.Frame) *wsMsg {
 	buf := make([]byte, maxFrameHeader+BinaryHeaderSize+len(f.Data))
 	h := buf[maxFrameHeader:]
 	h[0], h[1] = BinaryVersion, BinaryKindAudio
+	if f.Codec == pentecost.CodecOpus {
+		h[1] = BinaryKindOpus
+	}
 	copy(h[2:4], langBytes(f.Language))
 	binary.BigEndian.PutUint64(h[4:], f.Seq)
 	binary.BigEndian.PutUint64(h[12:], uint64(pentecost.UnixMilli(f.Timestamp())))
@@ -137,15 +141,53 @@ func encodeJSONAudio(sessionID string, f *pentecost.Frame) *wsMsg {
 	buf = strconv.AppendInt(buf, pentecost.UnixMilli(f.Timestamp()), 10)
 	buf = append(buf, `,"language":"`...)
 	buf = append(buf, f.Language...)
+	if f.Codec != pentecost.CodecPCM {
+		// Only Opus frames say so: PCM messages stay byte for byte what
+		// the original system's clients read.
+		buf = append(buf, `","codec":"`...)
+		buf = append(buf, f.Codec...)
+	}
 	buf = append(buf, `"}`...)
 	return newMsg(opText, buf, true)
 }
 
-// DecodeBinaryAudio parses a binary audio frame as the server sends it. It
-// is exported for clients and tests. Errors: EINVALIDMESSAGE.
+// DecodeBinaryAudio parses a binary PCM audio frame as the server sends
+// it. It is exported for clients and tests; DecodeBinaryFrame reads Opus
+// frames too. Errors: EINVALIDMESSAGE.
 func DecodeBinaryAudio(p []byte) (language string, seq uint64, timestampMs int64, audio []byte, err error) {
 	if len(p) < BinaryHeaderSize || p[0] != BinaryVersion || p[1] != BinaryKindAudio {
 		return "", 0, 0, nil, pentecost.Errorf(pentecost.EINVALIDMESSAGE, "Not a binary audio frame.")
 	}
 	return string(p[2:4]), binary.BigEndian.Uint64(p[4:]), int64(binary.BigEndian.Uint64(p[12:])), p[BinaryHeaderSize:], nil
+}
+
+// BinaryFrame is a binary audio frame as DecodeBinaryFrame reads it.
+type BinaryFrame struct {
+	Language    string
+	Codec       string // pentecost.CodecPCM or CodecOpus
+	Seq         uint64
+	TimestampMs int64
+	Audio       []byte // PCM, or one Opus packet
+}
+
+// DecodeBinaryFrame parses a binary audio frame of either kind.
+// Errors: EINVALIDMESSAGE.
+func DecodeBinaryFrame(p []byte) (BinaryFrame, error) {
+	if len(p) < BinaryHeaderSize || p[0] != BinaryVersion || (p[1] != BinaryKindAudio && p[1] != BinaryKindOpus) {
+		return BinaryFrame{}, pentecost.Errorf(pentecost.EINVALIDMESSAGE, "Not a binary audio frame.")
+	}
+	f := BinaryFrame{Language: string(p[2:4]), Seq: binary.BigEndian.Uint64(p[4:]),
+		TimestampMs: int64(binary.BigEndian.Uint64(p[12:])), Audio: p[BinaryHeaderSize:]}
+	if p[1] == BinaryKindOpus {
+		f.Codec = pentecost.CodecOpus
+	}
+	return f, nil
+}
+
+// codecName is a codec as the protocol names it.
+func codecName(codec string) string {
+	if codec == pentecost.CodecPCM {
+		return "pcm"
+	}
+	return codec
 }

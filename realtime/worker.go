@@ -43,6 +43,11 @@ type workerState struct {
 	offer      pentecost.LanguageOffer        // what it can produce (offerLanguages)
 	lastDemand []byte
 	reports    reportState // reportLanguageStatus limits
+	// opusSent holds the languages ("session/language") this connection
+	// has published Opus of: until it does, its PCM goes to the Opus
+	// stream too, so that listeners who take Opus hear a worker without
+	// an encoder.
+	opusSent map[string]bool
 	// pub is what it publishes on its way to the broker (publish.go).
 	pub *publishQueue
 }
@@ -112,10 +117,13 @@ func (s *Server) demand(ctx context.Context) ([]obj, []byte, error) {
 			}
 			info = *sess
 		}
-		targets := map[string]int{}
+		targets, pcm := map[string]int{}, map[string]int{}
 		for l, n := range all[id].ByLanguage {
 			if l != info.SourceLanguage && n > 0 {
 				targets[l] = n
+				if p := all[id].PCMByLanguage[l]; p > 0 {
+					pcm[l] = p
+				}
 			}
 		}
 		produced, _ := s.Presence.ProducedLanguages(ctx, id)
@@ -123,7 +131,7 @@ func (s *Server) demand(ctx context.Context) ([]obj, []byte, error) {
 			produced = []string{}
 		}
 		out = append(out, obj{"sessionId": id, "sourceLanguage": info.SourceLanguage, "qualityTier": info.QualityTier,
-			"audioFormat": info.AudioFormat, "targetLanguages": targets, "producedLanguages": produced})
+			"audioFormat": info.AudioFormat, "targetLanguages": targets, "pcmLanguages": pcm, "producedLanguages": produced})
 	}
 	raw, err := json.Marshal(out)
 	return out, raw, err
@@ -188,7 +196,7 @@ func (s *Server) handleWorker(ctx context.Context, c *conn, m *Message) {
 		if m.LastSequenceNumber != nil {
 			since = *m.LastSequenceNumber
 		}
-		err = hs.subscribe(ctx, c, sess.SourceLanguage, m.LastSequenceNumber != nil, since, "", func(pos pentecost.StreamPosition) {
+		err = hs.subscribe(ctx, c, hs.key(sess.SourceLanguage, pentecost.CodecPCM), m.LastSequenceNumber != nil, since, "", func(pos pentecost.StreamPosition) {
 			c.send(obj{"type": "subscribed", "sessionId": sess.ID, "sourceLanguage": sess.SourceLanguage, "epoch": pos.Epoch, "sequenceNumber": pos.Last})
 		})
 		if err != nil {
@@ -231,7 +239,7 @@ func (s *Server) workerUnsubscribe(c *conn, id string) bool {
 	}
 	hs.mu.Lock()
 	delete(hs.workers, c)
-	hs.unsubscribeLocked(c, hs.info.SourceLanguage)
+	hs.unsubscribeLocked(c, hs.key(hs.info.SourceLanguage, pentecost.CodecPCM))
 	hs.mu.Unlock()
 	s.hub.release(hs)
 	return true
@@ -336,6 +344,7 @@ func (s *Server) workerPublish(c *conn, m *Message) {
 	ws.mu.Unlock()
 	now := s.Now()
 	f := &pentecost.Frame{Language: lang, Time: now}
+	codec := pentecost.CodecPCM
 	if m.Action == "publishAudio" {
 		f.SourceTime = sourceTime(m.SourceTimestamp, now)
 		if !claimed {
@@ -347,11 +356,19 @@ func (s *Server) workerPublish(c *conn, m *Message) {
 			c.replyWorkerError(m, pentecost.Errorf(pentecost.EINVALIDAUDIO, "audioData is not valid base64."))
 			return
 		}
-		if len(data) < pentecost.MinAudioChunk || len(data) > pentecost.MaxAudioChunk {
-			c.replyWorkerError(m, pentecost.Errorf(pentecost.EINVALIDAUDIO, "Audio chunks must be between %d bytes and %d KB.", pentecost.MinAudioChunk, pentecost.MaxAudioChunk>>10))
+		switch m.Codec {
+		case "", "pcm":
+		case "opus":
+			codec = pentecost.CodecOpus
+		default:
+			c.replyWorkerError(m, fieldError("codec", "codec must be pcm or opus."))
 			return
 		}
-		f.Kind, f.Data = pentecost.FrameAudio, data
+		if err := checkChunk(data, codec); err != nil {
+			c.replyWorkerError(m, err)
+			return
+		}
+		f.Kind, f.Data, f.Codec = pentecost.FrameAudio, data, codec
 	} else {
 		source := false
 		if hs != nil {
@@ -370,8 +387,35 @@ func (s *Server) workerPublish(c *conn, m *Message) {
 		f.Kind, f.Text, f.Final = pentecost.FrameCaption, m.Text, m.Final
 	}
 	s.metrics.framesIn.Inc()
-	ws.pub.push(pubItem{key: pentecost.StreamKey{SessionID: id, Language: lang}, f: f, c: c,
-		reqSession: m.SessionID, reqLang: m.TargetLanguage})
+	push := func(f *pentecost.Frame, codec string) {
+		ws.pub.push(pubItem{key: pentecost.StreamKey{SessionID: id, Language: lang, Codec: codec}, f: f, c: c,
+			reqSession: m.SessionID, reqLang: m.TargetLanguage})
+	}
+	opusKey := id + "/" + lang
+	switch {
+	case f.Kind == pentecost.FrameAudio && codec == pentecost.CodecOpus:
+		ws.mu.Lock()
+		if ws.opusSent == nil {
+			ws.opusSent = make(map[string]bool)
+		}
+		ws.opusSent[opusKey] = true
+		ws.mu.Unlock()
+		push(f, pentecost.CodecOpus)
+	case f.Kind == pentecost.FrameAudio:
+		ws.mu.Lock()
+		opus := ws.opusSent[opusKey]
+		ws.mu.Unlock()
+		dup := *f // copied before the broker numbers f
+		push(f, pentecost.CodecPCM)
+		if !opus {
+			push(&dup, pentecost.CodecOpus)
+		}
+	default:
+		// Captions go to both streams, each ordering them with its audio.
+		dup := *f // copied before the broker numbers f
+		push(f, pentecost.CodecPCM)
+		push(&dup, pentecost.CodecOpus)
+	}
 }
 
 // leaveWorker releases a worker's claims and subscriptions.

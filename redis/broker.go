@@ -122,10 +122,13 @@ func NewBroker(db *DB) *Broker {
 // DB returns the broker's database.
 func (b *Broker) DB() *DB { return b.db }
 
-// streamKeys returns the keys of a stream: meta, log, channel, langs.
+// streamKeys returns the keys of a stream: meta, log, channel, langs. A
+// stream is named by its language, and its codec but for PCM
+// (StreamKey.Name), so PCM streams keep the keys they had before Opus.
 func (b *Broker) streamKeys(key pentecost.StreamKey) []string {
 	base := b.db.Prefix + "stream:{" + key.SessionID + "}:"
-	return []string{base + key.Language + ":meta", base + key.Language + ":log", base + key.Language, base + "langs"}
+	name := key.Name()
+	return []string{base + name + ":meta", base + name + ":log", base + name, base + "langs"}
 }
 
 // brokerLib trims a stream's history (KEYS[2]) of entries older than cutoff
@@ -244,7 +247,7 @@ func (b *Broker) publish(ctx context.Context, key pentecost.StreamKey, f *pentec
 	}
 	size := max(b.HistorySize, 1)
 	res, err := publishScript.Run(ctx, b.db.client, b.streamKeys(key),
-		payload, f.Time.UnixMilli(), b.cutoff(), size, newEpoch(), b.keyTTL(), key.Language, fanOutArg(fanOut),
+		payload, f.Time.UnixMilli(), b.cutoff(), size, newEpoch(), b.keyTTL(), key.Name(), fanOutArg(fanOut),
 		b.pubPrefix+strconv.FormatUint(b.pubCount.Add(1), 10)).Slice()
 	if err != nil {
 		err = b.db.storeError(ctx, "publish", err)
@@ -354,7 +357,7 @@ func (b *Broker) history(ctx context.Context, key pentecost.StreamKey, since str
 		return nil, pentecost.StreamPosition{}, pentecost.Errorf(pentecost.EVALIDATIONFIELD, "A session is required.")
 	}
 	res, err := historyScript.Run(ctx, b.db.client, b.streamKeys(key),
-		since, b.cutoff(), newEpoch(), b.keyTTL(), key.Language).Slice()
+		since, b.cutoff(), newEpoch(), b.keyTTL(), key.Name()).Slice()
 	if err != nil {
 		return nil, pentecost.StreamPosition{}, b.db.storeError(ctx, "history", err)
 	}
@@ -390,7 +393,8 @@ func (b *Broker) DropSession(ctx context.Context, sessionID string) error {
 	}
 	keys := []string{langsKey}
 	for _, l := range langs {
-		k := b.streamKeys(pentecost.StreamKey{SessionID: sessionID, Language: l})
+		lang, codec := pentecost.ParseStreamName(l)
+		k := b.streamKeys(pentecost.StreamKey{SessionID: sessionID, Language: lang, Codec: codec})
 		keys = append(keys, k[0], k[1])
 	}
 	return b.db.storeError(ctx, "drop session", b.db.client.Del(ctx, keys...).Err())

@@ -19,7 +19,8 @@ import (
 //	offset size field
 //	0      1    codec version (1)
 //	1      1    kind (pentecost.FrameKind)
-//	2      1    flags: bit 0 = caption is final
+//	2      1    flags: bit 0 = caption is final, bit 1 = the audio is
+//	            Opus (pentecost.CodecOpus), else PCM
 //	3      1    length L of the language code
 //	4      8    time, Unix nanoseconds, big-endian int64
 //	12     L    language
@@ -40,6 +41,7 @@ const (
 	headerLen          = 12
 	headerLenSource    = 20
 	flagFinal          = 1
+	flagOpus           = 2
 )
 
 var errBadFrame = errors.New("redis: malformed frame payload")
@@ -71,6 +73,13 @@ func encodeFrame(f *pentecost.Frame) ([]byte, error) {
 	b[0], b[1] = version, byte(f.Kind)
 	if f.Final {
 		b[2] |= flagFinal
+	}
+	switch f.Codec {
+	case pentecost.CodecPCM:
+	case pentecost.CodecOpus:
+		b[2] |= flagOpus
+	default:
+		return nil, fmt.Errorf("redis: unknown codec %q", f.Codec)
 	}
 	b[3] = byte(len(f.Language))
 	binary.BigEndian.PutUint64(b[4:], uint64(f.Time.UnixNano()))
@@ -118,6 +127,9 @@ func decodeFrame(p string, seq uint64, epoch string) (*pentecost.Frame, error) {
 	default:
 		if body != "" {
 			f.Data = []byte(body)
+		}
+		if p[2]&flagOpus != 0 {
+			f.Codec = pentecost.CodecOpus
 		}
 	}
 	return f, nil

@@ -30,8 +30,9 @@ const presenceKeyTTL = time.Hour
 // one hash slot ({session ID}):
 //
 //	…presence:{id}:conns   sorted set  connID → expiry (Unix ms from DB.Now)
-//	…presence:{id}:langs   hash        connID → language
-//	…presence:{id}:counts  hash        language → listeners
+//	…presence:{id}:langs   hash        connID → stream name (language, or
+//	                       "language.codec": PresenceEntry.StreamName)
+//	…presence:{id}:counts  hash        stream name → listeners
 //	…presence:{id}:claims  sorted set  "language\nworkerID" → expiry
 //	…presence:{id}:speakers sorted set speaker connID → expiry
 //	…presence:{id}:replaced sorted set connID → expiry: connections a
@@ -157,13 +158,14 @@ end
 return counts({left})`)
 
 // changeScript: ARGV conn, language, now, key TTL. Returns {-1} when
-// absent. move can delete the counts hash (its last language left) and
-// recreate it without expiry: keep sets it again.
+// absent. The listener keeps its codec: the suffix of its stream's name
+// (pentecost.RenameStream). move can delete the counts hash (its last
+// language left) and recreate it without expiry: keep sets it again.
 var changeScript = goredis.NewScript(presenceLib + `
 expire(tonumber(ARGV[3]))
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if not old then return {-1} end
-move(ARGV[1], old, ARGV[2])
+move(ARGV[1], old, ARGV[2] .. (string.match(old, '%..*$') or ''))
 keep(ARGV[4])
 return counts({})`)
 
@@ -236,7 +238,7 @@ func (p *Presence) Join(ctx context.Context, e pentecost.PresenceEntry, max int,
 		flag = 1
 	}
 	res, err := joinScript.Run(ctx, p.db.client, p.keys(e.SessionID),
-		e.ConnID, e.Language, max, flag, now, expiry, presenceKeyTTL.Milliseconds()).Slice()
+		e.ConnID, e.StreamName(), max, flag, now, expiry, presenceKeyTTL.Milliseconds()).Slice()
 	if err != nil {
 		return pentecost.PresenceCounts{}, p.db.storeError(ctx, "presence join", err)
 	}
@@ -259,7 +261,7 @@ func (p *Presence) Replace(ctx context.Context, oldConnID string, e pentecost.Pr
 	}
 	now, expiry := p.times()
 	res, err := replaceScript.Run(ctx, p.db.client, p.keysReplaced(e.SessionID),
-		oldConnID, e.ConnID, e.Language, now, expiry, presenceKeyTTL.Milliseconds()).Slice()
+		oldConnID, e.ConnID, e.StreamName(), now, expiry, presenceKeyTTL.Milliseconds()).Slice()
 	if err != nil {
 		return pentecost.PresenceCounts{}, p.db.storeError(ctx, "presence replace", err)
 	}
@@ -363,7 +365,7 @@ func (p *Presence) Refresh(ctx context.Context, sessionID string, entries []pent
 	args = append(args, now, expiry, presenceKeyTTL.Milliseconds())
 	for _, e := range entries {
 		if e.ConnID != "" {
-			args = append(args, e.ConnID, e.Language)
+			args = append(args, e.ConnID, e.StreamName())
 		}
 	}
 	res, err := refreshScript.Run(ctx, p.db.client, p.keysReplaced(sessionID), args...).Slice()
@@ -651,7 +653,7 @@ func (p *Presence) times() (now, expiry int64) {
 func full(res []any) bool { return len(res) == 1 && toInt(res[0]) == -1 }
 
 func emptyCounts() pentecost.PresenceCounts {
-	return pentecost.PresenceCounts{ByLanguage: map[string]int{}}
+	return pentecost.CountsByStream(0, nil)
 }
 
 // parseCounts reads {total, language, count, …}.
@@ -659,14 +661,12 @@ func parseCounts(res []any) (pentecost.PresenceCounts, error) {
 	if len(res) == 0 || len(res)%2 != 1 {
 		return pentecost.PresenceCounts{}, fmt.Errorf("redis: malformed presence reply of %d items", len(res))
 	}
-	c := pentecost.PresenceCounts{Total: toInt(res[0]), ByLanguage: make(map[string]int, len(res)/2)}
+	byStream := make(map[string]int, len(res)/2)
 	for i := 1; i+1 < len(res); i += 2 {
-		lang, _ := res[i].(string)
-		if n := toInt(res[i+1]); n > 0 {
-			c.ByLanguage[lang] = n
-		}
+		name, _ := res[i].(string)
+		byStream[name] = toInt(res[i+1])
 	}
-	return c, nil
+	return pentecost.CountsByStream(toInt(res[0]), byStream), nil
 }
 
 // toInt reads an integer reply, which Redis gives as an integer or, from a

@@ -795,6 +795,9 @@ func TestRefresh_OriginalClientWithoutTicket(t *testing.T) {
 	sp.expect("speakerConnected")
 	old := e.dial(venue, url.Values{"action": {"joinSession"}, "sessionId": {sess.ID}, "targetLanguage": {"en"}}.Encode())
 	old.expect("sessionJoined")
+	// The reply goes out just before the server marks the connection
+	// joined, and only a joined connection is there to be replaced.
+	servertest.Poll(t, limitsWait, "the old connection joined", func() bool { return e.openListeners() == 1 })
 
 	fresh := e.refresh(venue, sess, "")
 	fresh.expect("connectionRefreshComplete")

@@ -32,6 +32,18 @@ func wantCounts(tb testing.TB, c pentecost.PresenceCounts, total int, by map[str
 	}
 }
 
+// wantPCM fails unless c's PCM listeners are exactly by.
+func wantPCM(tb testing.TB, c pentecost.PresenceCounts, by map[string]int) {
+	tb.Helper()
+	got := c.PCMByLanguage
+	if len(got) == 0 && len(by) == 0 {
+		return
+	}
+	if !reflect.DeepEqual(got, by) {
+		tb.Fatalf("PCM listeners = %v, want %v", got, by)
+	}
+}
+
 func mustJoin(tb testing.TB, p pentecost.Presence, e pentecost.PresenceEntry, max int) pentecost.PresenceCounts {
 	tb.Helper()
 	c, err := p.Join(context.Background(), e, max, false)
@@ -153,6 +165,49 @@ func RunPresenceTests(t *testing.T, newPresence PresenceFactory) {
 			_, err = p.ChangeLanguage(ctx, "s", "a", "es")
 			wantCode(t, err, pentecost.ENOTFOUND)
 		})
+	})
+
+	t.Run("Codecs", func(t *testing.T) {
+		// Listeners who take Opus count in their language, and out of its
+		// PCM listeners, whichever way they arrived or moved.
+		p := newPresence(t)
+		opus := func(conn, lang string) pentecost.PresenceEntry {
+			e := entry("s", conn, lang)
+			e.Codec = pentecost.CodecOpus
+			return e
+		}
+		mustJoin(t, p, entry("s", "a", "es"), 0)
+		mustJoin(t, p, opus("b", "es"), 0)
+		c := mustJoin(t, p, opus("c", "fr"), 0)
+		wantCounts(t, c, 3, map[string]int{"es": 2, "fr": 1})
+		wantPCM(t, c, map[string]int{"es": 1})
+		c, err := p.ChangeLanguage(ctx, "s", "c", "es") // keeps its codec
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCounts(t, c, 3, map[string]int{"es": 3})
+		wantPCM(t, c, map[string]int{"es": 1})
+		if c, err = p.Replace(ctx, "a", opus("d", "es")); err != nil {
+			t.Fatal(err)
+		}
+		wantPCM(t, c, nil)
+		if _, err := p.Refresh(ctx, "s", []pentecost.PresenceEntry{opus("b", "es"), opus("c", "es"), entry("s", "e", "fr")}); err != nil {
+			t.Fatal(err)
+		}
+		all, err := p.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A shared presence puts back e, which it never had; one node's
+		// presence has nothing to put back.
+		if n := all["s"].PCMByLanguage["fr"]; all["s"].Total == 4 && n != 1 || all["s"].Total == 3 && n != 0 {
+			t.Fatalf("after refresh: %+v", all["s"])
+		}
+		want := map[string]int{"es": 3}
+		if all["s"].Total == 4 {
+			want["fr"] = 1
+		}
+		wantCounts(t, all["s"], all["s"].Total, want)
 	})
 
 	t.Run("Counts", func(t *testing.T) {
