@@ -3,8 +3,11 @@ package client
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pion/opus"
+
+	"github.com/pentecost/pentecost/opuspcm"
 )
 
 // SampleRate is the rate of the PCM the protocol carries and Decoder
@@ -107,12 +110,19 @@ func (d *Decoder) Decode(f Frame) ([]int16, error) {
 			pcm[i] = int16(uint16(f.Data[2*i]) | uint16(f.Data[2*i+1])<<8)
 		}
 	case CodecOpus:
-		n, err := d.opus.DecodeToInt16(f.Data, d.buffer(maxPacketSamples))
+		dur, err := opuspcm.Duration(f.Data)
+		var n int
+		if err == nil {
+			n, err = d.opus.DecodeToInt16(f.Data, d.buffer(maxPacketSamples))
+		}
 		if err != nil {
 			d.missing++
 			return nil, fmt.Errorf("pentecost: Opus packet %d: %w", f.Seq, err)
 		}
-		pcm = d.pcm[:n]
+		// A packet of empty frames (DTX) decodes to nothing yet lasts its
+		// duration: silence keeps the time.
+		pcm = d.pcm[:max(n, min(int(dur*SampleRate/time.Second), maxPacketSamples))]
+		clear(pcm[n:])
 	default:
 		d.missing++
 		return nil, fmt.Errorf("%w: %q", ErrCodec, f.Codec)

@@ -96,6 +96,17 @@ func TestDecoderPCM(t *testing.T) {
 			t.Errorf("after numbering restarted: %d samples, want %d", len(got), n)
 		}
 	})
+	t.Run("ErrOpusPacket", func(t *testing.T) {
+		d := client.NewDecoder()
+		decode(d, pcmFrame(1, 0, n))
+		// TOC code 3 without its frame count (RFC 6716 R6).
+		if pcm, err := d.Decode(client.Frame{Seq: 2, Codec: client.CodecOpus, Data: []byte{0x4b}}); err == nil {
+			t.Errorf("a truncated packet decoded to %d samples", len(pcm))
+		}
+		if got := decode(d, pcmFrame(3, 2*n, n)); len(got) != 2*n {
+			t.Errorf("after a packet that failed: %d samples, want it made up: %d", len(got), 2*n)
+		}
+	})
 	t.Run("ErrCodec", func(t *testing.T) {
 		d := client.NewDecoder()
 		decode(d, pcmFrame(1, 0, n))

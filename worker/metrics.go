@@ -22,6 +22,7 @@ type metrics struct {
 	audio          *prometheus.CounterVec // language
 	audioBytes     *prometheus.CounterVec // language, codec
 	langs          prometheus.Gauge
+	pcmLangs       prometheus.Gauge
 	sessions       prometheus.Gauge
 }
 
@@ -58,11 +59,13 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "Utterances cut from source audio by voice-activity detection (per-utterance recognisers), by source language."}, []string{"language"}),
 		langs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pentecost_worker_languages",
 			Help: "Languages this worker currently produces, over all sessions."}),
+		pcmLangs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pentecost_worker_pcm_languages",
+			Help: "Languages, over all sessions, whose speech this worker publishes as PCM: those with listeners of PCM, and every one where it cannot encode Opus."}),
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pentecost_worker_sessions",
 			Help: "Sessions this worker currently handles."}),
 	}
 	if r != nil {
-		r.MustRegister(m.utterances, m.segmentsSpoken, m.stale, m.stage, m.delay, m.errors, m.dropped, m.cacheHits, m.audio, m.audioBytes, m.segments, m.langs, m.sessions)
+		r.MustRegister(m.utterances, m.segmentsSpoken, m.stale, m.stage, m.delay, m.errors, m.dropped, m.cacheHits, m.audio, m.audioBytes, m.segments, m.langs, m.pcmLangs, m.sessions)
 	}
 	return m
 }

@@ -109,6 +109,7 @@ func newStream(s *session, lang string) *stream {
 		st.log.Warn("no Opus encoder: publishing PCM only", logError, err)
 	}
 	st.send.Store(sendPCM)
+	s.w.m.pcmLangs.Inc()
 	st.status = statusTracker{report: func(ls LanguageStatus) {
 		if r := s.w.StatusReporter; r != nil {
 			if err := r(s.id, lang, ls); err != nil && ctx.Err() == nil {
@@ -143,12 +144,23 @@ func (st *stream) setDemand(ws client.WorkerSession) {
 			send |= sendPCM
 		}
 	}
-	st.send.Store(send)
+	st.pcmChange(st.send.Swap(send), send)
+}
+
+// pcmChange counts a change of whether the stream publishes PCM.
+func (st *stream) pcmChange(old, send uint32) {
+	switch {
+	case old&sendPCM == 0 && send&sendPCM != 0:
+		st.s.w.m.pcmLangs.Inc()
+	case old&sendPCM != 0 && send&sendPCM == 0:
+		st.s.w.m.pcmLangs.Dec()
+	}
 }
 
 func (st *stream) stop() {
 	st.cancel()
 	st.wg.Wait()
+	st.pcmChange(st.send.Swap(0), 0)
 }
 
 // push queues a segment; a stream too far behind drops it.
