@@ -494,21 +494,25 @@ func TestPacketLoss(t *testing.T) {
 	}
 }
 
-// BenchmarkEncode: the cost of encoding one 20 ms frame of speech at the
-// default bitrate and complexity.
+// BenchmarkEncode: the cost of encoding speech at the default bitrate and
+// complexity, per packet of 20 ms and of 100 ms (the worker's).
 func BenchmarkEncode(b *testing.B) {
 	sp := testSpeech(b, "en-us")
-	enc, err := opus.NewEncoder(0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	n := len(sp.pcm) / opus.FrameSamples
-	b.ResetTimer()
-	for i := range b.N {
-		k := i % n
-		if _, err := enc.Encode(sp.pcm[k*opus.FrameSamples : (k+1)*opus.FrameSamples]); err != nil {
-			b.Fatal(err)
-		}
+	for _, size := range []int{opus.FrameSamples, opus.PacketSamples} {
+		b.Run(fmt.Sprintf("%dms", size*1000/opus.SampleRate), func(b *testing.B) {
+			enc, err := opus.NewEncoder(0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n := len(sp.pcm) / size
+			b.ResetTimer()
+			for i := range b.N {
+				k := i % n
+				if _, err := enc.Encode(sp.pcm[k*size : (k+1)*size]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
