@@ -6,7 +6,8 @@ import (
 )
 
 // User is a speaker: someone who may create and run sessions. Listeners are
-// anonymous and never have a User.
+// anonymous and never have a User. An embedded account's Role says whether
+// it may also manage accounts and every live session (the admin page).
 type User struct {
 	// ID is stable and unique across issuers: the account name for the
 	// embedded issuer, "issuerName:sub" for an external OIDC issuer.
@@ -15,6 +16,11 @@ type User struct {
 	Name string `json:"name"`
 	// Issuer names who vouched for the user ("embedded" or a configured issuer).
 	Issuer string `json:"issuer"`
+
+	// Role is what the account may do. The embedded issuer reads it from the
+	// store at every verification, so that a change counts at once; users of
+	// external issuers have none and count as speakers.
+	Role Role `json:"role,omitempty"`
 
 	// PasswordHash is set only for embedded accounts and never leaves the server.
 	PasswordHash string    `json:"-"`
@@ -28,11 +34,29 @@ type User struct {
 // EmbeddedIssuer is the Issuer of accounts kept in Pentecost's own store.
 const EmbeddedIssuer = "embedded"
 
-// UserStore keeps embedded speaker accounts.
+// Role is what an embedded account may do.
+type Role string
+
+// Roles. A speaker runs its own sessions; an admin also manages accounts and
+// may end anyone's session. The empty Role counts as RoleSpeaker.
+const (
+	RoleSpeaker Role = "speaker"
+	RoleAdmin   Role = "admin"
+)
+
+// Valid reports whether r is one of the known roles.
+func (r Role) Valid() bool { return r == RoleSpeaker || r == RoleAdmin }
+
+// IsAdmin reports whether u is an administrator.
+func (u *User) IsAdmin() bool { return u != nil && u.Role == RoleAdmin }
+
+// UserStore keeps embedded speaker accounts. It never lets the last admin
+// go: removing or demoting it fails with ECONFLICT, atomically, so that two
+// admins demoting each other at once leave one of them admin.
 type UserStore interface {
 	// CreateUser stores a new account, setting its CreatedAt and
-	// PasswordChangedAt to now. Errors: ECONFLICT if the name exists,
-	// EVALIDATIONFIELD, EUNAVAILABLE.
+	// PasswordChangedAt to now; an empty Role is stored as RoleSpeaker.
+	// Errors: ECONFLICT if the name exists, EVALIDATIONFIELD, EUNAVAILABLE.
 	CreateUser(ctx context.Context, u *User) error
 	// FindUserByName returns one account. Errors: EUSERNOTFOUND, EUNAVAILABLE.
 	FindUserByName(ctx context.Context, name string) (*User, error)
@@ -41,7 +65,12 @@ type UserStore interface {
 	// UpdateUserPassword replaces an account's password hash and sets its
 	// PasswordChangedAt to now. Errors: EUSERNOTFOUND, EUNAVAILABLE.
 	UpdateUserPassword(ctx context.Context, name, passwordHash string) error
-	// DeleteUser removes an account. Errors: EUSERNOTFOUND, EUNAVAILABLE.
+	// UpdateUserRole changes an account's role.
+	// Errors: EUSERNOTFOUND, EVALIDATIONFIELD (not a role), ECONFLICT (it is
+	// the last admin and role is not admin), EUNAVAILABLE.
+	UpdateUserRole(ctx context.Context, name string, role Role) error
+	// DeleteUser removes an account.
+	// Errors: EUSERNOTFOUND, ECONFLICT (the last admin), EUNAVAILABLE.
 	DeleteUser(ctx context.Context, name string) error
 }
 

@@ -54,24 +54,33 @@ func NewAccounts(users pentecost.UserStore) *Accounts {
 // Errors: EVALIDATIONFIELD.
 func ValidateName(name string) error {
 	if name == "" {
-		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Name is required.")
+		return fieldError("name", "Name is required.")
 	}
 	if len(name) > MaxNameLength {
-		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Name must be at most %d characters.", MaxNameLength)
+		return fieldError("name", fmt.Sprintf("Name must be at most %d characters.", MaxNameLength))
 	}
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Name may only use letters, digits, '.', '_' and '-'.")
+			return fieldError("name", "Name may only use letters, digits, '.', '_' and '-'.")
 		}
 	}
 	return nil
 }
 
-// Add creates an account.
+// Add creates a speaker account.
 // Errors: EVALIDATIONFIELD, ECONFLICT (name taken), EUNAVAILABLE.
 func (a *Accounts) Add(ctx context.Context, name, password string) (*pentecost.User, error) {
+	return a.AddWithRole(ctx, name, password, pentecost.RoleSpeaker)
+}
+
+// AddWithRole creates an account with the given role.
+// Errors: EVALIDATIONFIELD, ECONFLICT (name taken), EUNAVAILABLE.
+func (a *Accounts) AddWithRole(ctx context.Context, name, password string, role pentecost.Role) (*pentecost.User, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
+	}
+	if !role.Valid() {
+		return nil, fieldError("role", `Role must be "admin" or "speaker".`)
 	}
 	hash, err := a.Params.Hash(password)
 	if err != nil {
@@ -81,6 +90,7 @@ func (a *Accounts) Add(ctx context.Context, name, password string) (*pentecost.U
 		ID:           name,
 		Name:         name,
 		Issuer:       pentecost.EmbeddedIssuer,
+		Role:         role,
 		PasswordHash: hash,
 		CreatedAt:    a.Now().UTC(),
 	}
@@ -128,9 +138,17 @@ func (a *Accounts) Find(ctx context.Context, name string) (*pentecost.User, erro
 	return withoutHash(u), nil
 }
 
-// Remove deletes an account. Errors: EUSERNOTFOUND, EUNAVAILABLE.
+// Remove deletes an account.
+// Errors: EUSERNOTFOUND, ECONFLICT (the last admin), EUNAVAILABLE.
 func (a *Accounts) Remove(ctx context.Context, name string) error {
 	return a.Users.DeleteUser(ctx, name)
+}
+
+// SetRole changes an account's role. It takes effect at the account's next
+// request: the embedded issuer reads the role at every verification.
+// Errors: EVALIDATIONFIELD, EUSERNOTFOUND, ECONFLICT (the last admin), EUNAVAILABLE.
+func (a *Accounts) SetRole(ctx context.Context, name string, role pentecost.Role) error {
+	return a.Users.UpdateUserRole(ctx, name, role)
 }
 
 // Authenticate returns the account when password matches. An unknown name

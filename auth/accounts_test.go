@@ -374,3 +374,69 @@ func TestEmbedded_PasswordChanged(t *testing.T) {
 		})
 	}
 }
+
+// TestEmbedded_Role checks that a token's user has the role the store
+// holds now: an admin demoted while its token is valid is a speaker at its
+// next verification, and promoted back an admin, with the same token.
+func TestEmbedded_Role(t *testing.T) {
+	a := newAccounts(t)
+	for _, name := range []string{"ada", "grace"} {
+		if _, err := a.AddWithRole(t.Context(), name, "correct horse battery", pentecost.RoleAdmin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := auth.NewEmbedded(newEd25519Key(t))
+	e.Users = a.Users
+	tok, err := e.IssueToken(t.Context(), &pentecost.User{ID: "ada", Name: "ada"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := func() pentecost.Role {
+		t.Helper()
+		u, err := e.VerifyToken(t.Context(), tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Role
+	}
+	if got := role(); got != pentecost.RoleAdmin {
+		t.Fatalf("role = %q, want admin", got)
+	}
+	if err := a.SetRole(t.Context(), "ada", pentecost.RoleSpeaker); err != nil {
+		t.Fatal(err)
+	}
+	if got := role(); got != pentecost.RoleSpeaker {
+		t.Fatalf("after demotion role = %q, want speaker", got)
+	}
+	if err := a.SetRole(t.Context(), "ada", pentecost.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if got := role(); got != pentecost.RoleAdmin {
+		t.Fatalf("after promotion role = %q, want admin", got)
+	}
+
+	t.Run("WithoutStore", func(t *testing.T) {
+		// Nothing to read the role from: nobody is an admin.
+		bare := auth.NewEmbedded(e.Key)
+		u, err := bare.VerifyToken(t.Context(), tok)
+		if err != nil || u.IsAdmin() {
+			t.Fatalf("got %+v, %v; want a speaker", u, err)
+		}
+	})
+}
+
+func TestAccounts_AddWithRole(t *testing.T) {
+	a := newAccounts(t)
+	u, err := a.AddWithRole(t.Context(), "ada", "correct horse battery", pentecost.RoleAdmin)
+	if err != nil || u.Role != pentecost.RoleAdmin {
+		t.Fatalf("got %+v, %v", u, err)
+	}
+	if u, err := a.Add(t.Context(), "grace", "correct horse battery"); err != nil || u.Role != pentecost.RoleSpeaker {
+		t.Fatalf("Add: got %+v, %v; want a speaker", u, err)
+	}
+	_, err = a.AddWithRole(t.Context(), "linus", "correct horse battery", "root")
+	wantCode(t, err, pentecost.EVALIDATIONFIELD)
+	if _, err := a.Find(t.Context(), "linus"); pentecost.ErrorCode(err) != pentecost.EUSERNOTFOUND {
+		t.Fatalf("an account with a bad role was stored: %v", err)
+	}
+}

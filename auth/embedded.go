@@ -121,7 +121,10 @@ type Embedded struct {
 	Now func() time.Time
 	// Users, if set, makes VerifyToken refuse tokens of accounts that have
 	// since been removed, and tokens issued before the account's password
-	// was last set (at the cost of one store lookup per verification).
+	// was last set, and gives the user its role as stored now (at the cost
+	// of one store lookup per verification). Without it every user is a
+	// speaker: a role is never read from the token, so that a demoted admin
+	// loses the role at its next request, not when its tokens expire.
 	Users pentecost.UserStore
 }
 
@@ -228,6 +231,7 @@ func (e *Embedded) VerifyToken(ctx context.Context, token string) (*pentecost.Us
 		return nil, invalid("embedded: no subject")
 	}
 
+	var role pentecost.Role
 	if e.Users != nil {
 		u, err := e.Users.FindUserByName(ctx, claims.Subject)
 		if pentecost.ErrorCode(err) == pentecost.EUSERNOTFOUND {
@@ -244,13 +248,14 @@ func (e *Embedded) VerifyToken(ctx context.Context, token string) (*pentecost.Us
 		if claims.IssuedAt.Time.Before(u.PasswordChangedAt.Truncate(time.Second)) {
 			return nil, invalid("embedded: issued before the password was last set")
 		}
+		role = u.Role
 	}
 
 	name := claims.Name
 	if name == "" {
 		name = claims.Subject
 	}
-	return &pentecost.User{ID: claims.Subject, Name: name, Issuer: pentecost.EmbeddedIssuer}, nil
+	return &pentecost.User{ID: claims.Subject, Name: name, Issuer: pentecost.EmbeddedIssuer, Role: role}, nil
 }
 
 var (

@@ -63,15 +63,21 @@ var b64 = base64.RawStdEncoding
 // Errors: EVALIDATIONFIELD.
 func ValidatePassword(pw string) error {
 	if !utf8.ValidString(pw) {
-		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Password must be valid UTF-8 text.")
+		return fieldError("password", "Password must be valid UTF-8 text.")
 	}
 	switch n := utf8.RuneCountInString(pw); {
 	case n < MinPasswordLength:
-		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Password must be at least %d characters.", MinPasswordLength)
+		return fieldError("password", fmt.Sprintf("Password must be at least %d characters.", MinPasswordLength))
 	case n > MaxPasswordLength:
-		return pentecost.Errorf(pentecost.EVALIDATIONFIELD, "Password must be at most %d characters.", MaxPasswordLength)
+		return fieldError("password", fmt.Sprintf("Password must be at most %d characters.", MaxPasswordLength))
 	}
 	return nil
+}
+
+// fieldError is EVALIDATIONFIELD naming the field, so that a form can
+// point at it.
+func fieldError(field, message string) error {
+	return &pentecost.Error{Code: pentecost.EVALIDATIONFIELD, Message: message, Details: map[string]string{"field": field}}
 }
 
 // HashPassword checks the password policy and hashes pw with DefaultParams.

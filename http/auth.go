@@ -32,10 +32,13 @@ type LoginResponse struct {
 	User      LoginUser `json:"user"`
 }
 
-// LoginUser names the account a token was issued for.
+// LoginUser names the account a token was issued for, with its role at
+// sign-in (pages use it to choose what to show; the server checks the role
+// again at every request).
 type LoginUser struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID   string         `json:"id"`
+	Name string         `json:"name"`
+	Role pentecost.Role `json:"role,omitempty"`
 }
 
 // LoginBackoff limits the sign-in attempts made for one account, from
@@ -198,7 +201,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		Token:     token,
 		TokenType: "Bearer",
 		ExpiresAt: expiresAt.UnixMilli(),
-		User:      LoginUser{ID: u.ID, Name: u.Name},
+		User:      LoginUser{ID: u.ID, Name: u.Name, Role: u.Role},
 	})
 }
 

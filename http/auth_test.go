@@ -37,7 +37,7 @@ func TestLogin(t *testing.T) {
 		mustUnmarshal(t, resp.Body, &got)
 		want := ts.Clock.Now().Add(phttp.DefaultTokenTTL).UnixMilli()
 		if got.Token == "" || got.TokenType != "Bearer" || got.ExpiresAt != want ||
-			got.User != (phttp.LoginUser{ID: "alice", Name: "alice"}) {
+			got.User != (phttp.LoginUser{ID: "alice", Name: "alice", Role: pentecost.RoleSpeaker}) {
 			t.Fatalf("body %s", resp.Body)
 		}
 		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {

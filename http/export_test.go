@@ -2,8 +2,8 @@ package http
 
 // RouteInfo is a route of the API as the route table declares it.
 type RouteInfo struct {
-	Method, Path        string
-	Auth, Body, Limited bool
+	Method, Path               string
+	Auth, Admin, Body, Limited bool
 }
 
 // Routes returns the route table, so that tests outside the package can
@@ -11,7 +11,7 @@ type RouteInfo struct {
 func Routes() []RouteInfo {
 	out := make([]RouteInfo, len(routes))
 	for i, rt := range routes {
-		out[i] = RouteInfo{Method: rt.Method, Path: rt.Path, Auth: rt.Auth, Body: rt.Body, Limited: rt.Limited}
+		out[i] = RouteInfo{Method: rt.Method, Path: rt.Path, Auth: rt.Auth, Admin: rt.Admin, Body: rt.Body, Limited: rt.Limited}
 	}
 	return out
 }

@@ -30,12 +30,16 @@ func (s *Server) handleLanguages(w http.ResponseWriter, r *http.Request) {
 
 // handleHealthz answers as long as the process serves HTTP.
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	// Probes come every few seconds from every balancer and orchestrator:
+	// at info they would bury the requests people read the log for.
+	logAtDebug(r)
 	writeJSON(w, http.StatusOK, statusResponse{Status: "ok"})
 }
 
 // handleReadyz answers 200 when Ready succeeds and 503 otherwise. The cause
 // is logged, not shown.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	logAtDebug(r) // a failure is logged at warn below
 	if s.Ready != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()

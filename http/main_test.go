@@ -43,8 +43,31 @@ type TestServer struct {
 
 // MustOpenServer opens a TestServer on 127.0.0.1:0. Each option may change
 // the server's configuration before Open. The server and store are closed
-// when the test ends.
+// when the test ends. Its tokens may name any user: the issuer looks no
+// account up, so nobody is an admin.
 func MustOpenServer(tb testing.TB, opts ...func(*phttp.Server)) *TestServer {
+	tb.Helper()
+	return mustOpenServer(tb, false, opts...)
+}
+
+// MustOpenAccountServer is MustOpenServer with the issuer reading the
+// accounts, as cmd/pentecost wires it: a token is good only while its
+// account exists, and its user has the account's role now.
+func MustOpenAccountServer(tb testing.TB, opts ...func(*phttp.Server)) *TestServer {
+	tb.Helper()
+	return mustOpenServer(tb, true, opts...)
+}
+
+// MustAddAccount adds an account with a role and returns a token for it.
+func (ts *TestServer) MustAddAccount(tb testing.TB, name string, role pentecost.Role) string {
+	tb.Helper()
+	if _, err := ts.Accounts.AddWithRole(context.Background(), name, "correct horse battery", role); err != nil {
+		tb.Fatal(err)
+	}
+	return ts.Token(tb, name)
+}
+
+func mustOpenServer(tb testing.TB, checkAccounts bool, opts ...func(*phttp.Server)) *TestServer {
 	tb.Helper()
 	ts := &TestServer{Clock: NewClock(), Logs: &Buffer{}, ids: &idQueue{gen: sessionid.NewGenerator()}}
 	logger := slog.New(slog.NewJSONHandler(ts.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -69,6 +92,9 @@ func MustOpenServer(tb testing.TB, opts ...func(*phttp.Server)) *TestServer {
 	}
 	ts.Issuer = auth.NewEmbedded(key)
 	ts.Issuer.Now = ts.Clock.Now
+	if checkAccounts {
+		ts.Issuer.Users = ts.Accounts.Users
+	}
 	verifier := auth.NewVerifier(ts.Issuer)
 	verifier.Logger = logger
 

@@ -168,7 +168,8 @@ type specOperation struct {
 
 // TestOpenAPI_Statuses checks that each operation lists the statuses its
 // route can answer, as the route table says what the route does: 500 for
-// any (a panic is answered so), 401 with a token required, 400 and 413 with
+// any (a panic is answered so), 401 with a token required, 403 with an
+// admin's token required, 400 and 413 with
 // a JSON body, 429 with a rate limit, 400 and 404 with a session ID in the
 // path. 404 and 405 for paths and methods that do not exist are global.
 func TestOpenAPI_Statuses(t *testing.T) {
@@ -207,6 +208,9 @@ func TestOpenAPI_Statuses(t *testing.T) {
 		want := map[string]bool{"500": true}
 		if rt.Auth {
 			want["401"] = true
+		}
+		if rt.Admin {
+			want["403"] = true
 		}
 		if rt.Body {
 			want["400"], want["413"] = true, true

@@ -13,8 +13,9 @@ import (
 type route struct {
 	Method string
 	Path   string
-	// Auth requires a speaker's bearer token.
-	Auth bool
+	// Auth requires a speaker's bearer token; Admin (with Auth) requires
+	// that its account be an admin now, else 403 FORBIDDEN.
+	Auth, Admin bool
 	// Body is set when the handler reads a JSON body, and Limited when the
 	// request counts against a rate limit (a session ID in the path counts
 	// against the client's limit of lookups that miss, lookup.go). Neither
@@ -39,6 +40,15 @@ var routes = []route{
 	{Method: "GET", Path: "/healthz", Serve: (*Server).handleHealthz},
 	{Method: "GET", Path: "/readyz", Serve: (*Server).handleReadyz},
 	{Method: "GET", Path: "/metrics", Serve: (*Server).handleMetrics},
+
+	// The admin page's API (admin.go).
+	{Method: "GET", Path: "/admin/api/accounts", Auth: true, Admin: true, Serve: (*Server).handleAdminAccounts},
+	{Method: "POST", Path: "/admin/api/accounts", Auth: true, Admin: true, Body: true, Serve: (*Server).handleAdminAddAccount},
+	{Method: "PATCH", Path: "/admin/api/accounts/{name}", Auth: true, Admin: true, Body: true, Serve: (*Server).handleAdminUpdateAccount},
+	{Method: "DELETE", Path: "/admin/api/accounts/{name}", Auth: true, Admin: true, Serve: (*Server).handleAdminRemoveAccount},
+	{Method: "POST", Path: "/admin/api/accounts/{name}/password", Auth: true, Admin: true, Body: true, Serve: (*Server).handleAdminSetPassword},
+	{Method: "GET", Path: "/admin/api/sessions", Auth: true, Admin: true, Serve: (*Server).handleAdminSessions},
+	{Method: "DELETE", Path: "/admin/api/sessions/{id}", Auth: true, Admin: true, Limited: true, Serve: (*Server).handleAdminEndSession},
 }
 
 // route wraps an API endpoint in its per-route middleware: the read
@@ -55,6 +65,12 @@ func (s *Server) route(rt route) http.Handler {
 		if rt.Auth {
 			var ok bool
 			if r, ok = s.authenticate(w, r); !ok {
+				return
+			}
+		}
+		if rt.Admin {
+			if err := requireAdmin(r); err != nil {
+				Error(w, r, err)
 				return
 			}
 		}

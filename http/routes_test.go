@@ -12,7 +12,8 @@ import (
 
 // TestRoutes_Flags checks the route table's declarations, which the OpenAPI
 // test relies on, against what each route answers: Auth routes refuse a
-// request without a token, Body routes refuse a body over the limit, and
+// request without a token, Admin routes refuse a speaker's token, Body
+// routes refuse a body over the limit (alice, an admin, sends it), and
 // Limited routes refuse a second request under a limit of one (for routes
 // with a session ID, the limit of lookups that miss: two lookups of an ID
 // that does not exist).
@@ -23,9 +24,13 @@ func TestRoutes_Flags(t *testing.T) {
 		"/sessions":      `{"sourceLanguage":"en"}`,
 		"/sessions/{id}": `{"status":"paused"}`,
 		"/auth/login":    `{"username":"alice","password":"not the password"}`,
+
+		"/admin/api/accounts":                 `{"name":"deacon"}`,
+		"/admin/api/accounts/{name}":          `{"role":"speaker"}`,
+		"/admin/api/accounts/{name}/password": `{}`,
 	}
 	open := func(t *testing.T) (*TestServer, string) {
-		ts := MustOpenServer(t, func(s *phttp.Server) {
+		ts := MustOpenAccountServer(t, func(s *phttp.Server) {
 			s.MaxBodyBytes = 64
 			s.Limits = phttp.Limits{
 				SessionsPerHour:        pentecost.Limit{Events: 1, Per: time.Hour},
@@ -33,6 +38,8 @@ func TestRoutes_Flags(t *testing.T) {
 				SessionMisses:          pentecost.Limit{Events: 1, Per: time.Minute},
 			}
 		})
+		ts.MustAddAccount(t, "owner", pentecost.RoleSpeaker)
+		ts.MustAddAccount(t, "alice", pentecost.RoleAdmin)
 		// Created by another speaker, so that alice's quota stays whole.
 		sess := ts.MustCreateSession(t, "owner", "en")
 		return ts, sess.ID
@@ -42,6 +49,7 @@ func TestRoutes_Flags(t *testing.T) {
 		t.Run(rt.Method+" "+rt.Path, func(t *testing.T) {
 			request := func(ts *TestServer, id, token, body string) *Response {
 				path := strings.ReplaceAll(rt.Path, "{id}", id)
+				path = strings.ReplaceAll(path, "{name}", "owner")
 				return ts.Do(t, Request{Method: rt.Method, Path: path, Token: token, Body: body})
 			}
 
@@ -51,6 +59,15 @@ func TestRoutes_Flags(t *testing.T) {
 				got := resp.Status == http.StatusUnauthorized && resp.Err(t).Code == pentecost.EAUTHREQUIRED
 				if got != rt.Auth {
 					t.Fatalf("status %d without a token; route declares Auth %v", resp.Status, rt.Auth)
+				}
+			})
+
+			t.Run("Admin", func(t *testing.T) {
+				ts, id := open(t)
+				resp := request(ts, id, ts.Token(t, "owner"), goodBodies[rt.Path])
+				got := resp.Status == http.StatusForbidden && resp.Err(t).Code == pentecost.EFORBIDDEN
+				if got != rt.Admin {
+					t.Fatalf("status %d with a speaker's token; route declares Admin %v", resp.Status, rt.Admin)
 				}
 			})
 

@@ -88,13 +88,14 @@ func newMetrics() *metrics {
 	}
 }
 
-func (m *metrics) register(r prometheus.Registerer) error {
+// register registers the metrics, and extra collectors, with r.
+func (m *metrics) register(r prometheus.Registerer, extra ...prometheus.Collector) error {
 	for _, d := range []string{skipLive, skipResume, skipPublish} {
 		m.staleSkipped.WithLabelValues(d) // shown at 0 before any skip
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.joinsTotal, m.joinLatency, m.framesIn, m.framesOut,
+	for _, c := range append([]prometheus.Collector{m.conns, m.joinsTotal, m.joinLatency, m.framesIn, m.framesOut,
 		m.dropped, m.duplicates, m.slow, m.queued, m.batch, m.fanout, m.panics, m.refreshes,
-		m.tokenInvalid, m.accountCheckFailed, m.staleSkipped} {
+		m.tokenInvalid, m.accountCheckFailed, m.staleSkipped}, extra...) {
 		if err := r.Register(c); err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"sort"
 
 	"github.com/pentecost/pentecost"
 )
@@ -100,4 +101,46 @@ var (
 	_ pentecost.SessionService         = (*notifyingSessions)(nil)
 	_ pentecost.SessionLanguageService = (*notifyingSessions)(nil)
 	_ pentecost.CapabilityService      = (*notifyingSessions)(nil)
+	_ pentecost.LiveSessionService     = (*notifyingSessions)(nil)
 )
+
+// LiveSessions implements pentecost.LiveSessionService for the admin API:
+// see Server.LiveSessions.
+func (n *notifyingSessions) LiveSessions(ctx context.Context, limit int) ([]*pentecost.LiveSession, int, error) {
+	return n.rt.LiveSessions(ctx, n.SessionService, limit)
+}
+
+// LiveSessions returns at most limit sessions of svc that have not ended,
+// newest first, with their listeners by language, the languages workers
+// produce for them and whether their speaker is connected, from the shared
+// presence; and how many there are. Errors: EUNAVAILABLE.
+func (s *Server) LiveSessions(ctx context.Context, svc pentecost.SessionService, limit int) ([]*pentecost.LiveSession, int, error) {
+	sessions, total, err := pentecost.FindLiveSessions(ctx, svc, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	// One read for every session's listeners; sessions without any are
+	// not in it.
+	counts, err := s.Presence.Sessions(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]*pentecost.LiveSession, 0, len(sessions))
+	for _, sess := range sessions {
+		produced, err := s.Presence.ProducedLanguages(ctx, sess.ID)
+		if err != nil {
+			return nil, 0, err
+		}
+		speaker, err := s.Presence.SpeakerConnected(ctx, sess.ID)
+		if err != nil {
+			return nil, 0, err
+		}
+		c := counts[sess.ID]
+		if c.ByLanguage == nil {
+			c.ByLanguage = map[string]int{}
+		}
+		sort.Strings(produced)
+		out = append(out, &pentecost.LiveSession{Session: sess, Listeners: c, Produced: produced, SpeakerConnected: speaker})
+	}
+	return out, total, nil
+}

@@ -282,13 +282,15 @@ func (s *Server) Open() error {
 		s.ClientIP = peerIP
 	}
 	s.openLimits()
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.hub = newHub(s)
 	if s.Registerer != nil {
-		if err := s.metrics.register(s.Registerer); err != nil {
+		// The listener collector reads the hub: registered once it exists.
+		if err := s.metrics.register(s.Registerer, newListenerCollector(s)); err != nil {
+			s.cancel()
 			return err
 		}
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.hub = newHub(s)
 	s.done = make(chan struct{})
 	s.opened = true
 	go s.tick()

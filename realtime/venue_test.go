@@ -164,6 +164,9 @@ func TestSpeakerPresence(t *testing.T) {
 	sp2 := e.dial("action=refreshConnection&role=speaker&sessionId=" + sess.ID + "&token=" + e.token("alice"))
 	sp2.expect("connectionRefreshComplete")
 	sp.closeNormally()
+	// Until the server has let the old connection go it is a live speaker
+	// connection, and a listener joining meanwhile is right to hear so.
+	poll(t, "the old speaker connection gone", func() bool { return e.speakerConns() == 1 })
 
 	// The speaker drops: within the grace period a joining listener hears
 	// it is away.
@@ -313,5 +316,73 @@ func TestStatusProducedLanguages(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// speakerConns is how many speaker connections the server holds.
+func (e *env) speakerConns() float64 {
+	e.t.Helper()
+	mfs, err := e.Registry.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "pentecost_ws_connections" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "role" && l.GetValue() == "speaker" {
+					return value(m)
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestLiveSessions covers what the admin API lists: every speaker's live
+// sessions, newest first, with their listeners by language, the languages
+// workers produce, and whether the speaker is connected; ended sessions
+// are left out.
+func TestLiveSessions(t *testing.T) {
+	e := newEnv(t)
+	svc, ok := e.Sessions.(pentecost.LiveSessionService)
+	if !ok {
+		t.Fatal("NotifyingSessions is not a LiveSessionService")
+	}
+	older := e.CreateSession("alice", "en")
+	newer := e.CreateSession("bob", "de")
+	gone := e.CreateSession("bob", "fr")
+	if _, err := e.Sessions.EndSession(pentecost.NewContextWithUser(t.Context(), &pentecost.User{ID: "bob"}), gone.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, lang := range []string{"es", "es", "en"} {
+		e.dial("sessionId=" + older.ID + "&targetLanguage=" + lang).expect("sessionJoined")
+	}
+	e.dial("sessionId=" + older.ID + "&token=" + e.token("alice")).expect("speakerConnected")
+	w := e.worker()
+	w.send(map[string]any{"action": "claimLanguage", "sessionId": older.ID, "targetLanguage": "es"})
+	w.expect("languageClaimed")
+
+	live, total, err := svc.LiveSessions(t.Context(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 2 || len(live) != 2 || live[0].Session.ID != newer.ID || live[1].Session.ID != older.ID {
+		t.Fatalf("got %d of %d: %+v; want %s then %s", len(live), total, live, newer.ID, older.ID)
+	}
+	if l := live[1]; l.Session.OwnerID != "alice" || l.Listeners.Total != 3 ||
+		!reflect.DeepEqual(l.Listeners.ByLanguage, map[string]int{"es": 2, "en": 1}) ||
+		!reflect.DeepEqual(l.Produced, []string{"es"}) || !l.SpeakerConnected {
+		t.Fatalf("alice's session = %+v", l)
+	}
+	if l := live[0]; l.Listeners.Total != 0 || len(l.Listeners.ByLanguage) != 0 || len(l.Produced) != 0 || l.SpeakerConnected {
+		t.Fatalf("bob's session = %+v", l)
+	}
+
+	if live, total, err := svc.LiveSessions(t.Context(), 1); err != nil || total != 2 || len(live) != 1 || live[0].Session.ID != newer.ID {
+		t.Fatalf("limit 1: %+v, %d, %v", live, total, err)
 	}
 }

@@ -76,8 +76,9 @@ func NewDB(url string) *DB {
 	}
 }
 
-// Open connects to Redis and checks once that it answers and is recent
-// enough. A Redis that goes away later is not fatal: every call then fails
+// Open connects to Redis, checks once that it answers and is recent
+// enough, and brings data stored by older versions up to date (accounts
+// from before roles: see UserStore). A Redis that goes away later is not fatal: every call then fails
 // with EUNAVAILABLE until it is back, and clients reconnect by themselves.
 func (db *DB) Open() error {
 	if db.Now == nil {
@@ -105,6 +106,12 @@ func (db *DB) Open() error {
 	if v := infoField(info, "redis_version"); majorVersion(v) < minRedisMajor {
 		db.client.Close()
 		return fmt.Errorf("redis: %s runs Redis %s; version %d.0 or newer (or Valkey) is required", cfg.Redacted, v, minRedisMajor)
+	}
+	// Data stored by older versions is brought up to date here, as the
+	// SQLite store's migrations do at its Open.
+	if err := NewUserStore(db).migrateRoles(ctx); err != nil {
+		db.client.Close()
+		return fmt.Errorf("redis: bring accounts under roles on %s: %w", cfg.Redacted, err)
 	}
 	return nil
 }

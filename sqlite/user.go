@@ -34,17 +34,21 @@ func (s *UserStore) CreateUser(ctx context.Context, u *pentecost.User) error {
 	if u.PasswordHash == "" {
 		return fieldError("password", "Password is required.")
 	}
+	role, err := storedRole(u.Role)
+	if err != nil {
+		return err
+	}
 	var created pentecost.User
-	err := s.db.update(ctx, "create user", func(tx *Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO users (name, password_hash, created_at, password_changed_at) VALUES (?, ?, ?, ?)`,
-			u.Name, u.PasswordHash, tx.now.UnixMilli(), tx.now.UnixMilli())
+	err = s.db.update(ctx, "create user", func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (name, password_hash, role, created_at, password_changed_at) VALUES (?, ?, ?, ?, ?)`,
+			u.Name, u.PasswordHash, role, tx.now.UnixMilli(), tx.now.UnixMilli())
 		if constraint(err) {
 			return pentecost.Errorf(pentecost.ECONFLICT, "A user with that name already exists.")
 		} else if err != nil {
 			return err
 		}
-		created = pentecost.User{ID: u.Name, Name: u.Name, Issuer: pentecost.EmbeddedIssuer, PasswordHash: u.PasswordHash,
-			CreatedAt: tx.now, PasswordChangedAt: tx.now}
+		created = pentecost.User{ID: u.Name, Name: u.Name, Issuer: pentecost.EmbeddedIssuer, Role: role,
+			PasswordHash: u.PasswordHash, CreatedAt: tx.now, PasswordChangedAt: tx.now}
 		return nil
 	})
 	if err != nil {
@@ -110,11 +114,61 @@ func (s *UserStore) UpdateUserPassword(ctx context.Context, name, passwordHash s
 	})
 }
 
-// DeleteUser removes an account. Its sessions are left to end by themselves.
+// UpdateUserRole changes an account's role, unless that would leave no admin.
+func (s *UserStore) UpdateUserRole(ctx context.Context, name string, role pentecost.Role) error {
+	if !role.Valid() {
+		return fieldError("role", `Role must be "admin" or "speaker".`)
+	}
+	return s.db.update(ctx, "update user role", func(tx *Tx) error {
+		if role != pentecost.RoleAdmin {
+			if err := keepAnAdmin(ctx, tx, name); err != nil {
+				return err
+			}
+		}
+		return execOne(ctx, tx, `UPDATE users SET role = ? WHERE name = ?`, role, name)
+	})
+}
+
+// DeleteUser removes an account, unless it is the last admin. Its sessions
+// are left to end by themselves.
 func (s *UserStore) DeleteUser(ctx context.Context, name string) error {
 	return s.db.update(ctx, "delete user", func(tx *Tx) error {
+		if err := keepAnAdmin(ctx, tx, name); err != nil {
+			return err
+		}
 		return execOne(ctx, tx, `DELETE FROM users WHERE name = ?`, name)
 	})
+}
+
+// keepAnAdmin fails with ECONFLICT when name is the only admin, so that
+// the caller does not take its role away. Write transactions take the lock
+// at BEGIN, so no other transaction can change the count meanwhile.
+func keepAnAdmin(ctx context.Context, tx *Tx, name string) error {
+	var last bool
+	err := tx.QueryRowContext(ctx, `SELECT COALESCE((SELECT role FROM users WHERE name = ?), '') = 'admin'
+		AND (SELECT COUNT(*) FROM users WHERE role = 'admin') = 1`, name).Scan(&last)
+	if err != nil {
+		return err
+	}
+	if last {
+		return lastAdmin()
+	}
+	return nil
+}
+
+// storedRole is the role an account is created with: speaker unless given.
+func storedRole(r pentecost.Role) (pentecost.Role, error) {
+	if r == "" {
+		return pentecost.RoleSpeaker, nil
+	}
+	if !r.Valid() {
+		return "", fieldError("role", `Role must be "admin" or "speaker".`)
+	}
+	return r, nil
+}
+
+func lastAdmin() error {
+	return pentecost.Errorf(pentecost.ECONFLICT, "This is the last admin account: make another account admin first.")
 }
 
 // execOne runs a statement on one account, EUSERNOTFOUND if none matched.
@@ -136,12 +190,12 @@ func userNotFound() error {
 
 // userColumns is the column list every user query selects, in the order
 // scanUser reads.
-const userColumns = `name, password_hash, created_at, password_changed_at`
+const userColumns = `name, password_hash, role, created_at, password_changed_at`
 
 func scanUser(row rowScanner) (*pentecost.User, error) {
 	var u pentecost.User
 	var createdAt, changedAt int64
-	if err := row.Scan(&u.Name, &u.PasswordHash, &createdAt, &changedAt); err != nil {
+	if err := row.Scan(&u.Name, &u.PasswordHash, &u.Role, &createdAt, &changedAt); err != nil {
 		return nil, err
 	}
 	u.ID, u.Issuer = u.Name, pentecost.EmbeddedIssuer

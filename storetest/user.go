@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
@@ -24,11 +25,30 @@ type UserFactory func(t *testing.T) UserSetup
 
 func mustCreateUser(tb testing.TB, s pentecost.UserStore, name, hash string) *pentecost.User {
 	tb.Helper()
-	u := &pentecost.User{Name: name, PasswordHash: hash}
+	return mustCreateRole(tb, s, name, hash, "")
+}
+
+func mustCreateRole(tb testing.TB, s pentecost.UserStore, name, hash string, role pentecost.Role) *pentecost.User {
+	tb.Helper()
+	u := &pentecost.User{Name: name, PasswordHash: hash, Role: role}
 	if err := s.CreateUser(context.Background(), u); err != nil {
 		tb.Fatal(err)
 	}
 	return u
+}
+
+// roles returns every account's role by name.
+func roles(tb testing.TB, s pentecost.UserStore) map[string]pentecost.Role {
+	tb.Helper()
+	users, err := s.FindUsers(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := map[string]pentecost.Role{}
+	for _, u := range users {
+		out[u.Name] = u.Role
+	}
+	return out
 }
 
 // RunUserStoreTests runs the UserStore suite against fresh stores from newStore.
@@ -43,7 +63,8 @@ func RunUserStoreTests(t *testing.T, newStore UserFactory) {
 				t.Fatal(err)
 			}
 			now := e.Clock.Millis()
-			want := &pentecost.User{ID: "Pastor.John_2", Name: "Pastor.John_2", Issuer: pentecost.EmbeddedIssuer, PasswordHash: "$argon2id$v=19$x", CreatedAt: now, PasswordChangedAt: now}
+			want := &pentecost.User{ID: "Pastor.John_2", Name: "Pastor.John_2", Issuer: pentecost.EmbeddedIssuer, Role: pentecost.RoleSpeaker,
+				PasswordHash: "$argon2id$v=19$x", CreatedAt: now, PasswordChangedAt: now}
 			if !reflect.DeepEqual(u, want) {
 				t.Fatalf("got %+v, want %+v", u, want)
 			}
@@ -53,6 +74,30 @@ func RunUserStoreTests(t *testing.T, newStore UserFactory) {
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("found %+v, want %+v", got, want)
+			}
+		})
+
+		t.Run("Roles", func(t *testing.T) {
+			e := newStore(t)
+			for _, tt := range []struct {
+				name       string
+				role, want pentecost.Role
+			}{
+				{"ann", pentecost.RoleAdmin, pentecost.RoleAdmin},
+				{"sam", pentecost.RoleSpeaker, pentecost.RoleSpeaker},
+				{"nobody", "", pentecost.RoleSpeaker},
+			} {
+				u := mustCreateRole(t, e.Users, tt.name, "h", tt.role)
+				if u.Role != tt.want {
+					t.Fatalf("%s: created with role %q, want %q", tt.name, u.Role, tt.want)
+				}
+				if got, err := e.Users.FindUserByName(ctx, tt.name); err != nil || got.Role != tt.want {
+					t.Fatalf("%s: found %+v, %v; want role %q", tt.name, got, err, tt.want)
+				}
+			}
+			want := map[string]pentecost.Role{"ann": pentecost.RoleAdmin, "sam": pentecost.RoleSpeaker, "nobody": pentecost.RoleSpeaker}
+			if got := roles(t, e.Users); !reflect.DeepEqual(got, want) {
+				t.Fatalf("FindUsers roles = %v, want %v", got, want)
 			}
 		})
 
@@ -109,8 +154,13 @@ func RunUserStoreTests(t *testing.T, newStore UserFactory) {
 				{"{alice}", "h", "name"},
 				{strings.Repeat("a", 65), "h", "name"},
 				{"alice", "", "password"},
+				{"alice", "h", "role"},
 			} {
-				err := e.Users.CreateUser(ctx, &pentecost.User{Name: tt.name, PasswordHash: tt.hash})
+				var role pentecost.Role
+				if tt.field == "role" {
+					role = "root"
+				}
+				err := e.Users.CreateUser(ctx, &pentecost.User{Name: tt.name, PasswordHash: tt.hash, Role: role})
 				wantCode(t, err, pentecost.EVALIDATIONFIELD)
 				if !reflect.DeepEqual(pentecost.ErrorDetails(err), map[string]string{"field": tt.field}) {
 					t.Fatalf("%q: details = %v, want field %q", tt.name, pentecost.ErrorDetails(err), tt.field)
@@ -180,6 +230,106 @@ func RunUserStoreTests(t *testing.T, newStore UserFactory) {
 		t.Run("ErrValidationField", func(t *testing.T) {
 			wantCode(t, e.Users.UpdateUserPassword(ctx, "alice", ""), pentecost.EVALIDATIONFIELD)
 		})
+		t.Run("KeepsRole", func(t *testing.T) {
+			mustCreateRole(t, e.Users, "ann", "old", pentecost.RoleAdmin)
+			if err := e.Users.UpdateUserPassword(ctx, "ann", "new"); err != nil {
+				t.Fatal(err)
+			}
+			if u, err := e.Users.FindUserByName(ctx, "ann"); err != nil || u.Role != pentecost.RoleAdmin {
+				t.Fatalf("got %+v, %v; want still admin", u, err)
+			}
+		})
+	})
+
+	t.Run("UpdateUserRole", func(t *testing.T) {
+		t.Run("OK", func(t *testing.T) {
+			e := newStore(t)
+			mustCreateRole(t, e.Users, "ann", "h", pentecost.RoleAdmin)
+			created := mustCreateUser(t, e.Users, "sam", "h")
+			e.Clock.Add(time.Hour)
+			if err := e.Users.UpdateUserRole(ctx, "sam", pentecost.RoleAdmin); err != nil {
+				t.Fatal(err)
+			}
+			u, err := e.Users.FindUserByName(ctx, "sam")
+			if err != nil || u.Role != pentecost.RoleAdmin {
+				t.Fatalf("got %+v, %v; want admin", u, err)
+			}
+			// A role is not a password: tokens issued before stay good.
+			if !u.PasswordChangedAt.Equal(created.PasswordChangedAt) || u.PasswordHash != "h" {
+				t.Fatalf("the role change touched the password: %+v", u)
+			}
+			// Now either admin may step down, and setting a role again changes nothing.
+			if err := e.Users.UpdateUserRole(ctx, "ann", pentecost.RoleSpeaker); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Users.UpdateUserRole(ctx, "ann", pentecost.RoleSpeaker); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Users.UpdateUserRole(ctx, "sam", pentecost.RoleAdmin); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]pentecost.Role{"ann": pentecost.RoleSpeaker, "sam": pentecost.RoleAdmin}
+			if got := roles(t, e.Users); !reflect.DeepEqual(got, want) {
+				t.Fatalf("roles = %v, want %v", got, want)
+			}
+		})
+		t.Run("ErrConflictLastAdmin", func(t *testing.T) {
+			e := newStore(t)
+			mustCreateRole(t, e.Users, "ann", "h", pentecost.RoleAdmin)
+			mustCreateUser(t, e.Users, "sam", "h")
+			wantCode(t, e.Users.UpdateUserRole(ctx, "ann", pentecost.RoleSpeaker), pentecost.ECONFLICT)
+			if u, err := e.Users.FindUserByName(ctx, "ann"); err != nil || u.Role != pentecost.RoleAdmin {
+				t.Fatalf("got %+v, %v; want ann still admin", u, err)
+			}
+		})
+		t.Run("ErrConflictConcurrent", func(t *testing.T) {
+			// Two admins demoting each other at once: one of them stays.
+			e := newStore(t)
+			for round := range 4 {
+				a, b := fmt.Sprintf("a%d", round), fmt.Sprintf("b%d", round)
+				mustCreateRole(t, e.Users, a, "h", pentecost.RoleAdmin)
+				mustCreateRole(t, e.Users, b, "h", pentecost.RoleAdmin)
+				if round > 0 {
+					// The previous round's survivor steps down now that others are admins.
+					for name, role := range roles(t, e.Users) {
+						if role == pentecost.RoleAdmin && name != a && name != b {
+							if err := e.Users.UpdateUserRole(ctx, name, pentecost.RoleSpeaker); err != nil {
+								t.Fatal(err)
+							}
+						}
+					}
+				}
+				errs := make([]error, 2)
+				var wg sync.WaitGroup
+				for i, name := range []string{a, b} {
+					wg.Go(func() { errs[i] = e.Users.UpdateUserRole(ctx, name, pentecost.RoleSpeaker) })
+				}
+				wg.Wait()
+				assertOneAdminLeft(t, e.Users, errs)
+			}
+		})
+		t.Run("ErrUserNotFound", func(t *testing.T) {
+			e := newStore(t)
+			mustCreateRole(t, e.Users, "ann", "h", pentecost.RoleAdmin)
+			for _, name := range []string{"bob", "", "no such/name"} {
+				wantCode(t, e.Users.UpdateUserRole(ctx, name, pentecost.RoleAdmin), pentecost.EUSERNOTFOUND)
+				wantCode(t, e.Users.UpdateUserRole(ctx, name, pentecost.RoleSpeaker), pentecost.EUSERNOTFOUND)
+			}
+			if got := roles(t, e.Users); len(got) != 1 {
+				t.Fatalf("accounts = %v, want ann only", got)
+			}
+		})
+		t.Run("ErrValidationField", func(t *testing.T) {
+			e := newStore(t)
+			mustCreateRole(t, e.Users, "ann", "h", pentecost.RoleAdmin)
+			for _, role := range []pentecost.Role{"", "root", "Admin"} {
+				err := e.Users.UpdateUserRole(ctx, "ann", role)
+				wantCode(t, err, pentecost.EVALIDATIONFIELD)
+				if !reflect.DeepEqual(pentecost.ErrorDetails(err), map[string]string{"field": "role"}) {
+					t.Fatalf("%q: details = %v, want field role", role, pentecost.ErrorDetails(err))
+				}
+			}
+		})
 	})
 
 	t.Run("DeleteUser", func(t *testing.T) {
@@ -207,6 +357,72 @@ func RunUserStoreTests(t *testing.T, newStore UserFactory) {
 		})
 	})
 
+	t.Run("DeleteUserAdmin", func(t *testing.T) {
+		t.Run("ErrConflictLastAdmin", func(t *testing.T) {
+			e := newStore(t)
+			mustCreateRole(t, e.Users, "ann", "h", pentecost.RoleAdmin)
+			mustCreateUser(t, e.Users, "sam", "h")
+			wantCode(t, e.Users.DeleteUser(ctx, "ann"), pentecost.ECONFLICT)
+			if _, err := e.Users.FindUserByName(ctx, "ann"); err != nil {
+				t.Fatalf("ann is gone: %v", err)
+			}
+			// Speakers go as before.
+			if err := e.Users.DeleteUser(ctx, "sam"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		t.Run("OK", func(t *testing.T) {
+			e := newStore(t)
+			mustCreateRole(t, e.Users, "ann", "h", pentecost.RoleAdmin)
+			mustCreateRole(t, e.Users, "bob", "h", pentecost.RoleAdmin)
+			if err := e.Users.DeleteUser(ctx, "ann"); err != nil {
+				t.Fatal(err)
+			}
+			// The name comes back as a speaker: it does not count as an
+			// admin any more, so bob is the last one.
+			mustCreateUser(t, e.Users, "ann", "h")
+			wantCode(t, e.Users.DeleteUser(ctx, "bob"), pentecost.ECONFLICT)
+			wantCode(t, e.Users.UpdateUserRole(ctx, "bob", pentecost.RoleSpeaker), pentecost.ECONFLICT)
+			want := map[string]pentecost.Role{"ann": pentecost.RoleSpeaker, "bob": pentecost.RoleAdmin}
+			if got := roles(t, e.Users); !reflect.DeepEqual(got, want) {
+				t.Fatalf("roles = %v, want %v", got, want)
+			}
+		})
+		t.Run("NoAdminAtAll", func(t *testing.T) {
+			// Accounts from before roles may have no admin: they can still go.
+			e := newStore(t)
+			mustCreateUser(t, e.Users, "sam", "h")
+			if err := e.Users.DeleteUser(ctx, "sam"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		t.Run("ErrConflictConcurrent", func(t *testing.T) {
+			e := newStore(t)
+			mustCreateRole(t, e.Users, "ann", "h", pentecost.RoleAdmin)
+			mustCreateRole(t, e.Users, "bob", "h", pentecost.RoleAdmin)
+			errs := make([]error, 3)
+			var wg sync.WaitGroup
+			wg.Go(func() { errs[0] = e.Users.DeleteUser(ctx, "ann") })
+			wg.Go(func() { errs[1] = e.Users.DeleteUser(ctx, "bob") })
+			wg.Go(func() { errs[2] = e.Users.UpdateUserRole(ctx, "bob", pentecost.RoleSpeaker) })
+			wg.Wait()
+			admins := 0
+			for _, role := range roles(t, e.Users) {
+				if role == pentecost.RoleAdmin {
+					admins++
+				}
+			}
+			if admins != 1 {
+				t.Fatalf("%d admins left (errors %v), want 1", admins, errs)
+			}
+			for _, err := range errs {
+				if c := pentecost.ErrorCode(err); c != "" && c != pentecost.ECONFLICT && c != pentecost.EUSERNOTFOUND {
+					t.Fatalf("err = %v", err)
+				}
+			}
+		})
+	})
+
 	t.Run("ErrUnavailable", func(t *testing.T) {
 		e := newStore(t)
 		if e.Break == nil {
@@ -222,9 +438,36 @@ func RunUserStoreTests(t *testing.T, newStore UserFactory) {
 			{"FindUserByName", func() error { _, err := e.Users.FindUserByName(ctx, "alice"); return err }},
 			{"FindUsers", func() error { _, err := e.Users.FindUsers(ctx); return err }},
 			{"UpdateUserPassword", func() error { return e.Users.UpdateUserPassword(ctx, "alice", "x") }},
+			{"UpdateUserRole", func() error { return e.Users.UpdateUserRole(ctx, "alice", pentecost.RoleAdmin) }},
 			{"DeleteUser", func() error { return e.Users.DeleteUser(ctx, "alice") }},
 		} {
 			t.Run(tt.name, func(t *testing.T) { wantCode(t, tt.call(), pentecost.EUNAVAILABLE) })
 		}
 	})
+}
+
+// assertOneAdminLeft checks that of two admins demoting themselves at once
+// exactly one succeeded, the other got ECONFLICT, and one admin is left.
+func assertOneAdminLeft(tb testing.TB, s pentecost.UserStore, errs []error) {
+	tb.Helper()
+	ok, conflict := 0, 0
+	for _, err := range errs {
+		switch pentecost.ErrorCode(err) {
+		case "":
+			ok++
+		case pentecost.ECONFLICT:
+			conflict++
+		default:
+			tb.Fatalf("err = %v", err)
+		}
+	}
+	admins := 0
+	for _, role := range roles(tb, s) {
+		if role == pentecost.RoleAdmin {
+			admins++
+		}
+	}
+	if ok != 1 || conflict != 1 || admins != 1 {
+		tb.Fatalf("%d demoted, %d refused, %d admins left; want 1, 1, 1", ok, conflict, admins)
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pentecost/pentecost"
 	"github.com/pentecost/pentecost/auth"
 	pthttp "github.com/pentecost/pentecost/http"
 	"github.com/pentecost/pentecost/inmem"
@@ -25,6 +26,9 @@ type testServer struct {
 	Username string
 	Password string
 	Web      *web.Handler
+	// AdminPassword is the password of the account "admin", an admin,
+	// when the server was started withAdmin.
+	AdminPassword string
 }
 
 // serverOption changes how startServer wires the server.
@@ -33,6 +37,7 @@ type serverOption func(*serverSetup)
 // serverSetup holds the choices serverOptions make.
 type serverSetup struct {
 	notifying bool
+	admin     bool
 }
 
 // withNotifyingSessions gives the HTTP API the real-time server's view of
@@ -40,6 +45,9 @@ type serverSetup struct {
 // over HTTP reach connected clients, and GET /sessions/{id}/languages
 // knows which languages workers produce.
 func withNotifyingSessions() serverOption { return func(s *serverSetup) { s.notifying = true } }
+
+// withAdmin adds the account "admin", an admin, beside the speaker.
+func withAdmin() serverOption { return func(s *serverSetup) { s.admin = true } }
 
 // startServer starts a server; configure adjusts the pages and the
 // real-time server before they serve; opts change the wiring.
@@ -55,9 +63,20 @@ func startServer(t testing.TB, configureWeb func(*web.Handler), configureRT func
 	sessions := sqlite.NewSessionService(db)
 	users := sqlite.NewUserStore(db)
 	accounts := auth.NewAccounts(users)
+	var setup serverSetup
+	for _, o := range opts {
+		o(&setup)
+	}
 	password := auth.GeneratePassword()
 	if _, err := accounts.Add(ctx, "speaker", password); err != nil {
 		t.Fatal(err)
+	}
+	var adminPassword string
+	if setup.admin {
+		adminPassword = auth.GeneratePassword()
+		if _, err := accounts.AddWithRole(ctx, "admin", adminPassword, pentecost.RoleAdmin); err != nil {
+			t.Fatal(err)
+		}
 	}
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -84,10 +103,6 @@ func startServer(t testing.TB, configureWeb func(*web.Handler), configureRT func
 		configureWeb(h)
 	}
 
-	var setup serverSetup
-	for _, o := range opts {
-		o(&setup)
-	}
 	api := pthttp.NewServer()
 	api.Addr = "127.0.0.1:0"
 	api.Sessions, api.Verifier = sessions, verifier
@@ -109,5 +124,5 @@ func startServer(t testing.TB, configureWeb func(*web.Handler), configureRT func
 		_ = rt.Close()
 		_ = api.Close()
 	})
-	return &testServer{URL: api.URL(), Username: "speaker", Password: password, Web: h}
+	return &testServer{URL: api.URL(), Username: "speaker", Password: password, Web: h, AdminPassword: adminPassword}
 }

@@ -1,5 +1,6 @@
 // Package web serves Pentecost's browser pages: the landing page where
-// listeners type a session code, the listener page, the speaker page, their
+// listeners type a session code, the listener page, the speaker page, the
+// admin page, their
 // static assets (plain HTML, CSS and JavaScript modules embedded in the
 // binary, no build step) and a QR code of each session's listener link.
 //
@@ -112,6 +113,8 @@ func NewHandler() *Handler {
 //	GET /{$}              landing page
 //	GET /listen/{id}      listener page
 //	GET /speak            speaker page
+//	GET /admin            admin page (accounts and live sessions, through
+//	                      the admin API; the page itself is public)
 //	GET /static/          embedded assets
 //	GET /qr/{file}        QR code of a listener link, /qr/{sessionId}.svg;
 //	                      ?base=N or ?host=ADDR picks one of the listener
@@ -122,6 +125,7 @@ func (h *Handler) Routes() []Route {
 		{"GET /{$}", http.HandlerFunc(h.serveLanding)},
 		{"GET /listen/{id}", http.HandlerFunc(h.serveListen)},
 		{"GET /speak", http.HandlerFunc(h.serveSpeak)},
+		{"GET /admin", http.HandlerFunc(h.serveAdmin)},
 		{"GET /static/", http.HandlerFunc(h.serveStatic)},
 		{"GET /qr/{file}", http.HandlerFunc(h.serveQR)},
 	}
@@ -183,7 +187,7 @@ func (h *Handler) renderPages() (map[string]*asset, error) {
 		h.links = append(h.links, l)
 	}
 	pages := map[string]*asset{}
-	for _, name := range []string{"index", "listen", "speak"} {
+	for _, name := range []string{"index", "listen", "speak", "admin"} {
 		a, err := h.renderPage(name, nil)
 		if err != nil {
 			return nil, err
@@ -208,6 +212,10 @@ func (h *Handler) renderPage(name string, bases []string) (*asset, error) {
 }
 
 func (h *Handler) serveLanding(w http.ResponseWriter, r *http.Request) { h.servePage(w, r, "index") }
+
+// serveAdmin serves the admin page. It holds nothing secret: what it
+// shows comes from the admin API, which only admins' tokens may call.
+func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) { h.servePage(w, r, "admin") }
 
 // serveSpeak serves the speaker page with the listener links for the host
 // it was opened at (listenerBases).

@@ -97,6 +97,7 @@ func TestPages(t *testing.T) {
 		{"Landing", "/", "/static/js/landing.js"},
 		{"Listener", "/listen/golden-eagle-427", "/static/js/listener.js"},
 		{"Speaker", "/speak", "/static/js/speaker.js"},
+		{"Admin", "/admin", "/static/js/admin.js"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := get(t, srv.URL+tc.path)
@@ -239,7 +240,7 @@ func TestReferences(t *testing.T) {
 		}
 	}
 	var pages []string
-	for _, p := range []string{"/", "/speak", "/listen/golden-eagle-427"} {
+	for _, p := range []string{"/", "/speak", "/admin", "/listen/golden-eagle-427"} {
 		_, body := get(t, srv.URL+p)
 		pages = append(pages, body)
 		for _, m := range ref.FindAllStringSubmatch(body, -1) {
@@ -273,7 +274,7 @@ func TestReferences(t *testing.T) {
 	// Every element a script looks up by id must exist in some page.
 	ids := regexp.MustCompile(`\$\('([a-z0-9-]+)'\)`)
 	all := strings.Join(pages, "\n")
-	for _, f := range []string{"landing.js", "listener.js", "speaker.js"} {
+	for _, f := range []string{"landing.js", "listener.js", "speaker.js", "admin.js"} {
 		b, err := os.ReadFile("static/js/" + f)
 		if err != nil {
 			t.Fatal(err)
@@ -495,7 +496,7 @@ func TestSignInLinks(t *testing.T) {
 // routes must not clash with the API's, and errors carry its correlation ID.
 func TestMounted(t *testing.T) {
 	srv := startServer(t, nil, nil)
-	for _, p := range []string{"/", "/speak", "/listen/golden-eagle-427", "/static/js/pentecost.js", "/qr/golden-eagle-427.svg", "/languages"} {
+	for _, p := range []string{"/", "/speak", "/admin", "/listen/golden-eagle-427", "/static/js/pentecost.js", "/qr/golden-eagle-427.svg", "/languages"} {
 		resp, _ := get(t, srv.URL+p)
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: status = %d", p, resp.StatusCode)

@@ -12,9 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/transcribestreaming"
-	"github.com/pentecost/pentecost/worker/awsstream"
 	"github.com/pentecost/pentecost/worker/deepgram"
 	"github.com/pentecost/pentecost/worker/deepl"
 	"github.com/pentecost/pentecost/worker/llm"
@@ -290,21 +287,10 @@ type builder struct {
 	offlineTimeout time.Duration
 
 	sphinx   *Pocketsphinx
-	awsC     *aws.Config
+	awsC     awsConfig // shared by the tiers; see config_aws.go
 	glossary llm.Glossary
 	glossErr error
 	glossOK  bool
-}
-
-func (b *builder) awsConfig() (aws.Config, error) {
-	if b.awsC == nil {
-		cfg, err := LoadAWSConfig(b.ctx, AWSOptions{Region: b.base["aws.region"], Endpoint: b.base["aws.endpoint"]})
-		if err != nil {
-			return aws.Config{}, err
-		}
-		b.awsC = &cfg
-	}
-	return *b.awsC, nil
 }
 
 func (b *builder) pocketsphinx() (*Pocketsphinx, error) {
@@ -361,10 +347,6 @@ func (b *builder) build(c Config, prefix string) (*Engines, error) {
 		espeak *Espeak
 		oai    *OpenAI
 		libre  *LibreTranslate
-		awsT   *AWSTranslate
-		awsP   *AWSPolly
-		awsTr  *AWSTranscribe
-		awsS   *awsstream.Recognizer
 		vk     *vosk.Recognizer
 		dl     *deepl.Translator
 		dg     *deepgram.Recognizer
@@ -404,20 +386,7 @@ func (b *builder) build(c Config, prefix string) (*Engines, error) {
 		}
 		return oai, nil
 	}
-	awsClients := func() error {
-		if awsT != nil {
-			return nil
-		}
-		cfg, err := b.awsConfig()
-		if err != nil {
-			return err
-		}
-		awsT, awsP = NewAWSTranslate(cfg), NewAWSPolly(cfg)
-		if v := c["polly.engine"]; v != "" {
-			awsP.Engine = v
-		}
-		return nil
-	}
+	aws := &awsEngines{b: b, c: c}
 	translator := func(k string, p Pair, engineName, arg string) (Translator, error) {
 		switch engineName {
 		case "apertium":
@@ -444,10 +413,7 @@ func (b *builder) build(c Config, prefix string) (*Engines, error) {
 			}
 			return libre, nil
 		case "aws":
-			if err := awsClients(); err != nil {
-				return nil, err
-			}
-			return awsT, nil
+			return aws.translator(k)
 		case "llm":
 			url := first(c["llm.url"], c["openai.chat.url"], c["openai.url"])
 			if url == "" {
@@ -534,58 +500,17 @@ func (b *builder) build(c Config, prefix string) (*Engines, error) {
 				}
 				e.Recognizers[target] = o
 			case "transcribe":
-				if awsTr == nil {
-					if c["transcribe.bucket"] == "" {
-						return nil, fmt.Errorf("engine configuration: transcribe.bucket is required for the transcribe engine")
-					}
-					cfg, err := b.awsConfig()
-					if err != nil {
-						return nil, err
-					}
-					awsTr = NewAWSTranscribe(cfg, c["transcribe.bucket"])
-					if v, ok := c["transcribe.prefix"]; ok {
-						awsTr.Prefix = v
-					}
-					for key, d := range map[string]*time.Duration{"transcribe.poll_ms": &awsTr.PollInterval, "transcribe.timeout_seconds": &awsTr.Timeout} {
-						if c[key] == "" {
-							continue
-						}
-						n, err := strconv.Atoi(c[key])
-						if err != nil || n <= 0 {
-							return nil, fmt.Errorf("engine configuration: %s must be a positive whole number", key)
-						}
-						*d = time.Duration(n) * time.Millisecond
-						if key == "transcribe.timeout_seconds" {
-							*d = time.Duration(n) * time.Second
-						}
-					}
+				r, err := aws.transcribe(prefix+k, target, arg)
+				if err != nil {
+					return nil, err
 				}
-				if arg != "" {
-					awsTr.LanguageCodes = cloneWith(awsTr.LanguageCodes, target, arg)
-				}
-				if awsTr.LanguageCodes[target] == "" {
-					return nil, fmt.Errorf("engine configuration: %s%s: give the Transcribe language code, e.g. transcribe:en-GB", prefix, k)
-				}
-				e.Recognizers[target] = awsTr
+				e.Recognizers[target] = r
 			case "transcribe-streaming":
-				if awsS == nil {
-					cfg, err := b.awsConfig()
-					if err != nil {
-						return nil, err
-					}
-					var opts []func(*transcribestreaming.Options)
-					if ep := c["transcribe.streaming_endpoint"]; ep != "" {
-						opts = append(opts, func(o *transcribestreaming.Options) { o.BaseEndpoint = aws.String(ep) })
-					}
-					awsS = awsstream.New(cfg, opts...)
+				r, err := aws.transcribeStreaming(prefix+k, target, arg)
+				if err != nil {
+					return nil, err
 				}
-				if arg != "" {
-					awsS.LanguageCodes = cloneWith(awsS.LanguageCodes, target, arg)
-				}
-				if awsS.LanguageCode(target) == "" {
-					return nil, fmt.Errorf("engine configuration: %s%s: give the Transcribe language code, e.g. transcribe-streaming:en-GB", prefix, k)
-				}
-				e.StreamingRecognizers[target] = awsS
+				e.StreamingRecognizers[target] = r
 			case "vosk":
 				if arg == "" && c["vosk.url"] == "" {
 					return nil, fmt.Errorf("engine configuration: %s%s: vosk.url (or vosk:ws://HOST:PORT) is required for the vosk engine", prefix, k)
@@ -656,13 +581,11 @@ func (b *builder) build(c Config, prefix string) (*Engines, error) {
 				}
 				e.Synthesizers[target] = o
 			case "polly":
-				if err := awsClients(); err != nil {
+				p, err := aws.polly(prefix+k, target, arg)
+				if err != nil {
 					return nil, err
 				}
-				if arg != "" {
-					awsP.Voices = cloneWith(awsP.Voices, target, arg)
-				}
-				e.Synthesizers[target] = awsP
+				e.Synthesizers[target] = p
 			default:
 				return nil, bad
 			}

@@ -6,17 +6,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the worker's Prometheus series, by language, never by
-// session: a worker serves many sessions over its life, and series per
-// session would grow without bound.
+// metrics are the worker's Prometheus series, by language (and stage and
+// engine where they tell something), never by session: a worker serves many
+// sessions over its life, so series per session would grow without bound,
+// and deleting them when a session ends would lose what happened in it
+// before Prometheus scraped it. Their number is bounded by the languages
+// and engines configured.
 type metrics struct {
 	utterances     *prometheus.CounterVec   // language: source sentences recognised
 	segmentsSpoken *prometheus.CounterVec   // language: translated segments spoken
 	stage          *prometheus.HistogramVec // stage, engine, language
 	delay          *prometheus.HistogramVec // language
 	stale          *prometheus.CounterVec   // language, what (synthesis, audio)
-	errors         *prometheus.CounterVec   // stage, language
-	dropped        *prometheus.CounterVec   // language
+	errors         *prometheus.CounterVec   // stage, engine, language
+	dropped        *prometheus.CounterVec   // stage, language
 	cacheHits      prometheus.Counter
 	segments       *prometheus.CounterVec // language
 	audio          *prometheus.CounterVec // language
@@ -39,16 +42,17 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "Work dropped because a language fell further behind the speaker than its budget, by language and what was dropped (synthesis: a segment captioned but not spoken; audio: the rest of a segment's speech)."},
 			[]string{"language", "what"}),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pentecost_worker_stage_seconds",
-			Help: "Time an engine took for one utterance, by stage (recognize, translate, synthesize), engine and language.", Buckets: buckets},
+			Help: "Time an engine took for one utterance, failed or not, by stage (recognize, translate, synthesize), engine and language (the source language for recognize).", Buckets: buckets},
 			[]string{"stage", "engine", "language"}),
 		delay: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pentecost_worker_delay_seconds",
 			Help: "From the end of a segment's speech reaching the worker to its first translated audio leaving the worker (0 when it left before), by language.", Buckets: buckets},
 			[]string{"language"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pentecost_worker_engine_errors_total",
-			Help: "Segments skipped for a language (or not spoken, for synthesis) because an engine failed or missed the deadline, by stage and language."},
-			[]string{"stage", "language"}),
+			Help: "Segments skipped for a language (or not spoken, for synthesis) because an engine failed or missed the deadline, by stage, engine and language (the source language for recognize)."},
+			[]string{"stage", "engine", "language"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pentecost_worker_dropped_total",
-			Help: "Source audio or segments dropped because a queue was full, by language."}, []string{"language"}),
+			Help: "Work dropped because a queue was full, by stage and language: recognize, source audio (source language); translate, recognised segments (target language)."},
+			[]string{"stage", "language"}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{Name: "pentecost_worker_translation_cache_hits_total",
 			Help: "Translations answered by the cache of repeated phrases."}),
 		audio: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pentecost_worker_audio_seconds_total",
@@ -72,4 +76,28 @@ func newMetrics(r prometheus.Registerer) *metrics {
 
 func (m *metrics) observe(stage, engine, lang string, start time.Time) {
 	m.stage.WithLabelValues(stage, engine, lang).Observe(time.Since(start).Seconds())
+}
+
+// start creates, at zero, the series of a language a worker begins to
+// produce from source, with the engines that produce it. A counter that
+// first appears at 1 shows Prometheus no increase, so without this the
+// first error of a language would raise no alert; and dashboards show 0
+// rather than no data.
+func (m *metrics) start(source, lang, recognizer, translator, synthesizer string) {
+	m.utterances.WithLabelValues(source)
+	m.segments.WithLabelValues(source)
+	m.dropped.WithLabelValues("recognize", source)
+	m.dropped.WithLabelValues("translate", lang)
+	m.segmentsSpoken.WithLabelValues(lang)
+	m.audio.WithLabelValues(lang)
+	m.delay.WithLabelValues(lang)
+	for _, what := range []string{"synthesis", "audio"} {
+		m.stale.WithLabelValues(lang, what)
+	}
+	for _, s := range []struct{ stage, engine, lang string }{
+		{"recognize", recognizer, source}, {"translate", translator, lang}, {"synthesize", synthesizer, lang},
+	} {
+		m.stage.WithLabelValues(s.stage, s.engine, s.lang)
+		m.errors.WithLabelValues(s.stage, s.engine, s.lang)
+	}
 }

@@ -168,7 +168,7 @@ func (st *stream) push(seg *segment) {
 	select {
 	case st.segs <- seg:
 	default:
-		st.s.w.m.dropped.WithLabelValues(st.lang).Inc()
+		st.s.w.m.dropped.WithLabelValues("translate", st.lang).Inc()
 		st.log.Warn("stream behind: segment dropped")
 	}
 }
@@ -296,7 +296,7 @@ func (st *stream) translate(ctx context.Context, text string, previous []string,
 		if ctx.Err() != nil {
 			err = timeoutError(st.tr.Name(), err)
 		}
-		w.m.errors.WithLabelValues("translate", st.lang).Inc()
+		w.m.errors.WithLabelValues("translate", st.tr.Name(), st.lang).Inc()
 		st.status.fail("translate", errorCode(err))
 		logEngineFailure(st.log, "translation failed: segment skipped", st.tr.Name(), err)
 		return "", false
@@ -384,7 +384,7 @@ func (st *stream) synthesize(ctx context.Context, seg *segment, text string) {
 		if ctx.Err() != nil {
 			err = timeoutError(st.syn.Name(), err)
 		}
-		w.m.errors.WithLabelValues("synthesize", st.lang).Inc()
+		w.m.errors.WithLabelValues("synthesize", st.syn.Name(), st.lang).Inc()
 		st.status.fail("synthesize", errorCode(err))
 		logEngineFailure(st.log, "synthesis failed: segment not spoken", st.syn.Name(), err)
 	} else {

@@ -118,7 +118,7 @@ func (s *session) push(pcm []int16, at time.Time) {
 	select {
 	case s.in <- sourceChunk{pcm: pcm, at: at, arrived: s.w.Now()}:
 	default:
-		s.w.m.dropped.WithLabelValues(s.source).Inc()
+		s.w.m.dropped.WithLabelValues("recognize", s.source).Inc()
 	}
 }
 
@@ -282,7 +282,7 @@ func (s *session) each(f func(*stream)) {
 
 // recognitionFailed counts and reports a recogniser's failure.
 func (s *session) recognitionFailed(name string, err error) {
-	s.w.m.errors.WithLabelValues("recognize", s.source).Inc()
+	s.w.m.errors.WithLabelValues("recognize", name, s.source).Inc()
 	logEngineFailure(s.log, "recognition failed", name, err)
 	code := errorCode(err)
 	s.each(func(st *stream) { st.status.fail("recognize", code) })

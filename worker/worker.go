@@ -312,9 +312,10 @@ func (w *Worker) reconcile(ctx context.Context) {
 			w.mu.Unlock()
 			s.addStream(lang)
 			w.m.langs.Inc()
+			rec, tr, syn := s.rec.Name(), s.eng.Translators[Pair{ws.SourceLanguage, lang}].Name(), s.eng.Synthesizers[lang].Name()
+			w.m.start(ws.SourceLanguage, lang, rec, tr, syn)
 			w.Logger.Info("language started", logSession, ws.SessionID, logLanguage, lang,
-				"tier", ws.QualityTier, "recognizer", s.rec.Name(), "translator", s.eng.Translators[Pair{ws.SourceLanguage, lang}].Name(),
-				"synthesizer", s.eng.Synthesizers[lang].Name())
+				"tier", ws.QualityTier, "recognizer", rec, "translator", tr, "synthesizer", syn)
 		}
 		// Opus always where the server takes it; PCM only for the
 		// languages with listeners of PCM.

@@ -17,9 +17,13 @@ import (
 	"github.com/pentecost/pentecost/sqlite"
 )
 
-const benchUsage = `Usage: pentecost bench [flags]
+var benchCommand = &command{
+	Name: "bench", Args: "[flags]",
+	Summary: "Generate load over loopback: sessions with a speaker each, and their listeners.",
+	Details: benchUsage,
+}
 
-Load generator: S sessions, each with one speaker sending audio in real time
+const benchUsage = `Load generator: S sessions, each with one speaker sending audio in real time
 and L listeners, over loopback. By default it starts its own server (this
 binary's "serve", as a child process on a free loopback port, with a
 temporary data dir and rate limits off) for every run, so that the server's
@@ -39,18 +43,11 @@ Examples:
   pentecost bench --url http://127.0.0.1:8080 --token JWT --server-pid 1234
   pentecost bench --nodes 2 --sessions 4 --listeners 500
   pentecost bench --url http://127.0.0.1:8080,http://127.0.0.1:8081 --token JWT --server-pid 1234,1235
-
-Flags:
 `
 
 // runBench runs the load generator.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("pentecost bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), benchUsage)
-		fs.PrintDefaults()
-	}
 	var (
 		url        = fs.String("url", "", "benchmark the server at this URL instead of starting one (loopback only); comma-separated URLs of nodes sharing a Redis spread listeners over them in turn, speakers on the first")
 		token      = fs.String("token", "", "speaker token for --url (see pentecost token)")
@@ -85,7 +82,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		rounds     = fs.Int("rounds", 3, "A/B: runs per binary")
 		cpuProfile = fs.String("cpuprofile", "", "write the generator's CPU profile to this file")
 	)
-	if err := fs.Parse(args); err != nil {
+	if err := benchCommand.parse(fs, args, noEnvironment, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -263,7 +263,8 @@ func (b *boolFlag) IsBoolFlag() bool   { return true }
 // environment, then flags. getenv is os.Getenv outside tests.
 func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("pentecost serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package's own message would repeat the error main prints.
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() { printServeUsage(stderr) }
 	configFile := fs.String("config", "", "")
 	flagValues := make(map[string]*string, len(settings))
@@ -382,16 +383,52 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// serveCommand is `pentecost serve`; its flags are the settings table.
+var serveCommand = &command{
+	Name: "serve", Args: "[flags]",
+	Summary: "Run the Pentecost server: the API, the WebSocket protocol and the pages.",
+	Details: "Every flag can also be set by the environment variable shown, or in a file\n" +
+		"given with --config (KEY=VALUE lines). Flags win over the environment,\n" +
+		"which wins over the file. Durations accept decimals (0.1 minutes = 6 s).",
+}
+
 func printServeUsage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: pentecost serve [flags]\n\nEvery flag can also be set by the environment variable shown, or in a file\ngiven with --config (KEY=VALUE lines). Flags win over the environment,\nwhich wins over the file. Durations accept decimals (0.1 minutes = 6 s).\n\n")
-	fmt.Fprintf(w, "  --%-30s %s\n", "config FILE", "read settings from FILE")
+	docs := []flagDoc{{Name: "config", Value: "FILE", Usage: "read settings from FILE"}}
 	for _, s := range settings {
-		def := s.def
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(w, "  --%-30s %s (env %s, default %s)\n", s.flag, s.help, s.env, def)
+		docs = append(docs, flagDoc{Name: s.flag, Value: settingValue(s), Usage: s.help, Env: s.env, Def: s.def})
 	}
+	printHelp(w, serveCommand, docs)
+}
+
+// settingValue is the placeholder --help shows for a setting's value.
+func settingValue(s setting) string {
+	switch {
+	case bareFlags[s.flag]:
+		return ""
+	case s.def == "true" || s.def == "false":
+		return "BOOL"
+	case strings.HasSuffix(s.flag, "-addr") || s.flag == "addr":
+		return "ADDRESS"
+	case s.flag == "data-dir":
+		return "DIR"
+	case s.flag == "tls-cert" || s.flag == "tls-key":
+		return "FILE"
+	case s.flag == "public-url" || s.flag == "acme-directory" || s.flag == "redis":
+		return "URL"
+	case s.flag == "log-level" || s.flag == "log-format":
+		return strings.ToUpper(strings.TrimPrefix(s.flag, "log-"))
+	case s.def == "" && strings.Contains(s.help, "-separated"):
+		return "LIST"
+	}
+	for _, unit := range []string{"HOURS", "MINUTES", "SECONDS", "MS"} {
+		if strings.HasSuffix(s.env, "_"+unit) {
+			return unit
+		}
+	}
+	if _, err := strconv.ParseFloat(s.def, 64); err == nil {
+		return "N"
+	}
+	return "VALUE"
 }
 
 // readEnvFile reads KEY=VALUE lines; blank lines and # comments are skipped.

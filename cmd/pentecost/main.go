@@ -12,18 +12,6 @@ import (
 	"syscall"
 )
 
-const usage = `Pentecost: live multilingual audio broadcasting.
-
-Usage:
-  pentecost serve [flags]          run the server (see pentecost serve --help)
-  pentecost token [flags]          print a speaker token signed by a data dir's issuer
-  pentecost users add|list|passwd|remove [flags]
-                                   manage embedded speaker accounts
-  pentecost worker [flags]         translation worker: speech to speech, offline engines by default
-                                   (see pentecost worker --help)
-  pentecost bench [flags]          load generator: sessions, speakers, listeners (see pentecost bench --help)
-`
-
 func main() {
 	// main only handles signals and the exit code; Main does the work.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -60,27 +48,47 @@ func (e usageError) Error() string { return e.msg }
 // run dispatches a command line; it is what tests call.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		printCommands(stderr)
 		return usageError{"no command given"}
 	}
-	switch args[0] {
-	case "serve":
-		return runServe(ctx, args[1:], getenv, stdout, stderr)
-	case "token":
-		return runToken(ctx, args[1:], getenv, stdout, stderr)
-	case "users":
-		return runUsers(ctx, args[1:], getenv, stdin, stdout, stderr)
-	case "worker":
-		return runWorker(ctx, args[1:], getenv, stdout, stderr)
-	case "bench":
-		return runBench(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Sprintf("unknown command %q", args[0])}
+	name := args[0]
+	switch name {
+	case "-version", "--version":
+		name = "version"
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && name == "help" && !wantsHelp(args[1:2]) {
+			// pentecost help serve is pentecost serve --help.
+			return run(ctx, []string{args[1], "--help"}, getenv, stdin, stdout, stderr)
+		}
+		printCommands(stdout)
+		return flag.ErrHelp
 	}
+	// Only the commands listed run, so that each is in `pentecost help` and
+	// its --help is checked by TestHelp.
+	for _, c := range commands {
+		if c.Name != name {
+			continue
+		}
+		switch c {
+		case serveCommand:
+			return runServe(ctx, args[1:], getenv, stdout, stderr)
+		case tokenCommand:
+			return runToken(ctx, args[1:], getenv, stdout, stderr)
+		case usersCommand:
+			return runUsers(ctx, args[1:], getenv, stdin, stdout, stderr)
+		case workerCommand:
+			return runWorker(ctx, args[1:], getenv, stdout, stderr)
+		case benchCommand:
+			return runBench(ctx, args[1:], stdout, stderr)
+		case versionCommand:
+			return runVersion(args[1:], stdout, stderr)
+		case healthcheckCommand:
+			return runHealthcheck(ctx, args[1:], getenv, stdout, stderr)
+		}
+		return fmt.Errorf("command %s has no implementation", name)
+	}
+	printCommands(stderr)
+	return usageError{fmt.Sprintf("unknown command %q", name)}
 }
 
 // runServe runs the server until ctx is cancelled (SIGTERM/SIGINT).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -37,7 +38,7 @@ func MustRunMain(tb testing.TB, dataDir string, env map[string]string, opts ...f
 	return m, &stdout
 }
 
-var adminPassword = regexp.MustCompile(`Created speaker account "admin" with password: (\S+)`)
+var adminPassword = regexp.MustCompile(`Created admin account "admin" with password: (\S+)`)
 
 func do(tb testing.TB, method, url, token, body string) (int, map[string]any) {
 	tb.Helper()
@@ -101,7 +102,7 @@ func TestServe_FirstStartAndRestart(t *testing.T) {
 	// and the token still verifies because the signing key is in the data dir.
 	var stderr2 bytes.Buffer
 	m2, _ := MustRunMain(t, dir, nil, func(m *Main) { m.Stderr = &stderr2 })
-	if strings.Contains(stderr2.String(), "Created speaker account") {
+	if strings.Contains(stderr2.String(), "Created admin account") {
 		t.Fatalf("admin created again on restart: %s", &stderr2)
 	}
 	status, body = do(t, "GET", m2.HTTPServer.URL()+"/sessions/"+strings.ToUpper(id), "", "")
@@ -206,6 +207,117 @@ func TestUsersCommand(t *testing.T) {
 	}
 	if _, err := users("short\n", "add", "--data-dir", dir, "--password-stdin", "deacon"); err == nil {
 		t.Fatal("a 5-character password was accepted")
+	}
+}
+
+// TestServe_AccountsBeforeFirstStart: accounts added with `users add`
+// before the first serve are speakers and stay so; serve creates the
+// admin account beside them, as on any first start.
+func TestServe_AccountsBeforeFirstStart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	for _, name := range []string{"deacon", "pastor"} {
+		if err := run(context.Background(), []string{"users", "add", "--data-dir", dir, name}, noEnv, nil, io.Discard, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stderr bytes.Buffer
+	m, _ := MustRunMain(t, dir, nil, func(m *Main) { m.Stderr = &stderr })
+	if !adminPassword.MatchString(stderr.String()) {
+		t.Fatalf("no admin account created beside the speakers; stderr:\n%s", &stderr)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"users", "list", "--data-dir", dir}, noEnv, nil, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n")[1:] {
+		f := strings.Fields(l)
+		got[f[0]] = f[1]
+	}
+	if want := map[string]string{"admin": "admin", "deacon": "speaker", "pastor": "speaker"}; !maps.Equal(got, want) {
+		t.Fatalf("roles = %v, want %v", got, want)
+	}
+
+	// A restart with an admin there creates nothing.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr2 bytes.Buffer
+	MustRunMain(t, dir, nil, func(m *Main) { m.Stderr = &stderr2 })
+	if adminPassword.MatchString(stderr2.String()) {
+		t.Fatalf("admin created again: %s", &stderr2)
+	}
+}
+
+// TestUsersCommand_Roles gives accounts roles from the command line: the
+// first-start account is the admin, new accounts are speakers unless
+// --role says otherwise, `users role` changes a role, and the last admin
+// can be neither demoted nor removed.
+func TestUsersCommand_Roles(t *testing.T) {
+	dir := t.TempDir()
+	MustRunMain(t, dir, nil)
+	users := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(context.Background(), append([]string{"users"}, args...), noEnv, strings.NewReader(""), &out, io.Discard)
+		return out.String(), err
+	}
+	roles := func() map[string]string {
+		t.Helper()
+		out, err := users("list", "--data-dir", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if h := strings.Fields(lines[0]); len(h) != 3 || h[1] != "ROLE" {
+			t.Fatalf("list header %q, want NAME ROLE CREATED", lines[0])
+		}
+		got := map[string]string{}
+		for _, l := range lines[1:] {
+			f := strings.Fields(l)
+			got[f[0]] = f[1]
+		}
+		return got
+	}
+	if _, err := users("add", "--data-dir", dir, "pastor"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := users("add", "--data-dir", dir, "--role", "admin", "deacon"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := roles(), map[string]string{"admin": "admin", "pastor": "speaker", "deacon": "admin"}; !maps.Equal(got, want) {
+		t.Fatalf("roles = %v, want %v", got, want)
+	}
+
+	for _, step := range [][]string{{"role", "deacon", "speaker"}, {"role", "pastor", "admin"}, {"remove", "admin"}} {
+		if _, err := users(append([]string{step[0], "--data-dir", dir}, step[1:]...)...); err != nil {
+			t.Fatalf("%v: %v", step, err)
+		}
+	}
+	if got, want := roles(), map[string]string{"pastor": "admin", "deacon": "speaker"}; !maps.Equal(got, want) {
+		t.Fatalf("roles = %v, want %v", got, want)
+	}
+	// pastor is the last admin now.
+	for _, step := range [][]string{{"role", "pastor", "speaker"}, {"remove", "pastor"}} {
+		_, err := users(append([]string{step[0], "--data-dir", dir}, step[1:]...)...)
+		if err == nil || !strings.Contains(err.Error(), "last admin") {
+			t.Fatalf("%v: err = %v, want the last admin kept", step, err)
+		}
+	}
+	for _, args := range [][]string{
+		{"role", "--data-dir", dir, "pastor"},
+		{"role", "--data-dir", dir, "pastor", "root"},
+		{"add", "--data-dir", dir, "--role", "root", "linus"},
+		{"passwd", "--data-dir", dir, "--role", "admin", "deacon"},
+	} {
+		if _, err := users(args...); exitCode(err) != 2 {
+			t.Errorf("%v: err = %v, want a usage error", args, err)
+		}
+	}
+	if _, err := users("role", "--data-dir", dir, "nobody", "admin"); err == nil {
+		t.Fatal("changed the role of a missing account")
+	}
+	if got, want := roles(), map[string]string{"pastor": "admin", "deacon": "speaker"}; !maps.Equal(got, want) {
+		t.Fatalf("after refused changes roles = %v, want %v", got, want)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pentecost/pentecost"
 	"github.com/pentecost/pentecost/auth"
+	"github.com/pentecost/pentecost/buildinfo"
 	"github.com/pentecost/pentecost/certs"
 	pentecosthttp "github.com/pentecost/pentecost/http"
 	"github.com/pentecost/pentecost/realtime"
@@ -188,7 +189,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Realtime = rt
 
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildinfo.Read().Collector())
 	if m.Redis != nil {
 		registry.MustRegister(redisUpGauge(m.Redis))
 	}
@@ -334,19 +336,29 @@ func (m *Main) Close() error {
 	return first
 }
 
-// ensureAdmin creates the `admin` account on first start and prints its
-// password once, so a newcomer can sign in at once.
+// ensureAdmin creates the account `admin`, an admin, when no account is
+// one: on first start, or when the accounts were all added as speakers
+// (`pentecost users add`) before it. Its password is printed once, so a
+// newcomer can sign in at once. Accounts from before roles were brought
+// under them by the store's migration (the oldest became the admin).
 func (m *Main) ensureAdmin(ctx context.Context) error {
 	users, err := m.Accounts.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list accounts: %w", err)
 	}
-	if len(users) > 0 {
-		return nil
+	for _, u := range users {
+		if u.IsAdmin() {
+			return nil
+		}
 	}
 	password := auth.GeneratePassword()
-	if _, err := m.Accounts.Add(ctx, "admin", password); pentecost.ErrorCode(err) == pentecost.ECONFLICT {
-		return nil // another node, starting at the same time, created it
+	if _, err := m.Accounts.AddWithRole(ctx, "admin", password, pentecost.RoleAdmin); pentecost.ErrorCode(err) == pentecost.ECONFLICT {
+		// Another node, starting at the same time, created it; or a
+		// speaker has the name.
+		if u, err := m.Accounts.Find(ctx, "admin"); err == nil && !u.IsAdmin() {
+			m.Logger.Warn("no account is admin, and the name admin is a speaker's: make one admin with `pentecost users role NAME admin`")
+		}
+		return nil
 	} else if err != nil {
 		return fmt.Errorf("create admin account: %w", err)
 	}
@@ -357,7 +369,7 @@ func (m *Main) ensureAdmin(ctx context.Context) error {
 	// Printed, never logged: logs must not hold passwords. On stderr, not
 	// stdout: stdout is output for scripts (links, credential paths), and
 	// whatever keeps it must not keep a password.
-	fmt.Fprintf(m.Stderr, "\nCreated speaker account \"admin\" with password: %s\nIt is shown only this once; change it with: pentecost users passwd %s admin\n\n", password, where)
+	fmt.Fprintf(m.Stderr, "\nCreated admin account \"admin\" with password: %s\nIt is shown only this once; change it with: pentecost users passwd %s admin\nSign in at /speak to broadcast, or at /admin to manage accounts and sessions.\n\n", password, where)
 	return nil
 }
 

@@ -16,17 +16,26 @@ import (
 	"github.com/pentecost/pentecost/sqlite"
 )
 
+var tokenCommand = &command{
+	Name: "token", Args: "[flags]",
+	Summary: "Print a speaker token signed by a data dir's issuer (or a shared Redis's).",
+	Details: "The token is the last word printed, so scripts can take it with awk.",
+	Env:     map[string]string{"data-dir": "PENTECOST_DATA_DIR", "redis": "REDIS_URL"},
+}
+
 // runToken prints a speaker token signed by a data dir's embedded issuer.
 // The token is the last word printed, so scripts can take it with awk.
 func runToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("pentecost token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", envOr(getenv, "PENTECOST_DATA_DIR", "./pentecost-data"), "data dir of the server whose issuer signs (env PENTECOST_DATA_DIR)")
-	redisURL := fs.String("redis", getenv("REDIS_URL"), "the Redis shared by the nodes, instead of a data dir (env REDIS_URL)")
-	user := fs.String("user", "admin", "speaker account the token names")
+	dataDir := fs.String("data-dir", "./pentecost-data", "the server's data `DIR`, whose issuer signs")
+	redisURL := fs.String("redis", "", "`URL` of the Redis shared by the nodes, instead of a data dir")
+	user := fs.String("user", "admin", "`NAME` of the speaker account the token is for")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid, e.g. 30m, 12h")
-	if err := fs.Parse(args); err != nil {
+	if err := tokenCommand.parse(fs, args, getenv, stdout, stderr); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	if *ttl <= 0 {
 		return usageError{"--ttl must be positive"}

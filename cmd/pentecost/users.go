@@ -19,43 +19,78 @@ import (
 	"github.com/pentecost/pentecost/sqlite"
 )
 
-const usersUsage = `Usage:
-  pentecost users list   [--data-dir DIR | --redis URL]
-  pentecost users add    [--data-dir DIR | --redis URL] [--password-stdin] NAME
+var usersCommand = &command{
+	Name: "users", Args: "list|add|passwd|role|remove [flags] [NAME] [ROLE]",
+	Summary: "Manage the accounts of a data dir, or of the Redis several nodes share.",
+	Details: `  pentecost users list   [--data-dir DIR | --redis URL]
+  pentecost users add    [--data-dir DIR | --redis URL] [--password-stdin] [--role admin|speaker] NAME
   pentecost users passwd [--data-dir DIR | --redis URL] [--password-stdin] NAME
+  pentecost users role   [--data-dir DIR | --redis URL] NAME admin|speaker
   pentecost users remove [--data-dir DIR | --redis URL] NAME
 
 Without --password-stdin a random password is generated and printed once.
---redis (env REDIS_URL) manages the accounts shared by several nodes.
+--role (default speaker): an admin may also use the admin page (/admin):
+manage accounts and end anyone's session. A role change counts at the
+account's next request. The last admin cannot be removed or made a speaker.
 passwd and remove sign the account out: tokens issued before are refused at
-once, and its live broadcasts are closed within SPEAKER_ACCOUNT_CHECK_SECONDS.
-`
+once, and its live broadcasts are closed within SPEAKER_ACCOUNT_CHECK_SECONDS.`,
+	Env: map[string]string{"data-dir": "PENTECOST_DATA_DIR", "redis": "REDIS_URL"},
+}
+
+// usersFlags defines the flags of every users subcommand.
+func usersFlags() (fs *flag.FlagSet, dataDir, redisURL *string, passwordStdin *bool, role *string) {
+	fs = flag.NewFlagSet("pentecost users", flag.ContinueOnError)
+	dataDir = fs.String("data-dir", "./pentecost-data", "the server's data `DIR`")
+	redisURL = fs.String("redis", "", "`URL` of the Redis shared by the nodes, instead of a data dir")
+	passwordStdin = fs.Bool("password-stdin", false, "read the password from the first line of stdin")
+	role = fs.String("role", string(pentecost.RoleSpeaker), "with add: the new account's `ROLE`, admin or speaker")
+	return fs, dataDir, redisURL, passwordStdin, role
+}
 
 // runUsers manages the embedded speaker accounts of a data dir.
 func runUsers(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs, dataDir, redisURL, passwordStdin, roleFlag := usersFlags()
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usersUsage)
+		printHelp(stderr, usersCommand, usersCommand.flagDocs(fs))
 		return usageError{"missing users subcommand"}
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("pentecost users "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usersUsage) }
-	dataDir := fs.String("data-dir", envOr(getenv, "PENTECOST_DATA_DIR", "./pentecost-data"), "")
-	redisURL := fs.String("redis", getenv("REDIS_URL"), "")
-	passwordStdin := fs.Bool("password-stdin", false, "")
-	if err := fs.Parse(args[1:]); err != nil {
+	switch sub {
+	case "list", "add", "passwd", "role", "remove":
+	case "-h", "-help", "--help", "help":
+		printHelp(stdout, usersCommand, usersCommand.flagDocs(fs))
+		return flag.ErrHelp
+	default:
+		printHelp(stderr, usersCommand, usersCommand.flagDocs(fs))
+		return usageError{fmt.Sprintf("unknown users subcommand %q", sub)}
+	}
+	if err := usersCommand.parse(fs, args[1:], getenv, stdout, stderr); err != nil {
 		return err
 	}
 	name := fs.Arg(0)
-	if sub != "list" && (name == "" || fs.NArg() > 1) {
-		fmt.Fprint(stderr, usersUsage)
+	if sub == "list" && fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	role := pentecost.Role(*roleFlag)
+	roleSet := false
+	fs.Visit(func(f *flag.Flag) { roleSet = roleSet || f.Name == "role" })
+	switch {
+	case roleSet && sub != "add":
+		printHelp(stderr, usersCommand, usersCommand.flagDocs(fs))
+		return usageError{"--role goes with add; to change a role: pentecost users role NAME admin|speaker"}
+	case sub == "role":
+		if fs.NArg() != 2 {
+			printHelp(stderr, usersCommand, usersCommand.flagDocs(fs))
+			return usageError{"give an account name and a role"}
+		}
+		role = pentecost.Role(fs.Arg(1))
+	case sub != "list" && (name == "" || fs.NArg() > 1):
+		printHelp(stderr, usersCommand, usersCommand.flagDocs(fs))
 		return usageError{"give exactly one account name"}
 	}
-
-	if sub != "list" && sub != "add" && sub != "passwd" && sub != "remove" {
-		fmt.Fprint(stderr, usersUsage)
-		return usageError{fmt.Sprintf("unknown users subcommand %q", sub)}
+	if !role.Valid() {
+		printHelp(stderr, usersCommand, usersCommand.flagDocs(fs))
+		return usageError{fmt.Sprintf("unknown role %q: admin or speaker", role)}
 	}
 	store, closeStore, err := openUserStore(sub == "add", *dataDir, *redisURL)
 	if err != nil {
@@ -71,18 +106,24 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tCREATED")
+		fmt.Fprintln(tw, "NAME\tROLE\tCREATED")
 		for _, u := range users {
-			fmt.Fprintf(tw, "%s\t%s\n", u.Name, u.CreatedAt.UTC().Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, u.Role, u.CreatedAt.UTC().Format(time.RFC3339))
 		}
 		return tw.Flush()
+	case "role":
+		if err := accounts.SetRole(ctx, name, role); err != nil {
+			return describe(err)
+		}
+		fmt.Fprintf(stdout, "%s is now %s %s.\n", name, article(role), role)
+		return nil
 	case "add", "passwd":
 		password, generated, err := readPassword(*passwordStdin, stdin)
 		if err != nil {
 			return err
 		}
 		if sub == "add" {
-			_, err = accounts.Add(ctx, name, password)
+			_, err = accounts.AddWithRole(ctx, name, password, role)
 		} else {
 			err = accounts.SetPassword(ctx, name, password)
 		}
@@ -141,6 +182,14 @@ func readPassword(fromStdin bool, stdin io.Reader) (password string, generated b
 		return "", false, err
 	}
 	return strings.TrimRight(line, "\r\n"), false, nil
+}
+
+// article is "an" before "admin", "a" before "speaker".
+func article(r pentecost.Role) string {
+	if r == pentecost.RoleAdmin {
+		return "an"
+	}
+	return "a"
 }
 
 func dataDirDB(dir string) string { return filepath.Join(dir, dbFile) }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pentecost/pentecost/buildinfo"
 	"github.com/pentecost/pentecost/worker"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -30,42 +31,36 @@ type WorkerConfig struct {
 	LogFormat   string
 }
 
-// workerEnv names the environment variable of each worker flag.
-var workerEnv = map[string]string{
-	"server":       "PENTECOST_SERVER",
-	"credential":   "PENTECOST_WORKER_CREDENTIAL",
-	"data-dir":     "PENTECOST_DATA_DIR",
-	"engines":      "PENTECOST_WORKER_ENGINES",
-	"metrics-addr": "PENTECOST_WORKER_METRICS_ADDR",
-	"log-level":    "LOG_LEVEL",
-	"log-format":   "LOG_FORMAT",
+var workerCommand = &command{
+	Name: "worker", Args: "[flags]",
+	Summary: "Run a translation worker: speech to speech, in the languages listeners ask for.",
+	Details: "The worker connects to the server like a client. It uses the offline\n" +
+		"engines unless --engines names others (see docs/translation.md).",
+	Env: map[string]string{
+		"server":       "PENTECOST_SERVER",
+		"credential":   "PENTECOST_WORKER_CREDENTIAL",
+		"data-dir":     "PENTECOST_DATA_DIR",
+		"engines":      "PENTECOST_WORKER_ENGINES",
+		"metrics-addr": "PENTECOST_WORKER_METRICS_ADDR",
+		"log-level":    "LOG_LEVEL",
+		"log-format":   "LOG_FORMAT",
+	},
 }
 
 // LoadWorkerConfig reads defaults, then the environment, then flags. The
 // credential, when neither given, is read from the data dir's
 // worker-credential file, which `pentecost serve` writes.
-func LoadWorkerConfig(args []string, getenv func(string) string, stderr io.Writer) (*WorkerConfig, error) {
-	c := &WorkerConfig{Server: "http://localhost:8080", DataDir: "./pentecost-data", LogLevel: "info", LogFormat: "json"}
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	vars := map[string]*string{"server": &c.Server, "credential": &c.Credential, "data-dir": &c.DataDir,
-		"engines": &c.Engines, "metrics-addr": &c.MetricsAddr, "log-level": &c.LogLevel, "log-format": &c.LogFormat}
-	help := map[string]string{
-		"server":       "the Pentecost server's URL",
-		"credential":   "worker credential (default: the data dir's worker-credential file)",
-		"data-dir":     "the server's data dir, to read worker-credential from",
-		"engines":      "engine configuration file (KEY=VALUE lines; default: the offline engines)",
-		"metrics-addr": "address of the Prometheus /metrics listener, e.g. :9091 (default: none)",
-		"log-level":    "debug, info, warn or error",
-		"log-format":   "json or text",
-	}
-	for name, p := range vars {
-		if v := getenv(workerEnv[name]); v != "" {
-			*p = v
-		}
-		fs.StringVar(p, name, *p, help[name]+" ($"+workerEnv[name]+")")
-	}
-	if err := fs.Parse(args); err != nil {
+func LoadWorkerConfig(args []string, getenv func(string) string, stdout, stderr io.Writer) (*WorkerConfig, error) {
+	c := &WorkerConfig{}
+	fs := flag.NewFlagSet("pentecost worker", flag.ContinueOnError)
+	fs.StringVar(&c.Server, "server", "http://localhost:8080", "the Pentecost server's `URL`")
+	fs.StringVar(&c.Credential, "credential", "", "the `SECRET` workers present to the server (default: the data dir's worker-credential file)")
+	fs.StringVar(&c.DataDir, "data-dir", "./pentecost-data", "the server's data `DIR`, to read worker-credential from")
+	fs.StringVar(&c.Engines, "engines", "", "engine configuration `FILE` (KEY=VALUE lines; default: the offline engines)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "`ADDRESS` of the Prometheus /metrics listener, e.g. :9091 (default: none)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "`LEVEL`: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "`FORMAT`: json or text")
+	if err := workerCommand.parse(fs, args, getenv, stdout, stderr); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -95,8 +90,9 @@ func LoadWorkerConfig(args []string, getenv func(string) string, stderr io.Write
 
 // runWorker runs a translation worker until ctx is cancelled.
 func runWorker(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := LoadWorkerConfig(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	cfg, err := LoadWorkerConfig(args, getenv, stdout, stderr)
+	var u usageError
+	if errors.Is(err, flag.ErrHelp) || errors.As(err, &u) {
 		return err
 	}
 	if err != nil {
@@ -130,7 +126,8 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+		buildinfo.Read().Collector())
 	if cfg.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {

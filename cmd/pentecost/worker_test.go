@@ -87,6 +87,9 @@ func TestWorkerCommand(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(b), buildInfoLine()) {
+			t.Fatalf("worker metrics lack %q", buildInfoLine())
+		}
 		return strings.Contains(string(b), "pentecost_worker_languages 1")
 	})
 
@@ -104,20 +107,20 @@ func TestLoadWorkerConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("OK", func(t *testing.T) {
-		c, err := LoadWorkerConfig([]string{"--data-dir", dir}, noEnv, io.Discard)
+		c, err := LoadWorkerConfig([]string{"--data-dir", dir}, noEnv, io.Discard, io.Discard)
 		if err != nil || c.Credential != "from-file" || c.Server != "http://localhost:8080" {
 			t.Fatalf("%+v %v", c, err)
 		}
 	})
 	t.Run("OKEnvOverFile", func(t *testing.T) {
 		c, err := LoadWorkerConfig([]string{"--data-dir", dir}, env(map[string]string{"PENTECOST_WORKER_CREDENTIAL": "from-env",
-			"PENTECOST_SERVER": "https://example.test"}), io.Discard)
+			"PENTECOST_SERVER": "https://example.test"}), io.Discard, io.Discard)
 		if err != nil || c.Credential != "from-env" || c.Server != "https://example.test" {
 			t.Fatalf("%+v %v", c, err)
 		}
 	})
 	t.Run("OKFlagOverEnv", func(t *testing.T) {
-		c, err := LoadWorkerConfig([]string{"--credential", "from-flag"}, env(map[string]string{"PENTECOST_WORKER_CREDENTIAL": "from-env"}), io.Discard)
+		c, err := LoadWorkerConfig([]string{"--credential", "from-flag"}, env(map[string]string{"PENTECOST_WORKER_CREDENTIAL": "from-env"}), io.Discard, io.Discard)
 		if err != nil || c.Credential != "from-flag" {
 			t.Fatalf("%+v %v", c, err)
 		}
@@ -132,7 +135,7 @@ func TestLoadWorkerConfig(t *testing.T) {
 		{"ErrArgument", []string{"--credential", "x", "extra"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := LoadWorkerConfig(tc.args, noEnv, io.Discard); err == nil {
+			if _, err := LoadWorkerConfig(tc.args, noEnv, io.Discard, io.Discard); err == nil {
 				t.Fatal("no error")
 			}
 		})

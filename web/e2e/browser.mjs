@@ -7,7 +7,9 @@
 //
 // The speaker page "hears" a WAV file this script writes: tone bursts
 // whose loudness follows a pseudo-random pattern, so that what listeners
-// receive can be matched against it by its energy envelope.
+// receive can be matched against it by its energy envelope. Chromium has
+// WebCodecs, so the speaker page sends Opus and the listeners receive the
+// very packets it sent, which they decode.
 
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -120,22 +122,28 @@ function windowedMatch(received, input) {
 
 // --- helpers ------------------------------------------------------------------
 
-// frames returns what a listener page received: sequence numbers, the
-// RMS of each frame and a hash of its bytes.
+// frames returns what a listener page received: sequence numbers, codec,
+// a hash of the bytes that came over the wire (PCM or an Opus packet), and
+// the RMS of each 20 ms of the audio played (decoded, for Opus).
 function frames(page) {
-  return page.evaluate(() => window.__PENTECOST_TEST__.frames.map((f) => {
-    let h = 0x811c9dc5, s = 0;
-    const b = new Uint8Array(f.pcm.buffer, f.pcm.byteOffset, f.pcm.byteLength);
-    for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 16777619) >>> 0;
-    for (let i = 0; i < f.pcm.length; i++) s += f.pcm[i] * f.pcm[i];
-    return { seq: f.seq, rms: Math.sqrt(s / f.pcm.length), hash: h, len: f.pcm.length };
-  }));
+  return page.evaluate((frame) => window.__PENTECOST_TEST__.frames.map((f) => {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < f.wire.length; i++) h = Math.imul(h ^ f.wire[i], 16777619) >>> 0;
+    const rms = [];
+    for (let i = 0; i + frame <= f.pcm.length; i += frame) {
+      let s = 0;
+      for (let j = i; j < i + frame; j++) s += f.pcm[j] * f.pcm[j];
+      rms.push(Math.sqrt(s / frame));
+    }
+    return { seq: f.seq, codec: f.codec, concealed: f.concealed, rms, hash: h, len: f.pcm.length };
+  }), FRAME);
 }
 
+// sentHashes returns a hash of each frame the speaker page sent: PCM or
+// an Opus packet, as it went on the wire.
 function sentHashes(page) {
-  return page.evaluate(() => window.__PENTECOST_TEST__.sent.map((pcm) => {
+  return page.evaluate(() => window.__PENTECOST_TEST__.sent.map((b) => {
     let h = 0x811c9dc5;
-    const b = new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength);
     for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 16777619) >>> 0;
     return h;
   }));
@@ -150,9 +158,14 @@ function checkContiguous(list, who) {
 }
 
 // checkSameBytes checks that each frame a listener received is, byte for
-// byte, one the speaker sent, in the order it was sent.
+// byte, one the speaker sent, in the order it was sent: 20 ms of PCM, or
+// an Opus packet of 100 ms, as the speaker page sends them.
 function checkSameBytes(list, sent, who) {
-  for (const f of list) check(f.len === FRAME, `${who}: frame ${f.seq} has ${f.len} samples, want ${FRAME}`);
+  for (const f of list) {
+    check(!f.concealed, `${who}: frame ${f.seq} was lost and concealed`);
+    const want = f.codec === 'opus' ? 5 * FRAME : FRAME;
+    check(f.len === want, `${who}: ${f.codec} frame ${f.seq} plays ${f.len} samples, want ${want}`);
+  }
   // Find where the first frame is among those sent (the input loops, so
   // its bytes may have gone out more than once), then every later frame
   // must be the speaker's next one: none lost, none reordered.
@@ -225,6 +238,7 @@ async function run(work) {
     await speaker.click('#golive');
     await waitState(speaker, 'live', 'speaker');
     await waitFor(speaker, () => window.__PENTECOST_TEST__.sent.length > 10, null, 'the speaker to send audio');
+    check(await speaker.evaluate(() => window.__PENTECOST_TEST__.codec) === 'opus', 'the speaker page does not send Opus');
     await waitFor(speaker, () => document.getElementById('qr').naturalWidth > 0, null, 'the QR code');
     const link = await speaker.locator('#share-link').getAttribute('href');
     // From a page opened at 127.0.0.1 the link carries this machine's LAN
@@ -267,7 +281,7 @@ async function run(work) {
     for (const [p, who] of [[a, 'listener A'], [b, 'listener B']]) {
       await waitFor(p, () => window.__PENTECOST_TEST__.stats?.playing && window.__PENTECOST_TEST__.stats.lastPlayedSeq > 0, null, `${who} to play`);
     }
-    await waitFor(a, () => window.__PENTECOST_TEST__.frames.length >= 150, null, 'listener A to receive 3 s of audio');
+    await waitFor(a, (k) => window.__PENTECOST_TEST__.frames.reduce((s, f) => s + f.pcm.length, 0) >= k, 3 * RATE, 'listener A to receive 3 s of audio');
     log('both listeners playing');
 
     // Listener A's socket dies; it must come back and miss nothing.
@@ -275,14 +289,14 @@ async function run(work) {
       const T = window.__PENTECOST_TEST__;
       T.oldSocket = T.listener.ws;
       T.listener.dropConnection();
-      return T.frames.length;
+      return T.frames.reduce((s, f) => s + f.pcm.length, 0);
     });
     await waitFor(a, () => {
       const T = window.__PENTECOST_TEST__;
       return T.listener.status === 'open' && T.listener.ws && T.listener.ws !== T.oldSocket;
     }, null, 'listener A to reconnect');
-    await waitFor(a, (n) => window.__PENTECOST_TEST__.frames.length >= n + 100, before, 'listener A to receive audio after reconnecting');
-    await waitFor(b, () => window.__PENTECOST_TEST__.frames.length >= 250, null, 'listener B to receive 5 s of audio');
+    await waitFor(a, (n) => window.__PENTECOST_TEST__.frames.reduce((s, f) => s + f.pcm.length, 0) >= n, before + 2 * RATE, 'listener A to receive 2 s of audio after reconnecting');
+    await waitFor(b, (n) => window.__PENTECOST_TEST__.frames.reduce((s, f) => s + f.pcm.length, 0) >= n, 5 * RATE, 'listener B to receive 5 s of audio');
     log('listener A reconnected');
 
     // The server asks every connection to refresh after a few seconds in
@@ -297,16 +311,19 @@ async function run(work) {
     const sent = await sentHashes(speaker);
     for (const [p, who, got] of [[a, 'listener A', received[0]], [b, 'listener B', received[1]]]) {
       checkContiguous(got, who);
+      check(got.every((f) => f.codec === 'opus'), `${who} received ${got.filter((f) => f.codec !== 'opus').length} frames that are not Opus`);
       checkSameBytes(got, sent, who);
-      const env = got.map((f) => f.rms);
+      const env = got.flatMap((f) => f.rms);
       const m = envelopeMatch(env, inputEnv);
       const w = windowedMatch(env, inputEnv);
-      const loud = got.filter((f) => f.rms > 100).length;
-      log(`${who}: ${loud} of ${got.length} frames louder than -50 dBFS, peak RMS ${Math.round(Math.max(...got.map((f) => f.rms)))}`);
+      const loud = env.filter((r) => r > 100).length;
+      log(`${who}: ${loud} of ${env.length} 20 ms steps louder than -50 dBFS, peak RMS ${Math.round(Math.max(...env))}`);
       log(`${who}: ${got.length} frames, seq ${got[0].seq}..${got[got.length - 1].seq}, envelope correlation ${m.correlation.toFixed(3)} overall, per 2 s window ${w.windows.map((c) => c.toFixed(2)).join(' ')}`);
-      // A skip in the fake capture spoils at most the two windows that
-      // overlap it; anything else must match the input.
-      check(w.windows.length >= 4 && w.good >= w.windows.length - 2 && w.median > 0.85,
+      // A skip in the fake capture spoils the two windows that overlap it,
+      // and a machine starved of CPU makes several (three in 28 s seen on
+      // 2 cores); SILK coding the bursts leaves sound windows at 0.94 to
+      // 0.97. Three windows in four must match the input.
+      check(w.windows.length >= 4 && w.good >= Math.ceil(0.75 * w.windows.length) && w.median > 0.85,
         `${who}: received audio does not match the input (per-window correlation ${w.windows.map((c) => c.toFixed(2)).join(' ')})`);
       const stats = await p.evaluate(() => window.__PENTECOST_TEST__.stats);
       check(stats.lastPlayedSeq >= got[0].seq, `${who}: nothing played (${JSON.stringify(stats)})`);
@@ -395,7 +412,7 @@ async function run(work) {
     if (await speaker.evaluate(() => window.__PENTECOST_TEST__.state === 'micBlocked')) await speaker.click('#golive');
     await waitState(speaker, 'live', 'speaker after reload');
     const n = await b.evaluate(() => window.__PENTECOST_TEST__.frames.length);
-    await waitFor(b, (k) => window.__PENTECOST_TEST__.frames.length >= k + 50, n, 'audio after the speaker page reloaded');
+    await waitFor(b, (k) => window.__PENTECOST_TEST__.frames.length >= k + 10, n, 'audio after the speaker page reloaded');
     log('speaker page reload kept the session');
 
     // Ending the session reaches everyone.

@@ -96,6 +96,18 @@ export function writeToneWav(path, { seconds = 4, amplitude = 0.4 } = {}) {
   return pcm;
 }
 
+/**
+ * Writes seconds of a sine at hz (0..1 amplitude), 16 kHz mono; with a
+ * whole number of cycles in the file, Chromium's looping of it has no seam.
+ */
+export function writeSineWav(path, { hz = 440, seconds = 4, amplitude = 0.4 } = {}) {
+  const n = Math.round(seconds * RATE);
+  const pcm = new Int16Array(n);
+  for (let i = 0; i < n; i++) pcm[i] = Math.round(amplitude * 32767 * Math.sin((2 * Math.PI * hz * i) / RATE));
+  writeWav(path, pcm);
+  return pcm;
+}
+
 /** Writes 16 kHz mono 16-bit PCM samples as a WAV file. */
 export function writeWav(path, pcm) {
   const n = pcm.length;
@@ -120,8 +132,9 @@ export function writeWav(path, pcm) {
  * An init script for context.addInitScript: every AudioNode connected to an
  * AudioContext's destination is also connected to an AnalyserNode, and
  * window.__PENTECOST_OUTPUT__.rms() returns the RMS (0..1) of the last
- * analyser window summed over every context the page made. It measures what
- * the page really plays, whichever playback path it chose.
+ * analyser window summed over every context the page made, and peak() the
+ * frequency (Hz) and level (dB) of the strongest bin of their spectra. It
+ * measures what the page really plays, whichever playback path it chose.
  */
 export function tapAudioOutput() {
   const analysers = [];
@@ -151,19 +164,31 @@ export function tapAudioOutput() {
       }
       return n ? Math.sqrt(sum / n) : 0;
     },
+    peak() {
+      let best = { hz: 0, db: -Infinity };
+      for (const a of analysers) {
+        const bins = new Float32Array(a.frequencyBinCount);
+        a.getFloatFrequencyData(bins);
+        for (let i = 1; i < bins.length; i++) {
+          if (bins[i] > best.db) best = { hz: (i * a.context.sampleRate) / a.fftSize, db: bins[i] };
+        }
+      }
+      return best;
+    },
   };
 }
 
 /**
- * Samples the page's output RMS every interval ms for duration ms and
- * returns the samples (tapAudioOutput must have been installed).
+ * Samples the page's output RMS (or, with what 'peak', its strongest
+ * frequency) every interval ms for duration ms and returns the samples
+ * (tapAudioOutput must have been installed).
  */
-export function sampleOutput(page, duration = 2000, interval = 50) {
-  return page.evaluate(({ duration, interval }) => new Promise((resolve) => {
+export function sampleOutput(page, duration = 2000, interval = 50, what = 'rms') {
+  return page.evaluate(({ duration, interval, what }) => new Promise((resolve) => {
     const out = [];
-    const t = setInterval(() => out.push(window.__PENTECOST_OUTPUT__.rms()), interval);
+    const t = setInterval(() => out.push(window.__PENTECOST_OUTPUT__[what]()), interval);
     setTimeout(() => { clearInterval(t); resolve(out); }, duration);
-  }), { duration, interval });
+  }), { duration, interval, what });
 }
 
 /**

@@ -16,7 +16,10 @@
 //     conceal it (a packet of just the last TOC byte, which makes libopus
 //     conceal exactly one frame), the output keeps its length, the lost
 //     frames are filled at about the right level, and the speech still
-//     follows the input.
+//     follows the input;
+//   - the pages' repacketizer (static/js/opus.js) joins the 20 ms packets
+//     into valid 100 ms code-3 packets of one configuration each, which
+//     both decoders decode to exactly the samples of the packets joined.
 //
 // docs/opus.md reports the numbers this prints.
 
@@ -181,6 +184,34 @@ function decodeWasm(page, packets, lost) {
   }, { packets, lost });
 }
 
+// repacketize joins packets in fives with the pages' Repacketizer, in a
+// page of ours, and decodes the originals and the joined packets with the
+// page's own decoder wrappers (WebCodecs, or WebAssembly where the page has
+// no WebCodecs); returns the joined packets (as arrays) and both decodes.
+function repacketize(page, packets) {
+  return page.evaluate(async (packets) => {
+    const { Repacketizer, createOpusDecoder, parsePacket } = await import('/static/js/opus.js');
+    const r = new Repacketizer();
+    const joined = [];
+    for (const p of packets) joined.push(...r.push(Uint8Array.from(p)));
+    joined.push(...r.flush());
+    const decode = async (list) => {
+      const d = await createOpusDecoder();
+      const parts = [];
+      for (const p of list) parts.push(...await d.decode(p, parsePacket(p).samples48));
+      d.close();
+      return { kind: d.kind, pcm: parts };
+    };
+    const a = await decode(packets.map((p) => Uint8Array.from(p)));
+    const b = await decode(joined);
+    const parsed = joined.map((p) => {
+      const q = parsePacket(p);
+      return q && { frames: q.frames.length, samples48: q.samples48, code: p[0] & 3 };
+    });
+    return { joined: joined.map((p) => Array.from(p)), parsed, kind: a.kind, original: a.pcm, repacketized: b.pcm, invalid: r.invalid };
+  }, packets);
+}
+
 // --- the test -------------------------------------------------------------------
 
 async function run(work) {
@@ -252,6 +283,39 @@ async function run(work) {
         // the speech), but it must still follow.
         check(tones > 0.9 && speech > 0.8, `${who} with loss: envelope correlation tones ${tones.toFixed(3)}, speech ${speech.toFixed(3)}`);
       }
+      // The pages' repacketizer: 100 ms packets of one configuration each,
+      // decoding to the very samples of the 20 ms packets they join.
+      for (const page of [withCodecs, without]) {
+        const rp = await repacketize(page, packets);
+        const who = `${name}, repacketized, ${rp.kind}`;
+        check(rp.invalid === 0 && rp.parsed.every(Boolean), `${who}: a packet does not parse: ${JSON.stringify(rp.parsed)}`);
+        const configs = rp.joined.map((p) => p[0] >> 3);
+        const sourceConfigs = packets.map((p) => p[0] >> 3);
+        const samples = rp.parsed.reduce((n, q) => n + q.samples48, 0);
+        check(samples === packets.length * 960, `${who}: ${samples} samples at 48 kHz in the joined packets, want ${packets.length * 960}`);
+        // A packet of another configuration ends the one being gathered,
+        // so only runs of five of one configuration make 100 ms.
+        let run = 0, full = 0;
+        for (let i = 0; i < sourceConfigs.length; i++) {
+          run = i && sourceConfigs[i] === sourceConfigs[i - 1] ? run + 1 : 1;
+          if (run % 5 === 0) full++;
+        }
+        const hundred = rp.parsed.filter((q) => q.samples48 === 4800 && q.code === 3).length;
+        check(hundred === full, `${who}: ${hundred} packets of 100 ms, want ${full}`);
+        let k = 0;
+        rp.parsed.forEach((q, j) => {
+          const from = new Set(sourceConfigs.slice(k, k + q.frames));
+          check(from.size === 1 && from.has(configs[j]), `${who}: joined packet ${j} (configuration ${configs[j]}) joins configurations ${[...from]}`);
+          k += q.frames;
+        });
+        check(rp.original.length === packets.length * 320 && rp.repacketized.length === rp.original.length,
+          `${who}: ${rp.repacketized.length} samples from the joined packets, ${rp.original.length} from the originals, want ${packets.length * 320}`);
+        const differ = rp.original.findIndex((v, i) => v !== rp.repacketized[i]);
+        check(differ < 0, `${who}: the joined packets decode differently from sample ${differ}`);
+        const bytes = (list) => list.reduce((n, p) => n + p.length, 0);
+        log(`${who}: ${packets.length} packets → ${rp.joined.length} (${hundred} of 100 ms), ${bytes(packets)} → ${bytes(rp.joined)} bytes, decoded sample for sample alike`);
+      }
+
       // What silence in place of lost packets would give, for comparison.
       const silent = await decodeWebCodecs(withCodecs, packets, lost, 'silence');
       check(!silent.failure, `${name}, WebCodecs with silence: ${silent.failure}`);

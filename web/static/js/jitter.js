@@ -5,12 +5,17 @@
 // go into a ring; read() takes samples out at the output rate (linear
 // interpolation), starting once a margin is buffered, fading in after every
 // (re)start and fading out, instead of cutting, when it runs dry. Frames are
-// joined without a seam, so there are no clicks at their boundaries.
+// joined without a seam, so there are no clicks at their boundaries. The
+// margin grows with the frames: 100 ms Opus packets arrive five times less
+// often than 20 ms PCM frames, so the buffer must hold 80 ms more to ride
+// out the same lateness.
 
 const RING_SECONDS = 12;
 const SILENCE_RMS = 0.004; // about -48 dBFS: a pause in speech
 const FADE_IN = 1 / 128; // gain step per output sample after a (re)start
 const TAIL_DECAY = 0.97; // per output sample, of what was playing at an underrun
+const BASE_FRAME_MS = 20; // the frames targetMs and catchUpMs are meant for
+const MAX_FRAME_MS = 120; // the longest Opus packet; longer frames leave the margin alone
 
 export class JitterBuffer {
   /**
@@ -22,8 +27,11 @@ export class JitterBuffer {
   constructor(o = {}) {
     this.inRate = o.inputRate || 16000;
     this.step = this.inRate / (o.outputRate || this.inRate);
-    this.target = Math.round(((o.targetMs || 120) / 1000) * this.inRate);
-    this.catchUp = Math.round(((o.catchUpMs || 400) / 1000) * this.inRate);
+    this.baseTarget = Math.round(((o.targetMs || 120) / 1000) * this.inRate);
+    this.baseCatchUp = Math.round(((o.catchUpMs || 400) / 1000) * this.inRate);
+    this.target = this.baseTarget;
+    this.catchUp = this.baseCatchUp;
+    this.frameMax = Math.round((BASE_FRAME_MS / 1000) * this.inRate); // longest frame seen
     this.cap = RING_SECONDS * this.inRate;
     this.max = Math.min(this.cap - 1, Math.round(((o.maxMs || 6000) / 1000) * this.inRate));
     this.ring = new Float32Array(this.cap);
@@ -48,6 +56,12 @@ export class JitterBuffer {
   /** Adds a frame of Int16 PCM with its sequence number and timestamp. */
   push(pcm, seq, ts) {
     const n = pcm.length;
+    if (n > this.frameMax && n <= (MAX_FRAME_MS / 1000) * this.inRate) {
+      const more = n - Math.round((BASE_FRAME_MS / 1000) * this.inRate);
+      this.frameMax = n;
+      this.target = this.baseTarget + more;
+      this.catchUp = this.baseCatchUp + more;
+    }
     const behind = this.written - this.played; // read or not, not yet heard
     if (behind > this.catchUp) {
       // Behind (after a stall, or a reconnect's replay): catch up in the

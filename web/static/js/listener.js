@@ -1,8 +1,10 @@
 // Listener page: joins the session from the URL, plays its audio (through
 // an AudioWorklet, or scheduled buffers where the page is not a secure
 // context: player.js), shows captions and the session's state, and follows
-// the speaker through reconnects. Its strings come from the catalogues in
-// /static/i18n/ (i18n.js).
+// the speaker through reconnects. Audio comes as Opus where the browser can
+// decode it (WebCodecs, or the vendored WebAssembly decoder on plain HTTP),
+// else as PCM; ?codec=pcm or ?codec=opus insists on one. Its strings come
+// from the catalogues in /static/i18n/ (i18n.js).
 
 import { Listener, getSession, normalizeSessionId, sessionLanguages } from './pentecost.js';
 import { $, languages, preferredLanguage, show, store, testHooks } from './ui.js';
@@ -15,7 +17,7 @@ const LANGUAGES_EVERY_MS = 30000;
 
 const ui = {
   code: $('session-code'), status: $('status'), text: $('state-text'), detail: $('state-detail'),
-  play: $('play'), volume: $('volume'), lang: $('lang'), latency: $('latency'),
+  play: $('play'), volume: $('volume'), lang: $('lang'), latency: $('latency'), codec: $('codec'),
   noTranslation: $('no-translation'), noTranslationText: $('no-translation-text'), hearOriginal: $('hear-original'),
   captions: $('captions'), captionsEmpty: $('captions-empty'), larger: $('larger'),
 };
@@ -137,6 +139,22 @@ function renderLatency() {
     text = t('listen.delayValue', { seconds: n });
   }
   if (ui.latency.textContent !== text) ui.latency.textContent = text;
+  renderCodec();
+}
+
+// renderCodec names the audio format next to the delay, for anyone
+// diagnosing a phone: "Opus" (decoded by WebCodecs or WebAssembly, in the
+// tooltip) or "PCM".
+function renderCodec() {
+  const codec = listener?.codec;
+  const text = codec === 'opus' ? 'Opus' : codec === 'pcm' ? 'PCM' : '';
+  if (ui.codec.textContent === text) return;
+  ui.codec.textContent = text;
+  ui.codec.title = codec === 'opus' ? (listener.decoder?.kind === 'wasm' ? 'Opus, WebAssembly decoder' : 'Opus, WebCodecs decoder') : '';
+  if (testHooks) {
+    testHooks.codec = codec;
+    testHooks.decoder = listener.decoder?.kind || null;
+  }
 }
 
 function renderPlayButton() {
@@ -332,7 +350,8 @@ function onSpeakerPresence(msg) {
 }
 
 function connect(targetLanguage) {
-  listener = new Listener({ sessionId: state.sessionId, targetLanguage });
+  const codec = new URLSearchParams(location.search).get('codec');
+  listener = new Listener({ sessionId: state.sessionId, targetLanguage, codec: ['opus', 'pcm'].includes(codec) ? codec : 'auto' });
   if (testHooks) {
     testHooks.listener = listener;
     testHooks.frames = [];
@@ -407,7 +426,12 @@ function connect(targetLanguage) {
       if (state.waiting && f.timestamp > state.waitingSince) state.waiting = false;
       state.sawSpeaker = true;
     }
-    if (testHooks) testHooks.frames.push({ seq: f.seq, language: f.language, ts: f.timestamp, at: Date.now(), pcm: f.pcm.slice() });
+    if (testHooks) {
+      testHooks.frames.push({
+        seq: f.seq, language: f.language, ts: f.timestamp, at: Date.now(), pcm: f.pcm.slice(),
+        codec: f.codec, concealed: f.concealed, wire: f.packet ? f.packet.slice() : new Uint8Array(f.pcm.buffer.slice(f.pcm.byteOffset, f.pcm.byteOffset + f.pcm.byteLength)),
+      });
+    }
     if (playing && audio) audio.player.push(f.pcm, f.seq, f.timestamp);
   });
   listener.on('closed', async ({ code, error }) => {

@@ -1,7 +1,10 @@
 // Pentecost browser client: the HTTP API calls the pages need and the
 // WebSocket protocol (docs/protocol.md) for listeners and speakers, with
 // heartbeats, reconnection with backoff, resume from the last frame and
-// server-initiated refresh handled inside. Documented in docs/web-client.md.
+// server-initiated refresh handled inside. Audio is PCM or Opus (opus.js
+// encodes and decodes it). Documented in docs/web-client.md.
+
+import { OpusEncoder, RATE, createOpusDecoder, frameSamples48, opusEncoderConfig, parsePacket } from './opus.js';
 
 /** Close codes of the protocol (docs/protocol.md, section 5). */
 export const Close = Object.freeze({
@@ -131,30 +134,91 @@ export function endSession(token, id, baseUrl = '') {
   return api(baseUrl, 'DELETE', '/sessions/' + encodeURIComponent(id), { token });
 }
 
+// The admin API (/admin/api/…): an admin's token only; any other account
+// gets PentecostError FORBIDDEN (status 403).
+
+/** Every embedded account: {accounts: [{name, role, createdAt, passwordChangedAt}]}. */
+export function adminAccounts(token, baseUrl = '') {
+  return api(baseUrl, 'GET', '/admin/api/accounts', { token });
+}
+
+/**
+ * Adds an account, a speaker unless role is 'admin': {account, password}.
+ * Without password the server makes one and returns it this once.
+ */
+export function adminAddAccount(token, { name, role, password } = {}, baseUrl = '') {
+  const body = { name };
+  if (role) body.role = role;
+  if (password) body.password = password;
+  return api(baseUrl, 'POST', '/admin/api/accounts', { token, body });
+}
+
+/**
+ * Sets an account's password, or has one made when password is empty:
+ * {account, password}. The account is signed out everywhere.
+ */
+export function adminSetPassword(token, name, password = '', baseUrl = '') {
+  return api(baseUrl, 'POST', '/admin/api/accounts/' + encodeURIComponent(name) + '/password',
+    { token, body: password ? { password } : {} });
+}
+
+/** Makes an account 'admin' or 'speaker'; the last admin stays (CONFLICT). */
+export function adminSetRole(token, name, role, baseUrl = '') {
+  return api(baseUrl, 'PATCH', '/admin/api/accounts/' + encodeURIComponent(name), { token, body: { role } });
+}
+
+/** Removes an account; the last admin stays (CONFLICT). */
+export function adminRemoveAccount(token, name, baseUrl = '') {
+  return api(baseUrl, 'DELETE', '/admin/api/accounts/' + encodeURIComponent(name), { token });
+}
+
+/**
+ * Every speaker's live sessions: {sessions: [{session, listeners: {total,
+ * byLanguage}, translations, speakerConnected}], total, workers, timestamp}.
+ */
+export function adminSessions(token, { limit } = {}, baseUrl = '') {
+  const qs = limit !== undefined ? '?limit=' + encodeURIComponent(limit) : '';
+  return api(baseUrl, 'GET', '/admin/api/sessions' + qs, { token });
+}
+
+/** Ends anyone's session at once: everyone in it gets sessionEnded. */
+export function adminEndSession(token, id, baseUrl = '') {
+  return api(baseUrl, 'DELETE', '/admin/api/sessions/' + encodeURIComponent(id), { token });
+}
+
 // ---------------------------------------------------------------------------
 // Audio frames
 
 /**
  * Decodes a binary audio frame (docs/protocol.md 3.1) into
- * {language, seq, timestamp, pcm}, pcm being an Int16Array of the audio
- * bytes as the speaker sent them. Returns null for unknown versions or kinds.
+ * {language, seq, timestamp, codec, pcm, packet}: kind 1 is PCM, pcm being
+ * an Int16Array of the audio bytes as sent (packet null); kind 2 is Opus,
+ * packet being the Opus packet's bytes (pcm null). Returns null for
+ * unknown versions or kinds.
  */
 export function decodeAudioFrame(buf) {
   if (!(buf instanceof ArrayBuffer) || buf.byteLength < 20) return null;
   const v = new DataView(buf);
-  if (v.getUint8(0) !== 1 || v.getUint8(1) !== 1) return null;
+  const kind = v.getUint8(1);
+  if (v.getUint8(0) !== 1 || (kind !== 1 && kind !== 2)) return null;
   const language = String.fromCharCode(v.getUint8(2), v.getUint8(3));
   const seq = Number(v.getBigUint64(4));
   const timestamp = Number(v.getBigInt64(12));
+  if (kind === 2) return { language, seq, timestamp, codec: 'opus', pcm: null, packet: new Uint8Array(buf, 20) };
   const pcm = new Int16Array(buf.slice(20, 20 + ((buf.byteLength - 20) & ~1)));
-  return { language, seq, timestamp, pcm };
+  return { language, seq, timestamp, codec: 'pcm', pcm, packet: null };
+}
+
+function base64ToBytes(b64) {
+  const bin = atob(b64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
 }
 
 function base64ToInt16(b64) {
-  const bin = atob(b64);
-  const bytes = new Uint8Array(bin.length & ~1);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = bin.charCodeAt(i);
-  return new Int16Array(bytes.buffer);
+  const bytes = base64ToBytes(b64);
+  return new Int16Array(bytes.buffer, 0, bytes.length >> 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -195,6 +259,9 @@ class Connection extends EventTarget {
     this.lastError = null;
     this.rtt = null; // ms, from heartbeats
     this.serverOffset = 0; // server clock minus ours, ms
+    // WebSocket payload received (JSON text counted as its length), for
+    // measuring what a codec costs.
+    this.received = { bytes: 0, messages: 0 };
     this.onOnline = () => { if (this.status === 'reconnecting') this.reconnectNow(); };
   }
 
@@ -273,6 +340,8 @@ class Connection extends EventTarget {
 
   onMessage(ws, e) {
     ws.lastHeard = Date.now();
+    this.received.bytes += typeof e.data === 'string' ? e.data.length : e.data.byteLength;
+    this.received.messages++;
     if (ws !== this.ws && ws !== this.pending) return;
     if (typeof e.data !== 'string') {
       if (!ws.joined) return; // audio only counts once the join is answered
@@ -454,13 +523,33 @@ class Connection extends EventTarget {
   handleBinary() {}
 }
 
+// Concealment covers lost audio up to this long; a longer hole is not
+// filled (the player has run dry by then and starts afresh anyway, and
+// filling it would only add delay).
+const MAX_CONCEAL_MS = 500;
+
+// durationMs is how long a delivered frame plays.
+function durationMs(a) {
+  return a.codec === 'opus' ? a.samples48 / 48 : (a.samples / RATE) * 1000;
+}
+
+/** An error for a codec this browser cannot encode or decode. */
+function noOpus(what) {
+  return new PentecostError('OPUS_UNSUPPORTED', `This browser cannot ${what} Opus.`);
+}
+
 /**
  * A listener of one session in one language. Audio arrives as "audio"
- * events {seq, timestamp, language, pcm} in sequence order, each number
- * once: after a reconnect or a refresh the client asks for everything after
- * the last frame it delivered, and drops anything it has already delivered.
- * Frames delivered are the page's to play; a page that plays every frame it
- * is given therefore resumes exactly after the last one it will play.
+ * events {seq, timestamp, language, codec, pcm, packet, concealed} in
+ * sequence order, each number once, pcm being 16 kHz mono Int16 samples
+ * whatever the codec on the wire (Opus is decoded here): after a reconnect
+ * or a refresh the client asks for everything after the last frame it
+ * delivered, and drops anything it has already delivered. Frames delivered
+ * are the page's to play; a page that plays every frame it is given
+ * therefore resumes exactly after the last one it will play. A number
+ * missing from the stream is delivered too, concealed: as long as the frame
+ * before it, made up by the Opus decoder (or a fade from PCM), with
+ * concealed true and packet null.
  *
  * Other events: "caption" {text, final, language, sequenceNumber},
  * "gap" (a streamGap: frames were lost), and every server message by type.
@@ -468,17 +557,44 @@ class Connection extends EventTarget {
 export class Listener extends Connection {
   /**
    * @param {object} options sessionId, targetLanguage, and optionally
-   *   baseUrl, binary (default true), heartbeatInterval, backoffInitial,
-   *   backoffMax.
+   *   codec ('auto', the default: Opus when this browser can decode it,
+   *   else PCM; 'opus': Opus or nothing; 'pcm'), baseUrl, binary (default
+   *   true), heartbeatInterval, backoffInitial, backoffMax.
    */
   constructor(options) {
-    super({ binary: true, ...options });
+    super({ binary: true, codec: 'auto', ...options });
     this.sessionId = options.sessionId;
     this.targetLanguage = options.targetLanguage;
     this.sourceLanguage = null;
     this.epoch = null;
     this.lastSeq = null; // last sequence number delivered
     this.broadcastState = null;
+    this.codec = null; // the stream joined: 'opus' or 'pcm'
+    this.decoder = null; // the Opus decoder, once loaded: kind 'webcodecs' or 'wasm'
+    this.decoderError = null;
+    this.work = Promise.resolve(); // decoding, one frame after the other
+    this.last = null; // the last audio frame of this stream: what a loss after it conceals
+    this.captionSeqs = []; // captions' numbers since that frame: not audio lost
+    this.concealed = 0;
+    this.decodeErrors = 0;
+  }
+
+  /** Opens the connection, once an Opus decoder has loaded or failed to. */
+  connect() {
+    this.stopped = false;
+    if (this.options.codec === 'pcm') {
+      super.connect();
+      return;
+    }
+    this.loading ??= createOpusDecoder().then((d) => { this.decoder = d; }, (err) => { this.decoderError = err; });
+    this.loading.then(() => {
+      if (this.stopped || this.ws) return;
+      if (!this.decoder && this.options.codec === 'opus') {
+        this.stop(CLIENT_DROP, 'no Opus decoder', noOpus('decode'));
+        return;
+      }
+      super.connect();
+    });
   }
 
   url(refresh) {
@@ -491,6 +607,7 @@ export class Listener extends Connection {
     q.set('sessionId', this.sessionId);
     q.set('targetLanguage', this.targetLanguage);
     if (this.options.binary) q.set('audioFormat', 'binary');
+    if (this.decoder) q.set('codec', 'opus');
     if (this.lastSeq !== null && this.epoch) {
       q.set('lastSequenceNumber', String(this.lastSeq));
       q.set('epoch', this.epoch);
@@ -517,25 +634,46 @@ export class Listener extends Connection {
       case 'connectionRefreshComplete':
         this.sourceLanguage = msg.sourceLanguage ?? this.sourceLanguage;
         if (msg.targetLanguage) this.targetLanguage = msg.targetLanguage;
+        // A server from before Opus does not say, and sends PCM.
+        if (msg.type === 'sessionJoined' || msg.codec) this.codec = msg.codec === 'opus' ? 'opus' : 'pcm';
         if (msg.epoch !== this.epoch || this.lastSeq === null) {
           // A new stream (or a first join): start from what is live now.
           this.epoch = msg.epoch ?? null;
           this.lastSeq = msg.sequenceNumber ?? 0;
+          this.newStream();
         }
         break;
       case 'languageChanged':
         this.targetLanguage = msg.targetLanguage;
         this.epoch = msg.epoch ?? null;
         this.lastSeq = msg.sequenceNumber ?? 0;
+        this.newStream();
         break;
       case 'streamGap':
         if (msg.reason === 'epochChanged') this.epoch = msg.epoch;
         this.lastSeq = msg.firstSequenceNumber - 1;
+        this.newStream();
         this.emit('gap', msg);
         break;
+      case 'audioSkipped':
+        // Left out on purpose (too old to hear): nothing to conceal, and
+        // nothing to ask for again.
+        if (msg.language === this.targetLanguage && this.lastSeq !== null && msg.toSequenceNumber > this.lastSeq) {
+          this.lastSeq = msg.toSequenceNumber;
+          this.newStream();
+        }
+        break;
+      case 'caption':
+        if (typeof msg.sequenceNumber === 'number' && this.lastSeq !== null && msg.sequenceNumber > this.lastSeq) {
+          this.captionSeqs.push(msg.sequenceNumber);
+        }
+        break;
       case 'audioData':
-        if (typeof msg.audioData === 'string') {
-          this.deliver({ language: msg.language, seq: msg.sequenceNumber, timestamp: msg.timestamp, pcm: base64ToInt16(msg.audioData) });
+        if (typeof msg.audioData !== 'string') break;
+        if (msg.codec === 'opus') {
+          this.deliver({ language: msg.language, seq: msg.sequenceNumber, timestamp: msg.timestamp, codec: 'opus', pcm: null, packet: base64ToBytes(msg.audioData) });
+        } else {
+          this.deliver({ language: msg.language, seq: msg.sequenceNumber, timestamp: msg.timestamp, codec: 'pcm', pcm: base64ToInt16(msg.audioData), packet: null });
         }
         break;
     }
@@ -546,32 +684,176 @@ export class Listener extends Connection {
     if (f) this.deliver(f);
   }
 
+  // newStream forgets the audio before: what follows is not its
+  // continuation, so a loss cannot be concealed from it and the decoder
+  // starts afresh.
+  newStream() {
+    this.last = null;
+    this.captionSeqs = [];
+    const d = this.decoder;
+    if (d) this.enqueue(() => d.reset());
+  }
+
+  // enqueue runs task after the frames before it: decoding is
+  // asynchronous, delivery stays in order.
+  enqueue(task) {
+    this.work = this.work.then(task).catch(() => { this.decodeErrors++; });
+  }
+
   deliver(f) {
     if (f.language !== this.targetLanguage) return; // left over from before a language change
     if (this.lastSeq !== null && f.seq <= this.lastSeq) return; // already delivered
+    if (!this.decoder) {
+      // PCM as it came (and, for a listener that insisted on Opus without
+      // a decoder, nothing: it never joins).
+      this.lastSeq = f.seq;
+      if (f.codec === 'pcm') this.emit('audio', { ...f, concealed: false });
+      return;
+    }
+    const lost = this.lostBefore(f.seq);
     this.lastSeq = f.seq;
+    const before = this.last;
+    const parsed = f.codec === 'opus' ? parsePacket(f.packet) : null;
+    if (f.codec === 'opus' && !parsed) {
+      // Not an Opus packet: as good as lost.
+      this.decodeErrors++;
+      if (before) this.enqueue(() => this.conceal(f.language, [...lost, f.seq], before));
+      return;
+    }
+    this.last = f.codec === 'opus'
+      ? { seq: f.seq, timestamp: f.timestamp, codec: 'opus', toc: parsed.toc, samples48: parsed.samples48 }
+      : { seq: f.seq, timestamp: f.timestamp, codec: 'pcm', samples: f.pcm.length, end: f.pcm[f.pcm.length - 1] || 0 };
+    const frame = this.last;
+    this.enqueue(async () => {
+      if (lost.length && before) await this.conceal(f.language, lost, before);
+      if (f.codec === 'opus') {
+        try {
+          f.pcm = await this.decoder.decode(f.packet, parsed.samples48);
+        } catch {
+          this.decodeErrors++;
+          f.pcm = await this.fill(frame);
+        }
+      }
+      this.emitAudio({ ...f, concealed: false });
+    });
+  }
+
+  // lostBefore lists the numbers between the last audio frame and seq that
+  // are neither audio received nor captions: audio lost on the way. Only
+  // within a stream that had audio, and no more than MAX_CONCEAL_MS of it.
+  lostBefore(seq) {
+    const captions = this.captionSeqs;
+    this.captionSeqs = captions.filter((s) => s > seq);
+    if (!this.last || this.lastSeq === null) return [];
+    const n = seq - this.lastSeq - 1;
+    if (n <= 0 || n * durationMs(this.last) > MAX_CONCEAL_MS + 1) return [];
+    const lost = [];
+    for (let s = this.lastSeq + 1; s < seq; s++) if (!captions.includes(s)) lost.push(s);
+    return lost;
+  }
+
+  // conceal delivers each lost number as audio as long as the frame
+  // before.
+  async conceal(language, seqs, before) {
+    for (let k = 0; k < seqs.length; k++) {
+      const pcm = await this.fill(before);
+      this.concealed++;
+      this.emitAudio({
+        language, seq: seqs[k], timestamp: before.timestamp + (k + 1) * durationMs(before),
+        codec: before.codec, pcm, packet: null, concealed: true,
+      });
+    }
+  }
+
+  // fill makes up audio as long as frame a: for Opus, the decoder's
+  // concealment, asked for with packets of just a TOC byte (code 0, so one
+  // frame each: libopus treats a frame without data as lost, docs/opus.md);
+  // for PCM, the last sample fading out.
+  async fill(a) {
+    if (a.codec === 'opus') {
+      const toc = a.toc & 0xfc;
+      const each = frameSamples48(toc);
+      const parts = [];
+      try {
+        for (let n = 0; n < a.samples48; n += each) parts.push(await this.decoder.decode(Uint8Array.of(toc), each));
+        const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+        let i = 0;
+        for (const p of parts) { out.set(p, i); i += p.length; }
+        return out;
+      } catch {
+        return new Int16Array(Math.round((a.samples48 * RATE) / 48000));
+      }
+    }
+    const out = new Int16Array(a.samples);
+    let v = a.end;
+    for (let i = 0; i < out.length && v !== 0; i++) {
+      v = Math.trunc(v * 0.97);
+      out[i] = v;
+    }
+    return out;
+  }
+
+  emitAudio(f) {
+    if (f.language !== this.targetLanguage) return; // the language changed while it was decoded
     this.emit('audio', f);
   }
 }
 
 /**
- * The speaker of one session. Audio given to sendAudio goes out as binary
- * frames; while the connection is down it is kept (up to maxQueue frames,
- * 10 s of 20 ms frames) and sent after the reconnect.
+ * The speaker of one session. Audio given to sendAudio (16 kHz mono PCM) is
+ * sent as binary frames: PCM as given, or encoded to Opus packets of
+ * 100 ms. While the connection is down it is kept (up to maxQueue frames)
+ * and sent after the reconnect.
+ *
+ * Events besides the shared ones: "frame" {codec, data} for every audio
+ * frame handed to the socket or the queue, data being its bytes.
  */
 export class Speaker extends Connection {
   /**
-   * @param {object} options sessionId, token, and optionally baseUrl,
-   *   maxQueue (default 500), heartbeatInterval, backoffInitial, backoffMax.
+   * @param {object} options sessionId, token, and optionally codec ('auto',
+   *   the default: Opus when this browser can encode it, else PCM; 'opus':
+   *   Opus or nothing; 'pcm'), bitrate (Opus, default 24000), maxQueue
+   *   (default 10 s of audio: 500 PCM frames of 20 ms, 100 Opus packets),
+   *   baseUrl, heartbeatInterval, backoffInitial, backoffMax.
    */
   constructor(options) {
-    super({ maxQueue: 500, ...options });
+    super({ codec: 'auto', bitrate: 24000, ...options });
     this.sessionId = options.sessionId;
     this.token = options.token;
     this.queue = [];
     this.dropped = 0;
     this.sent = 0;
     this.broadcastState = null;
+    this.codec = null; // 'opus' or 'pcm' once chosen at connect()
+    this.encoderConfig = null;
+    this.encoder = null;
+    this.encoderFailures = 0;
+    this.held = []; // PCM given before the codec was chosen
+  }
+
+  /** Opens the connection, once the codec is chosen. */
+  connect() {
+    this.stopped = false;
+    if (this.options.codec === 'pcm') this.codec = 'pcm';
+    if (this.codec) {
+      super.connect();
+      return;
+    }
+    this.choosing ??= opusEncoderConfig(this.options.bitrate).catch(() => null).then((config) => {
+      this.encoderConfig = config;
+      this.codec = config ? 'opus' : 'pcm';
+    });
+    this.choosing.then(() => {
+      if (this.stopped || this.ws) return;
+      if (this.codec !== 'opus' && this.options.codec === 'opus') {
+        this.stop(CLIENT_DROP, 'no Opus encoder', noOpus('encode'));
+        return;
+      }
+      const held = this.held;
+      this.held = [];
+      for (const pcm of held) this.sendAudio(pcm);
+      super.connect();
+    });
   }
 
   url(refresh) {
@@ -582,6 +864,7 @@ export class Speaker extends Connection {
       if (this.ws?.refreshTicket) q.set('refreshTicket', this.ws.refreshTicket);
     }
     q.set('sessionId', this.sessionId);
+    if (this.codec === 'opus') q.set('codec', 'opus');
     return this.wsBase() + '?' + q;
   }
 
@@ -594,6 +877,9 @@ export class Speaker extends Connection {
   }
 
   joined(ws, msg) {
+    // A server from before Opus takes every frame for PCM and says no
+    // codec: send it PCM.
+    if (msg.type === 'speakerConnected' && this.codec === 'opus' && msg.codec !== 'opus') this.usePCM();
     super.joined(ws, msg);
     if (ws === this.ws) this.flush();
   }
@@ -607,17 +893,64 @@ export class Speaker extends Connection {
     if (msg.broadcastState) this.broadcastState = msg.broadcastState;
   }
 
-  /** Sends one chunk of PCM (an ArrayBuffer or typed array), or queues it. */
+  /**
+   * Sends 16 kHz mono 16-bit PCM (an Int16Array, or an ArrayBuffer of its
+   * bytes), encoded when the connection is Opus; any length, usually the
+   * 20 ms the capture worklet makes.
+   */
   sendAudio(chunk) {
-    const buf = chunk instanceof ArrayBuffer ? chunk : chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength);
+    if (this.stopped) return;
+    const pcm = chunk instanceof Int16Array ? chunk
+      : chunk instanceof ArrayBuffer ? new Int16Array(chunk, 0, chunk.byteLength >> 1)
+        : new Int16Array(chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + (chunk.byteLength & ~1)));
+    if (this.codec === null) {
+      this.held.push(pcm.slice());
+      if (this.held.length > 500) this.held.shift();
+      return;
+    }
+    if (this.codec === 'pcm') {
+      this.sendFrame(pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.byteLength));
+      return;
+    }
+    if (!this.encoder) {
+      try {
+        this.encoder = new OpusEncoder(this.encoderConfig, (packet) => this.sendFrame(packet.buffer), () => this.encoderFailed());
+      } catch {
+        this.encoderFailed();
+        return;
+      }
+    }
+    if (!this.encoder.encode(pcm)) this.encoderFailed();
+  }
+
+  // encoderFailed makes a new encoder, up to three times; then the
+  // speaker goes on in PCM, on a new connection (the server reads each
+  // connection's frames in the codec it joined with).
+  encoderFailed() {
+    this.encoder?.close();
+    this.encoder = null;
+    if (++this.encoderFailures < 3 || this.codec !== 'opus') return;
+    this.usePCM();
+    if (this.ws) this.dropConnection();
+  }
+
+  usePCM() {
+    this.encoder?.close();
+    this.encoder = null;
+    this.codec = 'pcm';
+    this.queue = []; // Opus packets: no use on a PCM connection
+  }
+
+  sendFrame(buf) {
+    this.emit('frame', { codec: this.codec, data: new Uint8Array(buf) });
     if (this.queue.length === 0 && this.ws && this.ws.joined && this.ws.readyState === WebSocket.OPEN) {
       this.ws.send(buf);
       this.sent++;
       return;
     }
-    if (this.stopped) return;
     this.queue.push(buf);
-    if (this.queue.length > this.options.maxQueue) {
+    const max = this.options.maxQueue || (this.codec === 'opus' ? 100 : 500);
+    while (this.queue.length > max) {
       this.queue.shift();
       this.dropped++;
     }

@@ -1,18 +1,17 @@
 // Speaker page: sign in, create a session (or resume one of the speaker's
-// running sessions), show its code and QR code, and stream the microphone
-// as 16 kHz PCM frames. The token and the session ID live in
+// running sessions), show its code and QR code, and stream the microphone:
+// as Opus packets of 100 ms where the browser can encode them (WebCodecs),
+// else as 16 kHz PCM frames. The token and the session ID live in
 // sessionStorage, so a reload of the page reattaches to the running
 // session; the client module handles reconnects and server refreshes.
 // "Show to the room" puts the code, the QR code and the listener counts
 // full screen for a projector.
 
-import { Speaker, capabilities, createSession, endSession, getSession, listSessions, login, sessionLanguages } from './pentecost.js';
+import { Speaker, capabilities, createSession, endSession, getSession, listSessions, sessionLanguages } from './pentecost.js';
 import { $, fillLanguages, languages, pageConfig, publicBase, preferredLanguage, show, store, testHooks } from './ui.js';
+import { forgetToken, saveToken, signIn, signedInUser, validToken } from './signin.js';
 
-const KEY = {
-  token: 'pentecost.token', exp: 'pentecost.tokenExpiresAt', user: 'pentecost.user', session: 'pentecost.session',
-  oidc: 'pentecost.oidcState', listenerHost: 'pentecost.listenerHost',
-};
+const KEY = { session: 'pentecost.session', oidc: 'pentecost.oidcState', listenerHost: 'pentecost.listenerHost' };
 const STATUS_EVERY_MS = 10000;
 const LANGUAGES_EVERY_MS = 3000; // at most one GET /sessions/{id}/languages this often
 
@@ -42,21 +41,9 @@ function fail(el, message) {
 
 // --- sign-in ----------------------------------------------------------------
 
-function saveToken(token, expiresAt, user) {
-  store.set(KEY.token, token);
-  store.set(KEY.exp, String(expiresAt || 0));
-  store.set(KEY.user, user || '');
-}
-
-function validToken() {
-  const token = store.get(KEY.token);
-  const exp = Number(store.get(KEY.exp) || 0);
-  if (!token || (exp && exp < Date.now() + 60000)) return null;
-  return token;
-}
-
 function signOut() {
-  for (const k of [KEY.token, KEY.exp, KEY.user, KEY.session]) store.remove(k);
+  forgetToken();
+  store.remove(KEY.session);
   showSignIn();
 }
 
@@ -120,8 +107,7 @@ $('signin-form').addEventListener('submit', async (e) => {
   }
   $('signin').disabled = true;
   try {
-    const r = await login(username, password);
-    saveToken(r.token, r.expiresAt, r.user?.name || username);
+    await signIn(username, password);
     $('password').value = '';
     await afterSignIn();
   } catch (e2) {
@@ -137,7 +123,7 @@ $('signin-form').addEventListener('submit', async (e) => {
 
 async function showCreate() {
   view('create-view');
-  $('user-name').textContent = store.get(KEY.user) || 'speaker';
+  $('user-name').textContent = signedInUser() || 'speaker';
   await loadLanguages();
   fillLanguages($('source'), langs, { selected: $('source').value || preferredLanguage(langs) });
   await Promise.all([showTiers(), showYourSessions()]);
@@ -310,6 +296,9 @@ function renderState() {
   $('health-rtt').textContent = speaker.rtt === null ? '–' : Math.round(speaker.rtt) + ' ms';
   const queued = speaker.queue.length;
   $('health-sent').textContent = `${speaker.sent} frames` + (queued ? `, ${queued} waiting` : '') + (speaker.dropped ? `, ${speaker.dropped} dropped` : '');
+  $('health-codec').textContent = speaker.codec === 'opus' ? `Opus, ${Math.round(speaker.options.bitrate / 1000)} kbit/s`
+    : speaker.codec === 'pcm' ? 'PCM, 16 kHz' : '–';
+  if (testHooks) testHooks.codec = speaker.codec;
 }
 
 // Each language with listeners is the source, translated by a worker now,
@@ -588,6 +577,8 @@ function attach(sessionId) {
   if (testHooks) {
     testHooks.speaker = speaker;
     testHooks.sent ??= [];
+    // What went on the wire (or into the queue for it): PCM frames or Opus packets.
+    speaker.on('frame', (f) => testHooks.sent.push(f.data));
   }
   const onState = (msg) => {
     if (msg.broadcastState) broadcast = msg.broadcastState;
@@ -711,7 +702,6 @@ async function startMic() {
 function onFrame({ pcm, rms }) {
   level = Math.max(rms, level * 0.85);
   if (!speaker || broadcast.isPaused || broadcast.isMuted) return;
-  if (testHooks) testHooks.sent.push(new Int16Array(pcm));
   speaker.sendAudio(pcm);
 }
 
