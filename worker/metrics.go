@@ -3,6 +3,7 @@ package worker
 import (
 	"time"
 
+	"github.com/pentecost/pentecost/client"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -90,6 +91,9 @@ func (m *metrics) start(source, lang, recognizer, translator, synthesizer string
 	m.dropped.WithLabelValues("translate", lang)
 	m.segmentsSpoken.WithLabelValues(lang)
 	m.audio.WithLabelValues(lang)
+	for _, codec := range []string{client.CodecPCM, client.CodecOpus} {
+		m.audioBytes.WithLabelValues(lang, codec)
+	}
 	m.delay.WithLabelValues(lang)
 	for _, what := range []string{"synthesis", "audio"} {
 		m.stale.WithLabelValues(lang, what)

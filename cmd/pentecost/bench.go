@@ -36,6 +36,8 @@ language (the default) unless a worker is connected.
 Examples:
   pentecost bench --sessions 4 --listeners 500
   pentecost bench --sessions 8 --listeners 500 --chunk-ms 100
+  pentecost bench --format opus --sessions 4 --listeners 500
+  pentecost bench --format pcm,opus --rounds 2 --sessions 4 --listeners 500
   pentecost bench --json --sessions 4 --listeners 500 --out report.json
   pentecost bench --sweep-listeners 100,250,500 --table sweep.md
   pentecost bench --idle --sessions 20 --listeners 500
