@@ -48,16 +48,7 @@ func opusPackets(t *testing.T, k int) [][]byte {
 // openCodecListener joins session id in lang taking codec.
 func openCodecListener(t *testing.T, e *env, id, lang, codec string, binary bool) (*client.Listener, *recorder) {
 	t.Helper()
-	l := client.NewListener(e.URL, id, lang)
-	l.Binary, l.Codec = binary, codec
-	l.MinBackoff = 20 * time.Millisecond
-	r := &recorder{}
-	r.attach(l)
-	if err := l.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	return l, r
+	return openListener(t, e, id, lang, binary, func(l *client.Listener) { l.Codec = codec })
 }
 
 func (r *recorder) snapshot() []client.Frame {
