@@ -134,8 +134,9 @@ const (
 )
 
 // setDemand sets what the stream publishes from the session list: Opus
-// where the server takes it and the stream has an encoder; PCM while
-// pcmListeners (of its language) take PCM, and always without Opus.
+// where the server takes it and the stream has an encoder; PCM while the
+// list counts listeners of PCM in the stream's language, and always
+// without Opus.
 func (st *stream) setDemand(ws client.WorkerSession) {
 	var send uint32 = sendPCM
 	if ws.TakesOpus() && st.enc != nil {
