@@ -4,10 +4,14 @@
 // end-to-end latency, joins, and the server's CPU time and memory, and can
 // sweep a parameter or compare two builds.
 //
-// Every audio chunk carries its send time (Unix nanoseconds, little-endian,
+// Every PCM chunk carries its send time (Unix nanoseconds, little-endian,
 // bytes 0–7) and its index in the speaker's schedule (bytes 8–15); the rest
-// is filler. A listener's latency is its receive time minus the send time,
-// both read from this process's clock.
+// is filler. Opus packets (FormatOpus) are real speech and carry nothing
+// extra: a listener tells which packet of the fixture it got by its bytes,
+// and the speaker records when it last sent each. A listener's latency is
+// its receive time minus the send time, both read from this process's
+// clock. Listeners also count the WebSocket payload bytes of the audio
+// they receive: the bandwidth a listener's connection needs.
 package bench
 
 import (
@@ -55,6 +59,11 @@ type Config struct {
 	// but no deliveries are expected for them.
 	SourceLanguage string
 	Languages      []string
+
+	// Format is the audio: FormatPCM (default: chunks of ChunkBytes every
+	// ChunkInterval) or FormatOpus (the fixture's 100 ms packets of speech
+	// every 100 ms; ChunkBytes and ChunkInterval must be unset, or 100 ms).
+	Format string
 
 	ChunkBytes    int           // bytes per chunk, at least 100 (16 carry timing)
 	ChunkInterval time.Duration // one chunk per interval per speaker
@@ -118,14 +127,30 @@ func (c *Config) setDefaults() error {
 	if len(c.Languages) == 0 {
 		c.Languages = []string{c.SourceLanguage}
 	}
-	if c.ChunkBytes == 0 {
-		c.ChunkBytes = DefaultChunkBytes
-	}
-	if c.ChunkBytes < client.MinAudioChunk || c.ChunkBytes > client.MaxAudioChunk {
-		return fmt.Errorf("bench: chunk size must be between %d and %d bytes", client.MinAudioChunk, client.MaxAudioChunk)
-	}
-	if c.ChunkInterval <= 0 {
-		c.ChunkInterval = DefaultChunkInterval
+	switch c.Format {
+	case "", FormatPCM:
+		c.Format = FormatPCM
+		if c.ChunkBytes == 0 {
+			c.ChunkBytes = DefaultChunkBytes
+		}
+		if c.ChunkBytes < client.MinAudioChunk || c.ChunkBytes > client.MaxAudioChunk {
+			return fmt.Errorf("bench: chunk size must be between %d and %d bytes", client.MinAudioChunk, client.MaxAudioChunk)
+		}
+		if c.ChunkInterval <= 0 {
+			c.ChunkInterval = DefaultChunkInterval
+		}
+	case FormatOpus:
+		if (c.ChunkInterval != 0 && c.ChunkInterval != OpusPacketInterval) || c.ChunkBytes != 0 {
+			return errors.New("bench: Opus sends its fixture's 100 ms packets: no chunk size, and an interval of 100 ms")
+		}
+		f, err := loadOpusFixture()
+		if err != nil {
+			return err
+		}
+		c.ChunkInterval = OpusPacketInterval
+		c.ChunkBytes = f.bytes / len(f.packets) // the mean, for the report
+	default:
+		return fmt.Errorf("bench: format must be %s or %s", FormatPCM, FormatOpus)
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultConcurrency
@@ -165,6 +190,11 @@ type session struct {
 	idx     int
 	speaker *client.Speaker
 	id      string
+	// opus, with FormatOpus: the fixture, and for each of its packets the
+	// schedule index and send time (Unix ns) of its last sending.
+	opus     *opusFixture
+	lastIdx  []atomic.Uint64
+	lastSent []atomic.Int64
 	// winStart and winEnd bound the chunk indexes of the measured window.
 	winStart, winEnd atomic.Uint64
 	sent             atomic.Int64 // chunks of the window sent
@@ -180,12 +210,14 @@ type listener struct {
 	sess   *session
 	l      listenerConn
 	hears  bool // the source language
+	json   bool
 	joined bool
 
 	hist     Histogram
 	lastSeq  uint64
 	gaps     atomic.Int64
 	received atomic.Int64 // chunks of the window
+	bytes    atomic.Int64 // WebSocket payload bytes of those chunks; -1: not known
 	lost     atomic.Int64
 }
 
@@ -195,18 +227,37 @@ type listenerConn interface {
 	Close() error
 }
 
+// onAudio handles a chunk from the client's Listener. The message's size
+// is known only in binary mode: the 20-byte header and the audio.
 func (l *listener) onAudio(f client.Frame) {
-	if len(f.Data) < 16 {
-		return
+	size := -1
+	if !l.json {
+		size = 20 + len(f.Data)
 	}
-	l.audio(f.Seq, f.Data[:16], time.Now().UnixNano())
+	l.audio(f.Seq, f.Data, size, time.Now().UnixNano())
 }
 
-// audio records a chunk received at now (Unix ns); timing is the chunk's
-// first 16 bytes.
-func (l *listener) audio(seq uint64, timing []byte, now int64) {
-	sent := int64(binary.LittleEndian.Uint64(timing))
-	idx := binary.LittleEndian.Uint64(timing[8:])
+// audio records a chunk received at now (Unix ns), which came in a
+// WebSocket message of size payload bytes (-1: not known): a PCM chunk
+// whose first 16 bytes are its timing, or an Opus packet of the fixture.
+func (l *listener) audio(seq uint64, data []byte, size int, now int64) {
+	var sent int64
+	var idx uint64
+	if s := l.sess; s.opus != nil {
+		k, ok := s.opus.index[string(data)]
+		if !ok {
+			return
+		}
+		// The packet's last sending: right unless the listener is a
+		// whole loop of the fixture (5 s) behind.
+		sent, idx = s.lastSent[k].Load(), s.lastIdx[k].Load()
+	} else {
+		if len(data) < 16 {
+			return
+		}
+		sent = int64(binary.LittleEndian.Uint64(data))
+		idx = binary.LittleEndian.Uint64(data[8:])
+	}
 	if l.lastSeq != 0 && seq > l.lastSeq+1 {
 		l.gaps.Add(int64(seq - l.lastSeq - 1))
 	}
@@ -214,6 +265,11 @@ func (l *listener) audio(seq uint64, timing []byte, now int64) {
 	if idx >= l.sess.winStart.Load() && idx < l.sess.winEnd.Load() {
 		l.hist.Record(time.Duration(now - sent))
 		l.received.Add(1)
+		if size < 0 {
+			l.bytes.Store(-1)
+		} else if l.bytes.Load() >= 0 {
+			l.bytes.Add(int64(size))
+		}
 	}
 }
 
@@ -264,10 +320,18 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		sp.Options = r.options()
 		sp.SourceLanguage = cfg.SourceLanguage
 		sp.JSONAudio = cfg.JSON
+		s := &session{idx: i, speaker: sp}
+		if cfg.Format == FormatOpus {
+			sp.Codec = client.CodecOpus
+			s.opus, _ = loadOpusFixture() // loaded by setDefaults
+			s.lastIdx = make([]atomic.Uint64, len(s.opus.packets))
+			s.lastSent = make([]atomic.Int64, len(s.opus.packets))
+		}
 		if err := sp.Open(ctx); err != nil {
 			return nil, fmt.Errorf("speaker %d: %w", i+1, err)
 		}
-		r.sessions = append(r.sessions, &session{idx: i, speaker: sp, id: sp.Session()})
+		s.id = sp.Session()
+		r.sessions = append(r.sessions, s)
 	}
 	before := r.sampleServer()
 
@@ -289,16 +353,19 @@ func (r *run) connect(ctx context.Context, rep *Report) error {
 		for _, s := range r.sessions {
 			node := cfg.Nodes[len(r.listeners)%len(cfg.Nodes)].URL
 			lang := cfg.Languages[j%len(cfg.Languages)]
-			lst := &listener{sess: s, hears: lang == cfg.SourceLanguage}
+			lst := &listener{sess: s, hears: lang == cfg.SourceLanguage, json: cfg.JSON}
 			if cfg.ClientListeners {
 				cl := client.NewListener(node, s.id, lang)
 				cl.Options = r.options()
 				cl.Binary = !cfg.JSON
+				if cfg.Format == FormatOpus {
+					cl.Codec = client.CodecOpus
+				}
 				cl.OnAudio = lst.onAudio
 				cl.OnError = lst.onError
 				lst.l = cl
 			} else {
-				lc, err := newLeanConn(node, s.id, lang, cfg.JSON, lst)
+				lc, err := newLeanConn(node, s.id, lang, cfg.JSON, cfg.Format == FormatOpus, lst)
 				if err != nil {
 					return err
 				}
@@ -465,11 +532,20 @@ func (r *run) stream(ctx context.Context, rep *Report) (*Report, error) {
 	r.close()
 
 	var lat Histogram
-	var gaps, lost int64
+	var gaps, lost, bytes int64
+	var hearing int
 	for _, l := range r.listeners {
 		lat.Merge(&l.hist)
 		gaps += l.gaps.Load()
 		lost += l.lost.Load()
+		if l.joined && l.hears {
+			hearing++
+			if b := l.bytes.Load(); b < 0 || bytes < 0 {
+				bytes = -1
+			} else {
+				bytes += b
+			}
+		}
 	}
 	var sent, late, lag, sendErrs int64
 	for _, s := range r.sessions {
@@ -481,6 +557,7 @@ func (r *run) stream(ctx context.Context, rep *Report) (*Report, error) {
 	rep.setStream(streamResult{
 		sent: sent, late: late, maxLag: time.Duration(lag), sendErrors: sendErrs,
 		expected: expected, received: r.received(), latency: &lat, gaps: gaps, lost: lost,
+		bytes: bytes, hearing: hearing,
 		window: cfg.Duration,
 		cpu0:   cpu0, cpu1: cpu1, gen0: gen0, gen1: gen1,
 		nodes0: nodes0, nodes1: nodes1, redis0: redis0, redis1: redis1,
@@ -505,9 +582,12 @@ func chunksBefore(t0, t time.Time, interval time.Duration) uint64 {
 // generator could not keep up), and is sent anyway.
 func (r *run) speak(ctx context.Context, s *session, t0, end time.Time) {
 	interval := r.cfg.ChunkInterval
-	buf := make([]byte, r.cfg.ChunkBytes)
-	for i := range buf[16:] {
-		buf[16+i] = byte(i) // filler
+	var buf []byte
+	if s.opus == nil {
+		buf = make([]byte, r.cfg.ChunkBytes)
+		for i := range buf[16:] {
+			buf[16+i] = byte(i) // filler
+		}
 	}
 	winStart, winEnd := s.winStart.Load(), s.winEnd.Load()
 	for i := uint64(0); ; i++ {
@@ -519,8 +599,16 @@ func (r *run) speak(ctx context.Context, s *session, t0, end time.Time) {
 			return
 		}
 		now := time.Now()
-		binary.LittleEndian.PutUint64(buf, uint64(now.UnixNano()))
-		binary.LittleEndian.PutUint64(buf[8:], i)
+		if s.opus != nil {
+			// Recorded before sending, for the listeners to find.
+			k := int(i % uint64(len(s.opus.packets)))
+			s.lastIdx[k].Store(i)
+			s.lastSent[k].Store(now.UnixNano())
+			buf = s.opus.packets[k]
+		} else {
+			binary.LittleEndian.PutUint64(buf, uint64(now.UnixNano()))
+			binary.LittleEndian.PutUint64(buf[8:], i)
+		}
 		err := s.speaker.SendAudio(ctx, buf)
 		if i < winStart || i >= winEnd {
 			continue

@@ -133,6 +133,76 @@ func TestRun(t *testing.T) {
 		})
 	}
 
+	// Opus: the fixture's packets every 100 ms, to listeners of Opus of
+	// every kind, each packet known by its bytes; the bandwidth is the
+	// packets and their headers.
+	packets, err := bench.OpusFixture()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fixtureBytes int
+	for _, p := range packets {
+		fixtureBytes += len(p)
+	}
+	for _, c := range []struct {
+		name         string
+		json, client bool
+	}{{"OKOpus", false, false}, {"OKOpusJSON", true, false}, {"OKOpusClientListeners", false, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := bench.Run(ctx, bench.Config{
+				URL: url, Token: token, Sessions: 2, Listeners: 3, JSON: c.json, ClientListeners: c.client,
+				Format: bench.FormatOpus, Warmup: 200 * time.Millisecond, Duration: time.Second,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 1 s of 100 ms packets is 10 per session, 6 listeners in all.
+			if r.FramesSent != 20 || r.DeliveriesExpected != 60 || r.DeliveriesReceived != 60 || r.SequenceGaps != 0 || r.ConnectionsLost != 0 {
+				t.Fatalf("sent %d, delivered %d of %d, %d gaps, %d lost; want 20, 60 of 60, 0, 0",
+					r.FramesSent, r.DeliveriesReceived, r.DeliveriesExpected, r.SequenceGaps, r.ConnectionsLost)
+			}
+			if r.Format != bench.FormatOpus || r.ChunkMs != 100 || r.ChunkBytes != fixtureBytes/len(packets) {
+				t.Fatalf("report says %s, %d B every %g ms", r.Format, r.ChunkBytes, r.ChunkMs)
+			}
+			if r.LatencyMs.P50 <= 0 || r.LatencyMs.P99 > r.LatencyMs.Max {
+				t.Fatalf("latency %+v", r.LatencyMs)
+			}
+			if r.KbitPerListener == nil {
+				t.Fatal("no bandwidth measured")
+			}
+			// Ten packets a second of the fixture's mean size, plus their
+			// headers (binary: 20 bytes; JSON: base64 and the message's
+			// fields, about 130 bytes).
+			mean := float64(fixtureBytes) / float64(len(packets))
+			low, high := (mean+20)*10*8/1000*0.6, (mean+20)*10*8/1000*1.6
+			if c.json {
+				low, high = (mean*4/3+100)*10*8/1000*0.6, (mean*4/3+160)*10*8/1000*1.6
+			}
+			if k := *r.KbitPerListener; k < low || k > high {
+				t.Fatalf("%.1f kbit/s per listener, want %.1f-%.1f", k, low, high)
+			}
+		})
+	}
+	t.Run("OKPCMBandwidth", func(t *testing.T) {
+		r, err := bench.Run(ctx, bench.Config{URL: url, Token: token, Sessions: 1, Listeners: 2,
+			Warmup: 200 * time.Millisecond, Duration: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 50 chunks of 640 bytes and a 20-byte header each, a second.
+		if r.KbitPerListener == nil || *r.KbitPerListener != 50*660*8/1000.0 {
+			t.Fatalf("PCM bandwidth %v kbit/s per listener, want 264", r.KbitPerListener)
+		}
+	})
+	t.Run("ErrOpusChunk", func(t *testing.T) {
+		if _, err := bench.Run(ctx, bench.Config{URL: url, Token: token, Format: bench.FormatOpus, ChunkBytes: 640}); err == nil {
+			t.Fatal("want an error for a chunk size with Opus")
+		}
+		if _, err := bench.Run(ctx, bench.Config{URL: url, Token: token, Format: "mp3"}); err == nil {
+			t.Fatal("want an error for an unknown format")
+		}
+	})
+
 	t.Run("ErrNoToken", func(t *testing.T) {
 		if _, err := bench.Run(ctx, bench.Config{URL: url}); err == nil {
 			t.Fatal("want an error without a token")

@@ -31,7 +31,10 @@ const leanBufSize = 8 << 10
 type leanConn struct {
 	url  string
 	json bool
+	opus bool
 	lst  *listener
+	// packet holds an Opus packet decoded from JSON's base64.
+	packet []byte
 
 	nc      net.Conn
 	pending []byte // bytes the handshake reader had already buffered
@@ -40,7 +43,7 @@ type leanConn struct {
 	done    chan struct{}
 }
 
-func newLeanConn(serverURL, sessionID, lang string, jsonMode bool, lst *listener) (*leanConn, error) {
+func newLeanConn(serverURL, sessionID, lang string, jsonMode, opus bool, lst *listener) (*leanConn, error) {
 	u, err := url.Parse(serverURL)
 	if err != nil {
 		return nil, err
@@ -56,8 +59,11 @@ func newLeanConn(serverURL, sessionID, lang string, jsonMode bool, lst *listener
 	if !jsonMode {
 		q.Set("audioFormat", "binary")
 	}
+	if opus {
+		q.Set("codec", "opus")
+	}
 	u.RawQuery = q.Encode()
-	return &leanConn{url: u.String(), json: jsonMode, lst: lst, done: make(chan struct{})}, nil
+	return &leanConn{url: u.String(), json: jsonMode, opus: opus, lst: lst, done: make(chan struct{})}, nil
 }
 
 // Open connects and waits for sessionJoined (or the refusal).
@@ -206,13 +212,14 @@ func (c *leanConn) read(joined chan<- error) {
 	}
 }
 
-// binaryAudio handles a binary audio frame (docs/protocol.md 3.1): the
-// sequence number at bytes 4–11, the audio from byte 20.
+// binaryAudio handles a binary audio frame (docs/protocol.md 3.1): kind 1
+// (PCM) or 2 (Opus) at byte 1, the sequence number at bytes 4–11, the
+// audio from byte 20.
 func (c *leanConn) binaryAudio(p []byte, now int64) {
-	if len(p) < 20+16 || p[0] != 1 || p[1] != 1 {
+	if len(p) < 20 || p[0] != 1 || (p[1] != 1 && p[1] != 2) {
 		return
 	}
-	c.lst.audio(binary.BigEndian.Uint64(p[4:]), p[20:36], now)
+	c.lst.audio(binary.BigEndian.Uint64(p[4:]), p[20:], len(p), now)
 }
 
 var (
@@ -227,7 +234,8 @@ var (
 )
 
 // text handles a JSON message. For audioData it decodes only the base64
-// characters that carry the timing, and the sequence number.
+// characters that carry the timing (for Opus, the whole packet, by which
+// the listener knows it), and the sequence number.
 func (c *leanConn) text(p []byte, now int64, accepted *bool, joined chan<- error) error {
 	i := bytes.Index(p, keyType)
 	if i < 0 {
@@ -237,12 +245,34 @@ func (c *leanConn) text(p []byte, now int64, accepted *bool, joined chan<- error
 	switch {
 	case bytes.HasPrefix(t, typeAudio):
 		a := bytes.Index(p, keyAudio)
-		if a < 0 || len(p)-a-len(keyAudio) < timingChars {
+		if a < 0 {
 			return nil
 		}
-		var timing [18]byte
-		if _, err := base64.StdEncoding.Decode(timing[:], p[a+len(keyAudio):a+len(keyAudio)+timingChars]); err != nil {
-			return nil
+		var audio []byte
+		if c.opus {
+			b64 := p[a+len(keyAudio):]
+			end := bytes.IndexByte(b64, '"')
+			if end < 0 {
+				return nil
+			}
+			c.packet = c.packet[:cap(c.packet)]
+			if n := base64.StdEncoding.DecodedLen(end); n > len(c.packet) {
+				c.packet = make([]byte, n)
+			}
+			n, err := base64.StdEncoding.Decode(c.packet, b64[:end])
+			if err != nil {
+				return nil
+			}
+			audio = c.packet[:n]
+		} else {
+			if len(p)-a-len(keyAudio) < timingChars {
+				return nil
+			}
+			var timing [18]byte
+			if _, err := base64.StdEncoding.Decode(timing[:], p[a+len(keyAudio):a+len(keyAudio)+timingChars]); err != nil {
+				return nil
+			}
+			audio = timing[:16]
 		}
 		s := bytes.Index(p[a:], keySeq)
 		if s < 0 {
@@ -256,7 +286,7 @@ func (c *leanConn) text(p []byte, now int64, accepted *bool, joined chan<- error
 			}
 			seq = seq*10 + uint64(d-'0')
 		}
-		c.lst.audio(seq, timing[:16], now)
+		c.lst.audio(seq, audio, len(p), now)
 	case !*accepted && bytes.HasPrefix(t, typeJoined):
 		*accepted = true
 		joined <- nil

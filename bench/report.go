@@ -16,8 +16,9 @@ type Report struct {
 	Sessions         int      `json:"sessions"`
 	ListenersPerSess int      `json:"listenersPerSession"`
 	Languages        []string `json:"languages"`
-	Mode             string   `json:"mode"` // binary or json
-	ChunkBytes       int      `json:"chunkBytes"`
+	Mode             string   `json:"mode"`       // binary or json
+	Format           string   `json:"format"`     // pcm or opus
+	ChunkBytes       int      `json:"chunkBytes"` // mean packet size for Opus
 	ChunkMs          float64  `json:"chunkMs"`
 	Idle             bool     `json:"idle,omitempty"`
 	WindowSeconds    float64  `json:"windowSeconds"`
@@ -45,6 +46,12 @@ type Report struct {
 	LatencyMs           Latencies `json:"latencyMs"`
 	SequenceGaps        int64     `json:"sequenceGaps"`    // frames missing between consecutive sequence numbers
 	ConnectionsLost     int64     `json:"connectionsLost"` // listener connections dropped (the client reconnects)
+	// BytesPerListenerSecond is the WebSocket payload of the audio a
+	// listener received (binary frames with their 20-byte header, or JSON
+	// messages), per second of the window; KbitPerListener the same in
+	// kbit/s. Nil when not known (JSON with ClientListeners).
+	BytesPerListenerSecond *float64 `json:"bytesPerListenerSecond"`
+	KbitPerListener        *float64 `json:"kbitPerListener"`
 
 	// From the server's /metrics (nil when unreachable).
 	FramesDropped   *float64 `json:"framesDropped"`
@@ -101,7 +108,7 @@ func newReport(c *Config) *Report {
 		mode = "json"
 	}
 	r := &Report{
-		Sessions: c.Sessions, ListenersPerSess: c.Listeners, Languages: c.Languages, Mode: mode,
+		Sessions: c.Sessions, ListenersPerSess: c.Listeners, Languages: c.Languages, Mode: mode, Format: c.Format,
 		ChunkBytes: c.ChunkBytes, ChunkMs: ms(c.ChunkInterval), Idle: c.Idle,
 	}
 	r.Server.PID, r.Server.InProcess = c.ServerPID, c.ServerInProcess
@@ -141,6 +148,8 @@ type streamResult struct {
 	expected, received     int64
 	latency                *Histogram
 	gaps, lost             int64
+	bytes                  int64 // payload bytes over every hearing listener; -1: not known
+	hearing                int   // listeners of the source language that joined
 	window                 time.Duration
 	cpu0, cpu1             *ProcSample
 	nodes0, nodes1         []*ProcSample
@@ -166,6 +175,11 @@ func (r *Report) setStream(s streamResult) {
 	r.DeliveriesPerSecond = float64(s.received) / s.window.Seconds()
 	r.LatencyMs = latencies(s.latency)
 	r.SequenceGaps, r.ConnectionsLost = s.gaps, s.lost
+	if s.bytes >= 0 && s.hearing > 0 && s.window > 0 {
+		b := float64(s.bytes) / float64(s.hearing) / s.window.Seconds()
+		k := b * 8 / 1000
+		r.BytesPerListenerSecond, r.KbitPerListener = &b, &k
+	}
 	if s.metrics0 != nil && s.metrics1 != nil {
 		d := s.metrics1[metricDropped] - s.metrics0[metricDropped]
 		sl := s.metrics1[metricSlow] - s.metrics0[metricSlow]
@@ -221,7 +235,10 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // Summary writes the report for people.
 func (r *Report) Summary(w io.Writer) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
-	title := fmt.Sprintf("%d session(s) × %d listener(s), %s, %d B every %g ms", r.Sessions, r.ListenersPerSess, r.Mode, r.ChunkBytes, r.ChunkMs)
+	title := fmt.Sprintf("%d session(s) × %d listener(s), %s, %s, %d B every %g ms", r.Sessions, r.ListenersPerSess, r.Mode, r.format(), r.ChunkBytes, r.ChunkMs)
+	if r.Format == FormatOpus {
+		title = fmt.Sprintf("%d session(s) × %d listener(s), %s, Opus speech, %d B (mean) every %g ms", r.Sessions, r.ListenersPerSess, r.Mode, r.ChunkBytes, r.ChunkMs)
+	}
 	if r.Label != "" {
 		title = r.Label + ": " + title
 	}
@@ -244,6 +261,11 @@ func (r *Report) Summary(w io.Writer) {
 	p("  sent:       %d chunks in %.0f s (%s; max lag %.1f ms)", r.FramesSent, r.WindowSeconds, onTime, r.MaxSendLagMs)
 	p("  delivered:  %d of %d (%.4f%%), %.0f/s", r.DeliveriesReceived, r.DeliveriesExpected, 100*r.DeliveryRatio, r.DeliveriesPerSecond)
 	p("  latency:    p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms", r.LatencyMs.P50, r.LatencyMs.P95, r.LatencyMs.P99, r.LatencyMs.Max)
+	if r.BytesPerListenerSecond != nil {
+		p("  bandwidth:  %.0f B/s (%.1f kbit/s) of WebSocket payload per listener", *r.BytesPerListenerSecond, *r.KbitPerListener)
+	} else {
+		p("  bandwidth:  unknown (the client's listeners in JSON mode do not see message sizes)")
+	}
 	p("  losses:     %d sequence gaps, %d connections lost, dropped by server %s, slow disconnects %s",
 		r.SequenceGaps, r.ConnectionsLost, optFloat(r.FramesDropped), optFloat(r.SlowDisconnects))
 	if r.Server.PID != 0 {
@@ -265,6 +287,23 @@ func (r *Report) Summary(w io.Writer) {
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
+// format is the report's audio format; reports from before formats were
+// PCM.
+func (r *Report) format() string {
+	if r.Format == "" {
+		return FormatPCM
+	}
+	return r.Format
+}
+
+// kbit is KbitPerListener as a table cell.
+func (r *Report) kbit() string {
+	if r.KbitPerListener == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", *r.KbitPerListener)
+}
+
 func optFloat(f *float64) string {
 	if f == nil {
 		return "unknown"
@@ -274,16 +313,16 @@ func optFloat(f *float64) string {
 
 // WriteTable writes reports as a Markdown table, one row each.
 func WriteTable(w io.Writer, reports []*Report) {
-	fmt.Fprintln(w, "| run | sessions × listeners | mode | chunk | deliveries/s | delivered | p50 ms | p95 ms | p99 ms | max ms | late sends | server CPU µs/delivery | server cores | RSS MB | joins/s |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| run | sessions × listeners | mode | format | chunk | deliveries/s | delivered | p50 ms | p95 ms | p99 ms | max ms | late sends | server CPU µs/delivery | server cores | RSS MB | kbit/s per listener | joins/s |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range reports {
 		label := r.Label
 		if label == "" {
 			label = "-"
 		}
-		fmt.Fprintf(w, "| %s | %d × %d | %s | %d B / %g ms | %.0f | %.3f%% | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %.2f | %.1f | %.0f |\n",
-			strings.ReplaceAll(label, "|", "/"), r.Sessions, r.ListenersPerSess, r.Mode, r.ChunkBytes, r.ChunkMs,
+		fmt.Fprintf(w, "| %s | %d × %d | %s | %s | %d B / %g ms | %.0f | %.3f%% | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %.2f | %.1f | %s | %.0f |\n",
+			strings.ReplaceAll(label, "|", "/"), r.Sessions, r.ListenersPerSess, r.Mode, r.format(), r.ChunkBytes, r.ChunkMs,
 			r.DeliveriesPerSecond, 100*r.DeliveryRatio, r.LatencyMs.P50, r.LatencyMs.P95, r.LatencyMs.P99, r.LatencyMs.Max,
-			r.FramesLate, r.Server.CPUMicrosPerDelivery, r.Server.CPUCores, mb(r.Server.RSSBytes), r.JoinsPerSecond)
+			r.FramesLate, r.Server.CPUMicrosPerDelivery, r.Server.CPUCores, mb(r.Server.RSSBytes), r.kbit(), r.JoinsPerSecond)
 	}
 }

@@ -51,14 +51,27 @@ type Comparison struct {
 
 // Compare runs cfg rounds times on each of two targets, alternating A and B.
 func Compare(ctx context.Context, cfg Config, a, b Starter, rounds int, each func(*Report)) (*Comparison, error) {
+	return CompareSides(ctx, Side{cfg, a}, Side{cfg, b}, rounds, each)
+}
+
+// Side is one side of an A/B run: a workload and what it runs on.
+type Side struct {
+	Config Config
+	Start  Starter
+}
+
+// CompareSides runs each side rounds times, alternating A and B: two
+// builds with one workload (Compare), or one build with two workloads
+// (PCM against Opus).
+func CompareSides(ctx context.Context, a, b Side, rounds int, each func(*Report)) (*Comparison, error) {
 	cmp := &Comparison{}
 	for i := range max(rounds, 1) {
 		for _, side := range []struct {
-			name  string
-			start Starter
-			out   *[]*Report
+			name string
+			Side
+			out *[]*Report
 		}{{"A", a, &cmp.A}, {"B", b, &cmp.B}} {
-			r, err := RunOn(ctx, cfg, side.start)
+			r, err := RunOn(ctx, side.Config, side.Start)
 			if err != nil {
 				return cmp, fmt.Errorf("%s round %d: %w", side.name, i+1, err)
 			}
@@ -83,6 +96,12 @@ var comparedMetrics = []struct {
 	{"server CPU µs/delivery", func(r *Report) float64 { return r.Server.CPUMicrosPerDelivery }},
 	{"server cores", func(r *Report) float64 { return r.Server.CPUCores }},
 	{"server RSS MB", func(r *Report) float64 { return mb(r.Server.RSSBytes) }},
+	{"kbit/s per listener", func(r *Report) float64 {
+		if r.KbitPerListener == nil {
+			return 0
+		}
+		return *r.KbitPerListener
+	}},
 	{"joins/s", func(r *Report) float64 { return r.JoinsPerSecond }},
 }
 

@@ -48,6 +48,37 @@ func ExampleListener() {
 	fmt.Println("Stopped:", l.Err())
 }
 
+// A listener that takes Opus, about a tenth of PCM's bytes, and plays it
+// through a Decoder: it decodes Opus in pure Go, plays the PCM frames an
+// Opus stream may carry too, and fills the time of lost frames.
+func ExampleDecoder() {
+	ctx := context.Background()
+	l := client.NewListener("https://pentecost.example.org", "golden-eagle-427", "es")
+	l.Binary, l.Codec = true, client.CodecOpus
+	dec := client.NewDecoder()
+	l.OnAudio = func(f client.Frame) {
+		pcm, err := dec.Decode(f) // 16 kHz mono samples, valid until the next call
+		if err != nil {
+			log.Print(err) // a packet that does not decode is made up for by the next
+			return
+		}
+		playSamples(f.Timestamp, append([]int16(nil), pcm...))
+	}
+	// Captions share the stream's sequence numbers: they are no lost audio.
+	l.OnCaption = func(c client.Caption) { dec.Advance(c.Seq) }
+	l.OnEvent = func(e client.Event) {
+		switch e.Type {
+		case client.EventStreamGap, client.EventAudioSkipped, client.EventLanguageChanged, client.EventPlaybackResumed:
+			dec.Reset() // start afresh: nothing to make up
+		}
+	}
+	if err := l.Open(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+	<-l.Done()
+}
+
 // A speaker that creates a session the way the original system's clients
 // did and streams 20 ms chunks into it.
 func ExampleSpeaker() {
@@ -74,8 +105,32 @@ func ExampleSpeaker() {
 	}
 }
 
+// A speaker that sends Opus: one packet per SendAudio, 100 ms each as
+// the protocol recommends. encodeOpus stands for an Opus encoder (for
+// example the worker's, worker/opus). Listeners of PCM hear the server's
+// decoding of it.
+func ExampleSpeaker_opus() {
+	ctx := context.Background()
+	s := client.NewSpeaker("https://pentecost.example.org", "<speaker JWT>")
+	s.SessionID, s.Codec = "golden-eagle-427", client.CodecOpus
+	s.OnError = func(err error) { log.Print(err) } // e.g. INVALID_AUDIO_CHUNK for a packet that is not Opus
+	if err := s.Open(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	samples := make([]int16, client.SampleRate/10) // 100 ms
+	for range 10 * 60 {
+		record16(samples)
+		if err := s.SendAudio(ctx, encodeOpus(samples)); err != nil {
+			log.Fatal(err)
+		}
+	}
+}
+
 // A worker that offers French for every session whose listeners want it.
-// translate stands for a real speech-to-speech engine.
+// translate stands for a real speech-to-speech engine. A worker that can
+// encode Opus publishes it with PublishOpusAt, and its PCM only while
+// WorkerSession.PCMLanguages counts listeners of PCM.
 func ExampleWorker() {
 	ctx := context.Background()
 	w := client.NewWorker("https://pentecost.example.org", "<worker secret>")
@@ -131,5 +186,8 @@ func ExampleClassify() {
 }
 
 func play(uint64, []byte)                       {}
+func playSamples(time.Time, []int16)            {}
+func record16([]int16)                          {}
+func encodeOpus([]int16) []byte                 { return []byte{0xf8} }
 func record([]byte)                             {}
 func translate([]byte, string) ([]byte, string) { return make([]byte, 640), "" }

@@ -59,19 +59,20 @@ func FuzzDecodeMessage(f *testing.F) {
 }
 
 // FuzzParseBinary: a binary frame is taken exactly when it has the
-// 20-byte header of version 1 and kind audio (docs/protocol.md, section
-// 3.1), and then its fields and audio are the bytes at their offsets:
-// written again, they are the frame.
+// 20-byte header of version 1 and kind 1 (PCM) or 2 (Opus) (docs/protocol.md,
+// section 3.1), and then its fields and audio are the bytes at their
+// offsets: written again, they are the frame.
 func FuzzParseBinary(f *testing.F) {
 	f.Fuzz(func(t *testing.T, p []byte) {
-		lang, seq, ts, audio, ok := parseBinary(p)
-		if want := len(p) >= 20 && p[0] == 1 && p[1] == 1; ok != want {
+		lang, seq, ts, codec, audio, ok := parseBinary(p)
+		if want := len(p) >= 20 && p[0] == 1 && (p[1] == 1 || p[1] == 2); ok != want {
 			t.Fatalf("ok = %v for % x", ok, p[:min(len(p), 20)])
 		}
 		if !ok {
 			return
 		}
-		b := []byte{1, 1, lang[0], lang[1]}
+		kind := map[string]byte{CodecPCM: 1, CodecOpus: 2}[codec]
+		b := []byte{1, kind, lang[0], lang[1]}
 		b = binary.BigEndian.AppendUint64(b, seq)
 		b = binary.BigEndian.AppendUint64(b, uint64(ts))
 		b = append(b, audio...)

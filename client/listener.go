@@ -30,6 +30,9 @@ type Joined struct {
 	// (on any node) at the join; nil from a server that does not say. After
 	// false, speakerReconnected (an Event) tells that the speaker arrived.
 	SpeakerConnected *bool
+	// Codec is the stream the server put the listener on: CodecOpus or
+	// CodecPCM; empty from a server that does not say (it knows only PCM).
+	Codec string
 }
 
 // Listener hears one session in one language. Create it with NewListener,
@@ -52,6 +55,13 @@ type Listener struct {
 	TargetLanguage string
 	// Binary asks for binary audio frames (no base64 on either side).
 	Binary bool
+	// Codec is the audio the listener accepts: CodecPCM (the default, also
+	// when empty) or CodecOpus, about a tenth of PCM's bytes. A listener of
+	// Opus gets PCM frames too, where the producer of the language has no
+	// Opus: Frame.Codec says which, and a Decoder plays both. It applies to
+	// every connection, across reconnections, refreshes and language
+	// changes.
+	Codec string
 
 	// OnJoined is called when a connection was accepted, including after
 	// each reconnection and refresh.
@@ -96,6 +106,9 @@ func NewListener(serverURL, sessionID, targetLanguage string) *Listener {
 // connection; the Listener then runs until Close or until it must stop
 // (see Done).
 func (l *Listener) Open(ctx context.Context) error {
+	if err := checkCodec(l.Codec); err != nil {
+		return err
+	}
 	if err := l.b.init(&l.Options, l); err != nil {
 		return err
 	}
@@ -194,6 +207,9 @@ func (l *Listener) dialURL(k dialKind, ticket string) (string, error) {
 	if l.Binary {
 		q.Set("audioFormat", "binary")
 	}
+	if l.Codec != "" {
+		q.Set("codec", l.Codec)
+	}
 	if started {
 		q.Set("lastSequenceNumber", strconv.FormatUint(last, 10))
 		if epoch != "" {
@@ -251,7 +267,7 @@ func (l *Listener) handle(c *conn, m *wireMsg) {
 			return
 		}
 		l.OnAudio(Frame{SessionID: l.sessionID, Language: l.lang, Seq: m.SequenceNumber,
-			Timestamp: msTime(m.Timestamp), Data: m.AudioData})
+			Timestamp: msTime(m.Timestamp), Codec: m.codec(), Data: m.AudioData})
 	case "caption":
 		if m.Language != l.lang || !l.advance(m.SequenceNumber) || l.OnCaption == nil {
 			return
@@ -314,7 +330,8 @@ func (l *Listener) joined(c *conn, m *wireMsg) {
 	if l.OnJoined != nil {
 		j := Joined{SessionID: m.SessionID, TargetLanguage: m.TargetLanguage, SourceLanguage: m.SourceLanguage,
 			ConnectionID: m.ConnectionID, Epoch: m.Epoch, Seq: m.SequenceNumber,
-			Reconnect: c.kind == dialReconnect, Refresh: c.kind == dialRefresh, SpeakerConnected: m.SpeakerConnected}
+			Reconnect: c.kind == dialReconnect, Refresh: c.kind == dialRefresh, SpeakerConnected: m.SpeakerConnected,
+			Codec: m.Codec}
 		if m.BroadcastState != nil {
 			j.BroadcastState = *m.BroadcastState
 		}
@@ -329,11 +346,11 @@ func (l *Listener) joined(c *conn, m *wireMsg) {
 
 // handleBinary implements role: a binary audio frame.
 func (l *Listener) handleBinary(c *conn, p []byte) {
-	lang, seq, ts, audio, ok := parseBinary(p)
+	lang, seq, ts, codec, audio, ok := parseBinary(p)
 	if !ok || c != l.src || !sameLang(lang, l.lang) || !l.advance(seq) || l.OnAudio == nil {
 		return
 	}
-	l.OnAudio(Frame{SessionID: l.sessionID, Language: l.lang, Seq: seq, Timestamp: msTime(ts), Data: audio})
+	l.OnAudio(Frame{SessionID: l.sessionID, Language: l.lang, Seq: seq, Timestamp: msTime(ts), Codec: codec, Data: audio})
 }
 
 // writeDirect writes a small message on c while writes are held.

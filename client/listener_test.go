@@ -118,12 +118,16 @@ func openSpeaker(t *testing.T, e *env, user, id string, jsonAudio bool) *client.
 	return s
 }
 
-// openListener joins session id in lang, recording into a new recorder.
-func openListener(t *testing.T, e *env, id, lang string, binary bool) (*client.Listener, *recorder) {
+// openListener joins session id in lang, recording into a new recorder;
+// configure, if given, changes its settings before it opens.
+func openListener(t *testing.T, e *env, id, lang string, binary bool, configure ...func(*client.Listener)) (*client.Listener, *recorder) {
 	t.Helper()
 	l := client.NewListener(e.URL, id, lang)
 	l.Binary = binary
 	l.MinBackoff = 20 * time.Millisecond
+	for _, f := range configure {
+		f(l)
+	}
 	r := &recorder{}
 	r.attach(l)
 	if err := l.Open(context.Background()); err != nil {

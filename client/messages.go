@@ -44,6 +44,27 @@ type BroadcastState struct {
 	LastStateChange int64 `json:"lastStateChange"`
 }
 
+// Audio codecs (docs/protocol.md): a Frame's Codec, and what a Listener or
+// Speaker asks for with its Codec field.
+const (
+	// CodecPCM is 16-bit little-endian PCM, 16 kHz, mono: the session's
+	// audioFormat pcm_s16le_16000_mono, and what every client gets unless
+	// it asks for Opus.
+	CodecPCM = "pcm"
+	// CodecOpus is one Opus packet (RFC 6716) per frame, mono.
+	CodecOpus = "opus"
+)
+
+// checkCodec refuses a codec other than CodecPCM, CodecOpus or empty
+// (PCM), as the server would.
+func checkCodec(codec string) error {
+	switch codec {
+	case "", CodecPCM, CodecOpus:
+		return nil
+	}
+	return &Error{Code: "VALIDATION_INVALID_FIELD", Message: `codec must be "pcm" or "opus".`, HTTPStatus: 400}
+}
+
 // Frame is one audio chunk: what a Listener hears, or the source audio a
 // Worker receives.
 type Frame struct {
@@ -57,8 +78,13 @@ type Frame struct {
 	// one-way network delay), for a worker's translation the time of the
 	// source speech it translates. Now minus Timestamp is mouth-to-ear delay.
 	Timestamp time.Time
-	// Data is the audio exactly as the speaker or worker sent it. It is
-	// only valid during the callback: copy it to keep it.
+	// Codec is the audio's codec, CodecPCM or CodecOpus. A Listener that
+	// asked for Opus gets both, frame by frame: PCM where the speaker or
+	// worker producing the language had no Opus (Decoder plays both).
+	Codec string
+	// Data is the audio exactly as the speaker or worker sent it: PCM
+	// samples, or one Opus packet. It is only valid during the callback:
+	// copy it to keep it.
 	Data []byte
 }
 
@@ -185,6 +211,7 @@ type wireMsg struct {
 	UpdateReason    string  `json:"updateReason"`
 
 	AudioData base64Bytes `json:"audioData"`
+	Codec     string      `json:"codec"`
 	Language  string      `json:"language"`
 	Text      string      `json:"text"`
 	Final     bool        `json:"final"`
@@ -206,6 +233,14 @@ type wireMsg struct {
 
 	WorkerID string          `json:"workerId"`
 	Sessions []WorkerSession `json:"sessions"`
+}
+
+// codec is the codec of an audioData message: absent means PCM.
+func (m *wireMsg) codec() string {
+	if m.Codec == "" {
+		return CodecPCM
+	}
+	return m.Codec
 }
 
 // reset clears m for the next message, keeping the audio buffer.
@@ -291,17 +326,26 @@ func (b *base64Bytes) UnmarshalJSON(p []byte) error {
 const (
 	binaryHeaderSize = 20
 	binaryVersion    = 1
-	binaryKindAudio  = 1
+	binaryKindAudio  = 1 // PCM
+	binaryKindOpus   = 2 // one Opus packet
 )
 
 // parseBinary splits a binary audio frame. ok is false for frames of an
 // unknown version or kind, which clients skip.
-func parseBinary(p []byte) (lang [2]byte, seq uint64, ts int64, audio []byte, ok bool) {
-	if len(p) < binaryHeaderSize || p[0] != binaryVersion || p[1] != binaryKindAudio {
-		return lang, 0, 0, nil, false
+func parseBinary(p []byte) (lang [2]byte, seq uint64, ts int64, codec string, audio []byte, ok bool) {
+	if len(p) < binaryHeaderSize || p[0] != binaryVersion {
+		return lang, 0, 0, "", nil, false
+	}
+	switch p[1] {
+	case binaryKindAudio:
+		codec = CodecPCM
+	case binaryKindOpus:
+		codec = CodecOpus
+	default:
+		return lang, 0, 0, "", nil, false
 	}
 	lang = [2]byte{p[2], p[3]}
-	return lang, binary.BigEndian.Uint64(p[4:]), int64(binary.BigEndian.Uint64(p[12:])), p[binaryHeaderSize:], true
+	return lang, binary.BigEndian.Uint64(p[4:]), int64(binary.BigEndian.Uint64(p[12:])), codec, p[binaryHeaderSize:], true
 }
 
 // sameLang reports whether a binary frame's language is lang, without

@@ -13,10 +13,12 @@ import (
 	"github.com/coder/websocket"
 )
 
-// Audio chunk bounds the server enforces.
+// Audio chunk bounds the server enforces: PCM chunks of MinAudioChunk to
+// MaxAudioChunk bytes, Opus packets of MinOpusPacket to MaxAudioChunk.
 const (
 	MinAudioChunk = 100
 	MaxAudioChunk = 32 << 10
+	MinOpusPacket = 1
 )
 
 // DefaultResendWindow is how many recent chunks a Speaker in JSON mode keeps
@@ -36,6 +38,9 @@ type SpeakerConnected struct {
 	// Created is set when the session was created by this connection;
 	// Reconnect after a lost connection; Refresh after a refresh.
 	Created, Reconnect, Refresh bool
+	// Codec is what the server takes from this connection: CodecOpus or
+	// CodecPCM; empty from a server that does not say (it knows only PCM).
+	Codec string
 }
 
 // Speaker broadcasts audio into a session: an existing one (SessionID), or
@@ -64,6 +69,11 @@ type Speaker struct {
 	QualityTier    string
 	// JSONAudio sends audio as numbered base64 sendAudio messages.
 	JSONAudio bool
+	// Codec is what SendAudio sends: CodecPCM (the default, also when
+	// empty) or CodecOpus, one Opus packet per call (mono; 16 kHz input
+	// and 100 ms packets recommended). The server forwards Opus to
+	// listeners who accept it and decodes it once for everyone else.
+	Codec string
 	// ResendWindow is the number of chunks kept for resending (JSONAudio).
 	ResendWindow int
 
@@ -109,6 +119,9 @@ func (s *Speaker) Open(ctx context.Context) error {
 	if s.SessionID == "" && s.SourceLanguage == "" {
 		return errors.New("pentecost: Speaker needs a SessionID or a SourceLanguage")
 	}
+	if err := checkCodec(s.Codec); err != nil {
+		return err
+	}
 	if err := s.b.init(&s.Options, s); err != nil {
 		return err
 	}
@@ -141,14 +154,21 @@ func (s *Speaker) Session() string {
 	return s.sessionID
 }
 
-// SendAudio sends one chunk of audio (PCM 16-bit mono 16 kHz unless the
-// session says otherwise), between MinAudioChunk and MaxAudioChunk bytes.
-// pcm is not kept after the call. While the Speaker reconnects, SendAudio
-// waits for the new connection or ctx. In JSON mode a chunk caught by a
-// lost connection is sent again after reconnecting, and SendAudio returns nil.
+// SendAudio sends one chunk of audio: PCM 16-bit mono 16 kHz, between
+// MinAudioChunk and MaxAudioChunk bytes, or with Codec set to CodecOpus
+// one Opus packet, between MinOpusPacket and MaxAudioChunk bytes (the
+// server refuses a packet that does not parse as Opus with an
+// INVALID_AUDIO_CHUNK reply error, through OnError). pcm is not kept after
+// the call. While the Speaker reconnects, SendAudio waits for the new
+// connection or ctx. In JSON mode a chunk caught by a lost connection is
+// sent again after reconnecting, and SendAudio returns nil.
 func (s *Speaker) SendAudio(ctx context.Context, pcm []byte) error {
-	if len(pcm) < MinAudioChunk || len(pcm) > MaxAudioChunk {
-		return &Error{Code: "INVALID_AUDIO_CHUNK", Message: fmt.Sprintf("Audio chunks must be between %d bytes and %d KB.", MinAudioChunk, MaxAudioChunk>>10), HTTPStatus: 400}
+	least := MinAudioChunk
+	if s.Codec == CodecOpus {
+		least = MinOpusPacket
+	}
+	if len(pcm) < least || len(pcm) > MaxAudioChunk {
+		return &Error{Code: "INVALID_AUDIO_CHUNK", Message: fmt.Sprintf("Audio chunks must be between %d bytes and %d KB.", least, MaxAudioChunk>>10), HTTPStatus: 400}
 	}
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
@@ -296,6 +316,9 @@ func (s *Speaker) dialURL(k dialKind, ticket string) (string, error) {
 	default:
 		q = url.Values{"sessionId": {id}}
 	}
+	if s.Codec != "" {
+		q.Set("codec", s.Codec)
+	}
 	return wsURL(s.URL, q)
 }
 
@@ -321,7 +344,8 @@ func (s *Speaker) handle(c *conn, m *wireMsg) {
 		if s.OnConnected != nil {
 			sc := SpeakerConnected{SessionID: m.SessionID, SourceLanguage: m.SourceLanguage, QualityTier: m.QualityTier,
 				ConnectionID: m.ConnectionID, ListenerCount: m.ListenerCount, ExpiresAt: msTime(m.ExpiresAt),
-				Created: m.Type == "sessionCreated", Reconnect: c.kind == dialReconnect, Refresh: c.kind == dialRefresh}
+				Created: m.Type == "sessionCreated", Reconnect: c.kind == dialReconnect, Refresh: c.kind == dialRefresh,
+				Codec: m.Codec}
 			if m.BroadcastState != nil {
 				sc.BroadcastState = *m.BroadcastState
 			}

@@ -32,7 +32,17 @@ type WorkerSession struct {
 	TargetLanguages map[string]int `json:"targetLanguages"`
 	// ProducedLanguages are those some worker has claimed.
 	ProducedLanguages []string `json:"producedLanguages"`
+	// PCMLanguages counts, of each target language's listeners, those who
+	// take PCM (clients that did not ask for Opus). A worker that
+	// publishes Opus (PublishOpusAt) need publish PCM only while its
+	// language's count is above zero. Nil from a server that knows no
+	// Opus: publish PCM only.
+	PCMLanguages map[string]int `json:"pcmLanguages"`
 }
+
+// TakesOpus reports whether the server that sent s takes Opus from
+// workers (PublishOpusAt): it says how many listeners take PCM.
+func (s WorkerSession) TakesOpus() bool { return s.PCMLanguages != nil }
 
 // Worker is a translation worker's connection: it learns which sessions
 // are live and which languages their listeners want, receives a session's
@@ -312,11 +322,39 @@ func (w *Worker) PublishAudioAt(ctx context.Context, sessionID, lang string, pcm
 	if len(pcm) < MinAudioChunk || len(pcm) > MaxAudioChunk {
 		return &Error{Code: "INVALID_AUDIO_CHUNK", Message: "Audio chunks must be between 100 bytes and 32 KB.", HTTPStatus: 400, SessionID: sessionID}
 	}
+	return w.publishAudio(ctx, sessionID, lang, "", pcm, source)
+}
+
+// PublishOpusAt publishes one Opus packet (mono, 2.5 to 120 ms; 100 ms
+// recommended) in a claimed language, with the capture time of the source
+// speech it translates as PublishAudioAt has it: publishAudio with codec
+// opus, which the server publishes to the language's listeners of Opus.
+// Listeners of PCM get only what PublishAudioAt publishes: a worker that
+// publishes Opus publishes PCM too while WorkerSession.PCMLanguages counts
+// any. Until a worker connection has published Opus to a language, the
+// server also gives its PCM to the language's listeners of Opus. Check
+// WorkerSession.TakesOpus first: a server that knows no Opus would take
+// the packet for PCM.
+func (w *Worker) PublishOpusAt(ctx context.Context, sessionID, lang string, packet []byte, source time.Time) error {
+	if len(packet) < MinOpusPacket || len(packet) > MaxAudioChunk {
+		return &Error{Code: "INVALID_AUDIO_CHUNK", Message: "Opus packets must be between 1 byte and 32 KB.", HTTPStatus: 400, SessionID: sessionID}
+	}
+	return w.publishAudio(ctx, sessionID, lang, CodecOpus, packet, source)
+}
+
+// publishAudio writes a publishAudio message; codec "" is PCM, sent
+// without a codec field as before there were codecs.
+func (w *Worker) publishAudio(ctx context.Context, sessionID, lang, codec string, audio []byte, source time.Time) error {
 	w.pubMu.Lock()
 	defer w.pubMu.Unlock()
-	w.buf = appendAudioAction(w.buf[:0], "publishAudio", sessionID, lang, pcm, 0)
+	w.buf = appendAudioAction(w.buf[:0], "publishAudio", sessionID, lang, audio, 0)
+	// appendAudioAction ends with the object's closing brace.
+	if codec != "" {
+		w.buf = append(w.buf[:len(w.buf)-1], `,"codec":`...)
+		w.buf = appendJSONString(w.buf, codec)
+		w.buf = append(w.buf, '}')
+	}
 	if !source.IsZero() {
-		// appendAudioAction ends with the object's closing brace.
 		w.buf = append(w.buf[:len(w.buf)-1], `,"sourceTimestamp":`...)
 		w.buf = strconv.AppendInt(w.buf, source.UnixMilli(), 10)
 		w.buf = append(w.buf, '}')
@@ -692,7 +730,7 @@ func (w *Worker) handle(c *conn, m *wireMsg) {
 		sub.last = m.SequenceNumber
 		if w.OnAudio != nil {
 			w.OnAudio(Frame{SessionID: m.SessionID, Language: m.Language, Seq: m.SequenceNumber,
-				Timestamp: msTime(m.Timestamp), Data: m.AudioData})
+				Timestamp: msTime(m.Timestamp), Codec: m.codec(), Data: m.AudioData})
 		}
 	case EventStreamGap:
 		if sub := w.sub(m.SessionID); sub != nil && m.FirstSequenceNumber > 0 {

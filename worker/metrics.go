@@ -3,6 +3,7 @@ package worker
 import (
 	"time"
 
+	"github.com/pentecost/pentecost/client"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,7 +24,9 @@ type metrics struct {
 	cacheHits      prometheus.Counter
 	segments       *prometheus.CounterVec // language
 	audio          *prometheus.CounterVec // language
+	audioBytes     *prometheus.CounterVec // language, codec
 	langs          prometheus.Gauge
+	pcmLangs       prometheus.Gauge
 	sessions       prometheus.Gauge
 }
 
@@ -55,15 +58,19 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "Translations answered by the cache of repeated phrases."}),
 		audio: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pentecost_worker_audio_seconds_total",
 			Help: "Translated audio published, in seconds, by language."}, []string{"language"}),
+		audioBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pentecost_worker_audio_bytes_total",
+			Help: "Bytes of translated audio published, by language and codec (pcm, opus): each codec's share of what the worker sends."}, []string{"language", "codec"}),
 		segments: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pentecost_worker_segments_total",
 			Help: "Utterances cut from source audio by voice-activity detection (per-utterance recognisers), by source language."}, []string{"language"}),
 		langs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pentecost_worker_languages",
 			Help: "Languages this worker currently produces, over all sessions."}),
+		pcmLangs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pentecost_worker_pcm_languages",
+			Help: "Languages, over all sessions, whose speech this worker publishes as PCM: those with listeners of PCM, and every one where it cannot encode Opus."}),
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pentecost_worker_sessions",
 			Help: "Sessions this worker currently handles."}),
 	}
 	if r != nil {
-		r.MustRegister(m.utterances, m.segmentsSpoken, m.stale, m.stage, m.delay, m.errors, m.dropped, m.cacheHits, m.audio, m.segments, m.langs, m.sessions)
+		r.MustRegister(m.utterances, m.segmentsSpoken, m.stale, m.stage, m.delay, m.errors, m.dropped, m.cacheHits, m.audio, m.audioBytes, m.segments, m.langs, m.pcmLangs, m.sessions)
 	}
 	return m
 }
@@ -84,6 +91,9 @@ func (m *metrics) start(source, lang, recognizer, translator, synthesizer string
 	m.dropped.WithLabelValues("translate", lang)
 	m.segmentsSpoken.WithLabelValues(lang)
 	m.audio.WithLabelValues(lang)
+	for _, codec := range []string{client.CodecPCM, client.CodecOpus} {
+		m.audioBytes.WithLabelValues(lang, codec)
+	}
 	m.delay.WithLabelValues(lang)
 	for _, what := range []string{"synthesis", "audio"} {
 		m.stale.WithLabelValues(lang, what)

@@ -70,6 +70,8 @@ func TestMetricsOutliveSessions(t *testing.T) {
 		synthCA   = "pentecost_worker_engine_errors_total{engine=openai,language=ca,stage=synthesize}"
 		sessions  = "pentecost_worker_sessions{}"
 		languages = "pentecost_worker_languages{}"
+		// Languages sent as PCM: the listeners here take PCM.
+		pcmLanguages = "pentecost_worker_pcm_languages{}"
 	)
 	// talk runs one session with Spanish and Catalan listeners through n
 	// utterances, ends it, and returns the series scraped before the end
@@ -99,13 +101,13 @@ func TestMetricsOutliveSessions(t *testing.T) {
 		}
 		poll(t, 10*time.Second, "the worker to let the ended session go", func() bool {
 			after = scrape(t, url)
-			return after[sessions] == 0 && after[languages] == 0
+			return after[sessions] == 0 && after[languages] == 0 && after[pcmLanguages] == 0
 		})
 		return before, after
 	}
 
 	// Before any session: the gauges and the cache's counter, nothing by language.
-	if s := scrape(t, url); len(s) != 3 || s[sessions] != 0 || s["pentecost_worker_translation_cache_hits_total{}"] != 0 {
+	if s := scrape(t, url); len(s) != 4 || s[sessions] != 0 || s[pcmLanguages] != 0 || s["pentecost_worker_translation_cache_hits_total{}"] != 0 {
 		t.Fatalf("before any session: %v", s)
 	}
 
@@ -114,7 +116,7 @@ func TestMetricsOutliveSessions(t *testing.T) {
 		t.Errorf("%s = %v: Catalan was never translated, so never synthesised", synthCA, after[synthCA])
 	}
 	for k, v := range before {
-		if k == sessions || k == languages {
+		if k == sessions || k == languages || k == pcmLanguages {
 			continue
 		}
 		got, ok := after[k]
@@ -140,8 +142,8 @@ func TestMetricsOutliveSessions(t *testing.T) {
 	}
 
 	// Labels are few and bounded: languages, stages, engines, what was
-	// dropped; never a session or connection.
-	allowed := []string{"language", "stage", "engine", "what"}
+	// dropped, codecs; never a session or connection.
+	allowed := []string{"language", "stage", "engine", "what", "codec"}
 	for k := range after2 {
 		labels := strings.TrimSuffix(k[strings.Index(k, "{")+1:], "}")
 		if labels == "" {

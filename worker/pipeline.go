@@ -2,10 +2,15 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/pentecost/pentecost/client"
+	"github.com/pentecost/pentecost/worker/opus"
 )
 
 // segment is a piece of the transcript cut for translation, shared by
@@ -37,6 +42,16 @@ type piece struct {
 // it, and plays the speech out in real time while the next segment is
 // already being translated.
 //
+// The speech goes out as Opus, encoded once for all the language's
+// listeners, and as PCM only while some listener of the language takes
+// PCM (see send). One encoder serves the stream for its whole life, not
+// one per segment: a listener's decoder carries its state from one
+// segment to the next, and an encoder that started afresh at every
+// segment would begin each with predictions the decoder does not share,
+// costing the first frames' quality. The encoder's 6.5 ms lookahead means
+// the last 6.5 ms of a segment come out with the next one's first packet;
+// synthesisers end their speech with silence, so nothing is heard late.
+//
 // Two bounds keep the language live. Each segment's chain, from the end of
 // its speech through recognition, translation and synthesis, must finish
 // within Worker.Deadline: a stuck engine call is cut there and costs that
@@ -66,6 +81,17 @@ type stream struct {
 	status statusTracker
 	pace   pacer // owned by play
 
+	// send says what play publishes, sendOpus and sendPCM bits, as the
+	// session list's demand last said (setDemand).
+	send atomic.Uint32
+	// enc is the stream's Opus encoder; nil where the build has none
+	// (CGO_ENABLED=0): the stream then sends PCM only.
+	enc *opus.Encoder
+	// Owned by play: frames of the last Opus packet not yet played, and
+	// room for a segment's last, partial frame.
+	packetLeft int
+	last       [FrameSamples]int16
+
 	// Owned by produce: the current sentence's translations, and the
 	// source text before the next segment (context for previews).
 	sentence []string
@@ -77,6 +103,13 @@ func newStream(s *session, lang string) *stream {
 	st := &stream{s: s, lang: lang, tr: s.eng.Translators[Pair{s.source, lang}], syn: s.eng.Synthesizers[lang],
 		log: s.log.With(logLanguage, lang), segs: make(chan *segment, 64), preview: make(chan string, 1),
 		audio: make(chan piece, 4096), ctx: ctx, cancel: cancel}
+	if enc, err := opus.NewEncoder(0); err == nil {
+		st.enc = enc
+	} else if !errors.Is(err, opus.ErrNoCgo) {
+		st.log.Warn("no Opus encoder: publishing PCM only", logError, err)
+	}
+	st.send.Store(sendPCM)
+	s.w.m.pcmLangs.Inc()
 	st.status = statusTracker{report: func(ls LanguageStatus) {
 		if r := s.w.StatusReporter; r != nil {
 			if err := r(s.id, lang, ls); err != nil && ctx.Err() == nil {
@@ -94,9 +127,41 @@ func newStream(s *session, lang string) *stream {
 	return st
 }
 
+// What a stream publishes (stream.send).
+const (
+	sendOpus = 1 << iota
+	sendPCM
+)
+
+// setDemand sets what the stream publishes from the session list: Opus
+// where the server takes it and the stream has an encoder; PCM while the
+// list counts listeners of PCM in the stream's language, and always
+// without Opus.
+func (st *stream) setDemand(ws client.WorkerSession) {
+	var send uint32 = sendPCM
+	if ws.TakesOpus() && st.enc != nil {
+		send = sendOpus
+		if ws.PCMLanguages[st.lang] > 0 {
+			send |= sendPCM
+		}
+	}
+	st.pcmChange(st.send.Swap(send), send)
+}
+
+// pcmChange counts a change of whether the stream publishes PCM.
+func (st *stream) pcmChange(old, send uint32) {
+	switch {
+	case old&sendPCM == 0 && send&sendPCM != 0:
+		st.s.w.m.pcmLangs.Inc()
+	case old&sendPCM != 0 && send&sendPCM == 0:
+		st.s.w.m.pcmLangs.Dec()
+	}
+}
+
 func (st *stream) stop() {
 	st.cancel()
 	st.wg.Wait()
+	st.pcmChange(st.send.Swap(0), 0)
 }
 
 // push queues a segment; a stream too far behind drops it.
@@ -359,6 +424,7 @@ func (st *stream) play() {
 		}
 		if p.seg != cur {
 			cur, started, dropped, carry = p.seg, false, false, nil
+			st.packetLeft = 0
 		}
 		st.mu.Lock()
 		st.queued -= samplesDuration(int64(len(p.pcm)))
@@ -386,7 +452,7 @@ func (st *stream) play() {
 		carry = nil
 		k := 0
 		for ; k+FrameSamples <= len(pcm); k += FrameSamples {
-			if !st.frame(buf, pcm[k:k+FrameSamples], cur, base+k, p.total, timer, &started) {
+			if !st.frame(buf, pcm[k:], cur, base+k, p.total, timer, &started) {
 				return
 			}
 		}
@@ -394,9 +460,13 @@ func (st *stream) play() {
 	}
 }
 
-// frame publishes one frame of seg's speech at its time; false when the
-// stream stopped.
-func (st *stream) frame(buf []byte, pcm []int16, seg *segment, off, total int, timer *time.Timer, started *bool) bool {
+// frame publishes one frame of seg's speech at its time, the first
+// FrameSamples of ahead (all of it, padded with silence, when it is
+// shorter: the segment's last frame); false when the stream stopped. With
+// Opus, the frame that begins a packet publishes the packet, of up to
+// PacketSamples of ahead (the audio in hand): each packet leaves when its
+// first frame's time comes, as that frame would in PCM.
+func (st *stream) frame(buf []byte, ahead []int16, seg *segment, off, total int, timer *time.Timer, started *bool) bool {
 	w := st.s.w
 	if !*started {
 		st.pace.start(time.Now())
@@ -409,10 +479,18 @@ func (st *stream) frame(buf []byte, pcm []int16, seg *segment, off, total int, t
 		case <-timer.C:
 		}
 	}
-	clear(buf)
-	PutPCM(buf, pcm)
-	if err := w.client.PublishAudioAt(st.ctx, st.s.id, st.lang, buf, sourceTime(seg, off, total)); err != nil && st.ctx.Err() == nil {
-		st.log.Warn("publishing audio", logError, err)
+	send := st.send.Load()
+	if st.packetLeft == 0 && send&sendOpus != 0 {
+		st.packet(ahead, seg, off, total)
+	}
+	st.packetLeft = max(st.packetLeft-1, 0)
+	if send&sendPCM != 0 {
+		clear(buf)
+		PutPCM(buf, ahead[:min(FrameSamples, len(ahead))])
+		if err := w.client.PublishAudioAt(st.ctx, st.s.id, st.lang, buf, sourceTime(seg, off, total)); err != nil && st.ctx.Err() == nil {
+			st.log.Warn("publishing audio", logError, err)
+		}
+		w.m.audioBytes.WithLabelValues(st.lang, client.CodecPCM).Add(float64(len(buf)))
 	}
 	w.m.audio.WithLabelValues(st.lang).Add(frameDuration.Seconds())
 	if !*started {
@@ -423,6 +501,31 @@ func (st *stream) frame(buf []byte, pcm []int16, seg *segment, off, total int, t
 	}
 	st.pace.sent(time.Now())
 	return true
+}
+
+// packet encodes and publishes the Opus packet that starts at off of seg's
+// speech: up to PacketSamples of ahead, in whole frames, or the segment's
+// last, partial frame padded with silence, stamped like the PCM frame at
+// off would be.
+func (st *stream) packet(ahead []int16, seg *segment, off, total int) {
+	w := st.s.w
+	n := min(len(ahead), opus.PacketSamples) / FrameSamples * FrameSamples
+	pcm := ahead[:n]
+	if n == 0 {
+		pcm = st.last[:]
+		clear(pcm)
+		copy(pcm, ahead)
+	}
+	p, err := st.enc.Encode(pcm)
+	if err != nil {
+		st.log.Warn("encoding Opus", logError, err)
+		return
+	}
+	st.packetLeft = len(pcm) / FrameSamples
+	if err := w.client.PublishOpusAt(st.ctx, st.s.id, st.lang, p, sourceTime(seg, off, total)); err != nil && st.ctx.Err() == nil {
+		st.log.Warn("publishing audio", logError, err)
+	}
+	w.m.audioBytes.WithLabelValues(st.lang, client.CodecOpus).Add(float64(len(p)))
 }
 
 // sourceTime stamps the frame at off of a segment's speech: mapped onto

@@ -138,7 +138,9 @@ func (w *Worker) Open(ctx context.Context) error {
 		w.mu.Lock()
 		s := w.sessions[f.SessionID]
 		w.mu.Unlock()
-		if s != nil {
+		// Workers get a session's PCM stream; anything else is not
+		// samples to recognise.
+		if s != nil && f.Codec == client.CodecPCM {
 			s.push(PCM(f.Data), f.Timestamp)
 		}
 	}
@@ -315,6 +317,9 @@ func (w *Worker) reconcile(ctx context.Context) {
 			w.Logger.Info("language started", logSession, ws.SessionID, logLanguage, lang,
 				"tier", ws.QualityTier, "recognizer", rec, "translator", tr, "synthesizer", syn)
 		}
+		// Opus always where the server takes it; PCM only for the
+		// languages with listeners of PCM.
+		s.each(func(st *stream) { st.setDemand(ws) })
 		for lang := range mine {
 			if slices.Contains(want, lang) {
 				continue

@@ -36,6 +36,8 @@ language (the default) unless a worker is connected.
 Examples:
   pentecost bench --sessions 4 --listeners 500
   pentecost bench --sessions 8 --listeners 500 --chunk-ms 100
+  pentecost bench --format opus --sessions 4 --listeners 500
+  pentecost bench --format pcm,opus --rounds 2 --sessions 4 --listeners 500
   pentecost bench --json --sessions 4 --listeners 500 --out report.json
   pentecost bench --sweep-listeners 100,250,500 --table sweep.md
   pentecost bench --idle --sessions 20 --listeners 500
@@ -65,6 +67,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		source     = fs.String("source-language", bench.DefaultLanguage, "the sessions' source language")
 		chunkMs    = fs.Float64("chunk-ms", 20, "milliseconds of audio per chunk: one chunk is sent every chunk-ms")
 		chunkBytes = fs.Int("chunk-bytes", 0, "bytes per chunk (default: 16 kHz PCM16 for chunk-ms, 640 B per 20 ms)")
+		format     = fs.String("format", bench.FormatPCM, "audio: pcm (chunks of --chunk-bytes every --chunk-ms), opus (100 ms Opus packets of speech; listeners take codec=opus), or pcm,opus (A/B: --rounds runs of each, alternating, PCM in 100 ms chunks unless --chunk-ms is given)")
 		jsonMode   = fs.Bool("json", false, "JSON (original) protocol: sendAudio and base64 audioData; default binary frames")
 		clientL    = fs.Bool("client-listeners", false, "listeners use the Go client package (reconnects, resumes) instead of the lean benchmark connection; costs the generator more CPU")
 		idle       = fs.Bool("idle", false, "connect everyone, send nothing, and report server memory per idle listener")
@@ -90,12 +93,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *chunkMs <= 0 {
 		return usageError{"--chunk-ms must be positive"}
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if *format == bench.FormatPCM+","+bench.FormatOpus && !given["chunk-ms"] {
+		*chunkMs = float64(bench.OpusPacketInterval / time.Millisecond) // PCM at Opus's cadence
+	}
 	interval := time.Duration(*chunkMs * float64(time.Millisecond))
 	if *chunkBytes == 0 {
 		*chunkBytes = int(*chunkMs * 32) // 16,000 samples/s × 2 bytes
 	}
 	cfg := bench.Config{
-		Sessions: *sessions, Listeners: *listeners, SourceLanguage: *source,
+		Sessions: *sessions, Listeners: *listeners, SourceLanguage: *source, Format: *format,
 		ChunkBytes: *chunkBytes, ChunkInterval: interval, JSON: *jsonMode, Idle: *idle, ClientListeners: *clientL,
 		ConnectRate: *rate, Concurrency: *conc, Warmup: *warmup, Duration: *duration, Drain: *drain,
 		Progress: stderr,
@@ -179,9 +187,37 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer pprof.StopCPUProfile()
 	}
 
+	// The Opus side sends its fixture's packets, whatever the chunk flags.
+	opusCfg := cfg
+	opusCfg.Format, opusCfg.ChunkBytes, opusCfg.ChunkInterval = bench.FormatOpus, 0, 0
+	switch *format {
+	case bench.FormatPCM:
+	case bench.FormatOpus:
+		if given["chunk-ms"] || given["chunk-bytes"] {
+			return usageError{"--format opus sends 100 ms packets of its own: drop --chunk-ms and --chunk-bytes"}
+		}
+		cfg = opusCfg
+	case bench.FormatPCM + "," + bench.FormatOpus:
+		if *compareBin != "" || len(valuesL) > 0 || len(valuesS) > 0 {
+			return usageError{"--format pcm,opus is an A/B run of its own: drop --compare-bin and the sweeps"}
+		}
+		cfg.Format = bench.FormatPCM
+	default:
+		return usageError{"--format must be pcm, opus or pcm,opus"}
+	}
+
 	print := func(r *bench.Report) { r.Summary(stdout); fmt.Fprintln(stdout) }
 	var reports []*bench.Report
 	switch {
+	case *format == bench.FormatPCM+","+bench.FormatOpus:
+		cmp, err := bench.CompareSides(ctx, bench.Side{Config: cfg, Start: start}, bench.Side{Config: opusCfg, Start: start}, *rounds, print)
+		if cmp != nil {
+			reports = append(cmp.A, cmp.B...)
+			cmp.Write(stdout, "PCM", "Opus")
+		}
+		if err != nil {
+			return err
+		}
 	case *compareBin != "":
 		if *url != "" || *inProcess || *nodes > 1 {
 			return usageError{"--compare-bin starts one server of each build itself: drop --url, --in-process and --nodes"}

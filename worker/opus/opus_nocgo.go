@@ -2,7 +2,7 @@
 
 package opus
 
-// Encoder encodes 20 ms frames to Opus packets; in a build without cgo
+// Encoder encodes PCM to Opus packets; in a build without cgo
 // there is none, and NewEncoder returns ErrNoCgo.
 type Encoder struct{}
 
@@ -15,8 +15,14 @@ func NewEncoder(bitrate int) (*Encoder, error) {
 	return nil, ErrNoCgo
 }
 
-// Encode returns ErrNoCgo.
-func (e *Encoder) Encode(pcm []int16) ([]byte, error) { return nil, ErrNoCgo }
+// Encode returns ErrNoCgo (after checking pcm's length, as the cgo build
+// does).
+func (e *Encoder) Encode(pcm []int16) ([]byte, error) {
+	if err := checkPacket(pcm); err != nil {
+		return nil, err
+	}
+	return nil, ErrNoCgo
+}
 
 // Decoder decodes Opus packets; in a build without cgo there is none, and
 // NewDecoder returns ErrNoCgo.

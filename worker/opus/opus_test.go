@@ -153,13 +153,20 @@ func wordErrorRate(ref, hyp []string) float64 {
 // encode encodes pcm (whole frames) at bitrate, one packet per frame.
 func encode(t testing.TB, bitrate int, pcm []int16) [][]byte {
 	t.Helper()
+	return encodePackets(t, bitrate, opus.FrameSamples, pcm)
+}
+
+// encodePackets encodes pcm (whole frames) at bitrate in packets of size
+// samples, the last one shorter if pcm ends sooner, as the worker does.
+func encodePackets(t testing.TB, bitrate, size int, pcm []int16) [][]byte {
+	t.Helper()
 	enc, err := opus.NewEncoder(bitrate)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var packets [][]byte
-	for i := 0; i+opus.FrameSamples <= len(pcm); i += opus.FrameSamples {
-		p, err := enc.Encode(pcm[i : i+opus.FrameSamples])
+	for i := 0; i < len(pcm); i += size {
+		p, err := enc.Encode(pcm[i:min(i+size, len(pcm))])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +210,7 @@ func kbps(packets [][]byte, overhead int) float64 {
 }
 
 // TestEncoderOptions: a bitrate of 0 is the default, one outside libopus's
-// range is refused, and a frame must be 20 ms.
+// range is refused, and a packet must be whole 20 ms frames, at most 120 ms.
 func TestEncoderOptions(t *testing.T) {
 	t.Run("OKDefaultBitrate", func(t *testing.T) {
 		in := tone(opus.SampleRate / 2)
@@ -226,7 +233,8 @@ func TestEncoderOptions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, n := range []int{0, opus.FrameSamples - 1, opus.FrameSamples + 1, 2 * opus.FrameSamples} {
+		for _, n := range []int{0, opus.FrameSamples - 1, opus.FrameSamples + 1, opus.SampleRate / 100,
+			opus.PacketSamples + 1, (opus.MaxPacketFrames + 1) * opus.FrameSamples} {
 			if _, err := enc.Encode(make([]int16, n)); !errors.Is(err, opus.ErrFrameSize) {
 				t.Errorf("Encode of %d samples: %v, want ErrFrameSize", n, err)
 			}
@@ -257,6 +265,72 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if r := kbps(packets, 0); r > 32 {
 		t.Errorf("%.1f kbit/s at a 24 kbit/s target", r)
+	}
+}
+
+// TestPacketSizes: packets of 20 to 120 ms, the 100 ms ones the worker
+// sends among them, decode to exactly their length at the tone's level;
+// a 100 ms packet is five 20 ms frames in one code-3 packet (RFC 6716
+// section 3.2.5), as the protocol describes it; and a missing
+// packet is concealed by as much audio as the last packet held, by PLC
+// and with the next packet's FEC data alike.
+func TestPacketSizes(t *testing.T) {
+	in := tone(2 * opus.SampleRate)
+	for k := 1; k <= opus.MaxPacketFrames; k++ {
+		size := k * opus.FrameSamples
+		t.Run(fmt.Sprintf("OK%dms", size*1000/opus.SampleRate), func(t *testing.T) {
+			packets := encodePackets(t, 0, size, in[:len(in)/size*size])
+			dec, err := opus.NewDecoder()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []int16
+			for i, p := range packets {
+				pcm, err := dec.Decode(p)
+				if err != nil || len(pcm) != size {
+					t.Fatalf("packet %d (%d bytes): %d samples, %v", i, len(p), len(pcm), err)
+				}
+				out = append(out, pcm...)
+			}
+			skip := opus.SampleRate / 5
+			if r := worker.RMS(out[skip:]) / worker.RMS(in[skip:len(out)]); r < 0.7 || r > 1.3 {
+				t.Errorf("decoded level %.2f of the input's", r)
+			}
+			if k == 5 {
+				for i, p := range packets {
+					// TOC: mono, code 3; then the frame count: five.
+					if p[0]&7 != 3 || len(p) < 2 || p[1]&0x3f != 5 {
+						t.Fatalf("packet %d starts % x, want a mono code-3 packet of five frames", i, p[:min(len(p), 2)])
+					}
+				}
+			}
+			for _, next := range [][]byte{nil, packets[1]} {
+				pcm, err := dec.Conceal(next)
+				if err != nil || len(pcm) != size {
+					t.Errorf("concealed with %d samples (next packet %v), %v, want %d", len(pcm), next != nil, err, size)
+				}
+			}
+		})
+	}
+}
+
+// TestDelay: decoded speech lines up best with the input Delay samples
+// late.
+func TestDelay(t *testing.T) {
+	sp := testSpeech(t, "en-us")
+	out := decode(t, encodePackets(t, 0, opus.PacketSamples, sp.pcm), false)
+	best, bestLag := math.Inf(-1), -1
+	for lag := 0; lag <= 4*opus.Delay; lag++ {
+		var c float64
+		for i := 0; i+lag < len(out); i++ {
+			c += float64(sp.pcm[i]) * float64(out[i+lag])
+		}
+		if c > best {
+			best, bestLag = c, lag
+		}
+	}
+	if bestLag != opus.Delay {
+		t.Errorf("decoded speech best aligned %d samples late, want %d", bestLag, opus.Delay)
 	}
 }
 
@@ -420,21 +494,25 @@ func TestPacketLoss(t *testing.T) {
 	}
 }
 
-// BenchmarkEncode: the cost of encoding one 20 ms frame of speech at the
-// default bitrate and complexity.
+// BenchmarkEncode: the cost of encoding speech at the default bitrate and
+// complexity, per packet of 20 ms and of 100 ms (the worker's).
 func BenchmarkEncode(b *testing.B) {
 	sp := testSpeech(b, "en-us")
-	enc, err := opus.NewEncoder(0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	n := len(sp.pcm) / opus.FrameSamples
-	b.ResetTimer()
-	for i := range b.N {
-		k := i % n
-		if _, err := enc.Encode(sp.pcm[k*opus.FrameSamples : (k+1)*opus.FrameSamples]); err != nil {
-			b.Fatal(err)
-		}
+	for _, size := range []int{opus.FrameSamples, opus.PacketSamples} {
+		b.Run(fmt.Sprintf("%dms", size*1000/opus.SampleRate), func(b *testing.B) {
+			enc, err := opus.NewEncoder(0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n := len(sp.pcm) / size
+			b.ResetTimer()
+			for i := range b.N {
+				k := i % n
+				if _, err := enc.Encode(sp.pcm[k*size : (k+1)*size]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -456,9 +534,9 @@ func BenchmarkDecode(b *testing.B) {
 
 // FuzzDecode: any bytes, as a packet or as the packet after a lost one,
 // decode or fail without harm: at most 120 ms of audio in whole 2.5 ms
-// steps, exactly one frame concealed, and the decoder still decodes the
-// next good packet. Its corpus, in testdata/fuzz, holds packets of speech
-// and of silence from the Encoder.
+// steps, a concealment as long as the last packet decoded, and the decoder
+// still decodes the next good packet. Its corpus, in testdata/fuzz, holds
+// packets of speech and of silence from the Encoder.
 func FuzzDecode(f *testing.F) {
 	enc, err := opus.NewEncoder(0)
 	if err != nil {
@@ -473,13 +551,17 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		last := opus.FrameSamples
 		if pcm, err := dec.Decode(packet); err == nil {
 			if len(pcm) > opus.SampleRate*120/1000 || len(pcm)%(opus.SampleRate/400) != 0 {
 				t.Fatalf("decoded to %d samples", len(pcm))
 			}
+			if len(pcm) > 0 {
+				last = len(pcm)
+			}
 		}
-		if pcm, err := dec.Conceal(packet); err == nil && len(pcm) != opus.FrameSamples {
-			t.Fatalf("concealed with %d samples", len(pcm))
+		if pcm, err := dec.Conceal(packet); err == nil && len(pcm) != last {
+			t.Fatalf("concealed with %d samples after a packet of %d", len(pcm), last)
 		}
 		if pcm, err := dec.Decode(good); err != nil || len(pcm) != opus.FrameSamples {
 			t.Fatalf("next good packet: %d samples, %v", len(pcm), err)
