@@ -122,8 +122,12 @@ func (s *Server) attachSpeaker(ctx context.Context, c *conn, u *pentecost.User, 
 	others, err := s.Presence.SpeakerJoin(ctx, hs.id, c.id)
 	if err != nil {
 		c.log.Warn("speaker presence", logError, err)
-		others = old != nil // this node's view is the best left
 	}
+	// The old connection was live when this one attached, even if it has
+	// left presence since: the client closes it as soon as it reads this
+	// one's reply, which goes out before SpeakerJoin, so a refresh must not
+	// depend on which of the two the store saw first.
+	others = others || (old != nil && old != c)
 	if inGrace {
 		s.hub.release(hs) // the grace period's reference
 	}
