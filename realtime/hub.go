@@ -103,12 +103,10 @@ type hubStream struct {
 	mu    sync.Mutex
 	subs  map[*conn]*streamSub
 	unsub func()
-	// Write coalescing (deliver): when the previous frame was held, and
-	// the timer that writes it if no frame follows.
-	lastFrame time.Time
-	heldSince time.Time
-	held      bool
-	flush     *time.Timer
+	// Write coalescing (deliver): the frames held, and the timer that
+	// writes them if no frame follows.
+	co    coalescer
+	flush *time.Timer
 	// skipping is set while some subscriber has a run of stale audio it
 	// has not been told of (skipStale): the next audio frame tells them.
 	skipping bool
@@ -529,14 +527,16 @@ func (st *hubStream) reportSkips() {
 // deliver is the broker's handler for a stream: it queues f on every local
 // subscriber, encoding it at most once per format.
 //
-// While the server is busy, audio frames are held (queued without waking
-// the listeners' writers) as long as the next one is expected before the
-// oldest held frame has waited WriteCoalesce, so that they go out in one
-// write: with 20 ms frames, 25 ms holds every other frame, 45 ms two of three. A
-// loopback write costs ~11.5 µs of CPU whatever its size and a listener
-// otherwise gets one frame per write; at 4 × 500 this took the server from
-// 6.8–10.1 to 3.8–4.8 µs per delivery and p99 from 68–160 to 50–57 ms
-// (docs/performance.md).
+// Audio frames are held (queued without waking the listeners' writers)
+// until a write can carry as many as the load calls for (loadMeter.frames:
+// one below CoalesceAbove deliveries/s, two up to twice that, ...), and
+// never once the oldest would wait WriteCoalesce: the next frame, or a
+// per-stream timer when none follows, wakes the writers. A loopback write
+// costs ~11.5 µs of CPU whatever its size and a listener otherwise gets
+// one frame per write. At 4 × 500 two frames per write (and writeAll) give
+// p99 31–40 ms at 5.6–6.4 µs per delivery, where the fixed 45 ms hold of
+// three frames gave p99 56–88 ms at 4.8–6.0 µs; without coalescing it was
+// 6.8–10.1 µs (docs/performance.md, "Adaptive coalescing").
 func (st *hubStream) deliver(f *pentecost.Frame) {
 	var jm, bm, cm *wsMsg
 	srv := st.sess.hub.srv
@@ -548,21 +548,14 @@ func (st *hubStream) deliver(f *pentecost.Frame) {
 		return
 	}
 	st.mu.Lock()
-	hold, wasHeld := false, st.held
+	hold, wasHeld, timeout := false, st.co.held > 0, time.Duration(0)
 	if f.Kind == pentecost.FrameAudio {
 		if st.skipping {
 			st.reportSkips()
 		}
-		srv.load.add(len(st.subs), srv.CoalesceAbove)
 		now := time.Now()
-		if !wasHeld {
-			st.heldSince = now
-		}
-		// Hold while the next frame, expected one gap from now, would still
-		// find the oldest held frame under WriteCoalesce.
-		gap := now.Sub(st.lastFrame)
-		hold = srv.WriteCoalesce > 0 && srv.load.busy() && now.Sub(st.heldSince)+gap < srv.WriteCoalesce
-		st.lastFrame, st.held = now, hold
+		srv.load.add(now, len(st.subs), srv.CoalesceAbove)
+		hold, timeout = st.co.audio(now, srv.load.frames(), srv.WriteCoalesce)
 	}
 	for c, sub := range st.subs {
 		if sub.epoch != f.Epoch {
@@ -595,18 +588,22 @@ func (st *hubStream) deliver(f *pentecost.Frame) {
 		default:
 			continue
 		}
-		c.enqueueMsg(m, hold)
+		// Audio waits for kickAll, which writes it on a few goroutines.
+		c.enqueueMsg(m, f.Kind == pentecost.FrameAudio)
 	}
 	switch {
+	case hold && wasHeld:
 	case hold && st.flush == nil:
-		st.flush = time.AfterFunc(srv.WriteCoalesce, st.release)
-	case hold && !wasHeld:
-		st.flush.Reset(srv.WriteCoalesce)
-	case !hold && wasHeld:
+		st.flush = time.AfterFunc(timeout, st.release)
+	case hold:
+		st.flush.Reset(timeout)
+	case wasHeld:
 		// Also for a caption: the held frames are going out, so the next
 		// audio frame starts a new hold.
-		st.held = false
+		st.co.release()
 		st.flush.Stop()
+		st.kickAll()
+	case f.Kind == pentecost.FrameAudio:
 		st.kickAll()
 	}
 	st.mu.Unlock()
@@ -619,18 +616,26 @@ func (st *hubStream) deliver(f *pentecost.Frame) {
 func (st *hubStream) release() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.held {
-		st.held = false
+	if st.co.release() {
 		st.kickAll()
 	}
 }
 
-// kickAll wakes the writers of connections with frames waiting; the frame
-// that followed a held one already woke those it was queued on. Called
-// with st.mu held.
+// kickAll writes what waits on the stream's connections (writeAll), but
+// on those whose writer is still running, which it lets go on. Called with
+// st.mu held.
 func (st *hubStream) kickAll() {
+	var cs []*conn
 	for c := range st.subs {
-		c.kick()
+		if c.claim() {
+			if cs == nil {
+				cs = make([]*conn, 0, len(st.subs))
+			}
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) > 0 {
+		writeAll(cs)
 	}
 }
 

@@ -144,11 +144,13 @@ type Server struct {
 	ReadLimit    int64         // largest client message; larger closes with 1009
 	QueueFrames  int           // outgoing queue bound per connection
 	WriteTimeout time.Duration // a write blocked this long drops the connection (4001)
-	// WriteCoalesce is how long a connection's writer, woken for one audio
-	// frame while the server is busy, waits for more before writing them
-	// all at once (0: never waits). Busy means more than CoalesceAbove
-	// audio deliveries per second over the last quarter second (writer.go);
-	// 0 means always.
+	// WriteCoalesce is the longest an audio frame is held back (queued
+	// without waking the writer) to go out in one write with the next ones
+	// (0: never). CoalesceAbove is the audio deliveries per second that one
+	// write per frame may serve: above it, over the last quarter second, a
+	// listener's writes carry two frames, above twice it three, and so on
+	// within WriteCoalesce (writer.go, coalesceBatch); 0 means as many as
+	// WriteCoalesce allows.
 	WriteCoalesce time.Duration
 	CoalesceAbove int
 	CloseTimeout  time.Duration // wait for the peer's close reply

@@ -1,0 +1,127 @@
+package realtime_test
+
+import (
+	"bytes"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/pentecost/pentecost/realtime"
+)
+
+// TestStalledListenerHoldsUpNobody: the fan-out writes listeners one
+// after another on a few goroutines; a listener whose socket is full must
+// not hold up the others behind it. With a write timeout far beyond the
+// test's wait, a fan-out that waited for that socket would fail it.
+func TestStalledListenerHoldsUpNobody(t *testing.T) {
+	e := newEnv(t, func(s *realtime.Server) {
+		s.WriteTimeout = time.Hour
+		s.WriteCoalesce = 0
+	})
+	sess := e.createSession("alice")
+	q := "sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary"
+	e.dial(q, dialOpts{noRead: true}) // never reads a byte
+	// 400 frames of 32 KB overflow the stalled socket's buffers (a few MB).
+	const listeners, frames, size = 10, 400, 32 << 10
+	ls := make([]*client, listeners)
+	for i := range ls {
+		ls[i] = e.dial(q)
+		ls[i].expect("sessionJoined")
+	}
+	sp := e.dial("sessionId=" + sess.ID + "&token=" + e.token("alice"))
+	sp.expect("speakerConnected")
+
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Go(func() { receiveAll(t, l, frames, size) })
+	}
+	for i := 1; i <= frames; i++ {
+		sp.sendBinary(audio(i, size))
+	}
+	wg.Wait()
+}
+
+// TestSluggishListenerGetsEverything: a listener that stops reading until
+// its socket is full, and its queue holds the rest, then reads again gets
+// every frame whole and in order: writes cut short where the socket filled
+// go on from where they stopped.
+func TestSluggishListenerGetsEverything(t *testing.T) {
+	e := newEnv(t, func(s *realtime.Server) { s.WriteTimeout = time.Hour })
+	sess := e.createSession("alice")
+	q := "sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary"
+	slow := e.dial(q, dialOpts{noRead: true})
+	// Fewer frames than the queue holds (500): none is dropped.
+	const frames, size = 400, 32 << 10
+	fast := e.dial(q)
+	fast.expect("sessionJoined")
+	sp := e.dial("sessionId=" + sess.ID + "&token=" + e.token("alice"))
+	sp.expect("speakerConnected")
+
+	var wg sync.WaitGroup
+	wg.Go(func() { receiveAll(t, fast, frames, size) })
+	for i := 1; i <= frames; i++ {
+		sp.sendBinary(audio(i, size))
+	}
+	wg.Wait() // every frame has been fanned out
+	go slow.read()
+	slow.expect("sessionJoined")
+	receiveAll(t, slow, frames, size)
+}
+
+// TestFanoutAcrossPasses: with more listeners than one pass goroutine
+// takes, and coalescing always on, every listener gets every frame once,
+// in order, including the held last ones.
+func TestFanoutAcrossPasses(t *testing.T) {
+	e := newEnv(t, func(s *realtime.Server) {
+		s.WriteCoalesce = 30 * time.Millisecond
+		s.CoalesceAbove = 0
+	})
+	sess := e.createSession("alice")
+	q := "sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary"
+	const listeners, frames, size = 200, 30, 640
+	ls := make([]*client, listeners)
+	for i := range ls {
+		ls[i] = e.dial(q)
+		ls[i].expect("sessionJoined")
+	}
+	sp := e.dial("sessionId=" + sess.ID + "&token=" + e.token("alice"))
+	sp.expect("speakerConnected")
+
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Go(func() { receiveAll(t, l, frames, size) })
+	}
+	for i := 1; i <= frames; i++ {
+		sp.sendBinary(audio(i, size))
+	}
+	wg.Wait()
+}
+
+// receiveAll checks that l gets audio frames 1 to n of size bytes, whole
+// and in order.
+func receiveAll(t *testing.T, l *client, n, size int) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		var m msg
+		select {
+		case m = <-l.in:
+		case <-time.After(wait):
+			t.Errorf("frame %d: none within %s", i, wait)
+			return
+		}
+		if m.op != ws.OpBinary {
+			if typ := m.typ(); typ == "audioSkipped" || typ == "streamGap" {
+				t.Errorf("frame %d: %s %v", i, typ, m.m)
+				return
+			}
+			i--
+			continue
+		}
+		_, seq, _, data, err := realtime.DecodeBinaryAudio(m.data)
+		if err != nil || seq != uint64(i) || !bytes.Equal(data, audio(i, size)) {
+			t.Errorf("want frame %d, got seq %d (err %v)", i, seq, err)
+			return
+		}
+	}
+}
