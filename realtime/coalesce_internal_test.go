@@ -214,54 +214,6 @@ func testBatch(first, n, size int) []*wsMsg {
 	return batch
 }
 
-// TestTryWriteNeverWaits: tryWrite on a socket whose peer does not read
-// returns, with what went out, once the socket is full, and writeBatch
-// goes on from there: the peer, reading at last, gets every byte of every
-// batch once, in order. This is how a fan-out pass hands a full
-// connection to its own writer.
-func TestTryWriteNeverWaits(t *testing.T) {
-	if !tryWrites {
-		t.Skip("tryWrite writes on Linux only")
-	}
-	nc, peer := tcpPair(t)
-	c := &conn{srv: &Server{WriteTimeout: time.Minute}, nc: nc}
-	var want bytes.Buffer
-	const size = 3000
-	var rest []*wsMsg
-	var skip int64
-	for i := 0; ; i++ {
-		if i == 100000 {
-			t.Fatal("the socket never filled")
-		}
-		batch := testBatch(3*i, 3, size)
-		for _, m := range batch {
-			want.Write(m.b)
-		}
-		closing, audio, n, done, err := c.tryWrite(batch)
-		if err != nil || closing || audio != 3 {
-			t.Fatalf("tryWrite: closing %v audio %d err %v", closing, audio, err)
-		}
-		if !done {
-			if total := int64(3 * (size + 4)); n >= total {
-				t.Fatalf("not done with %d of %d bytes written", n, total)
-			}
-			rest, skip = batch, n
-			break
-		}
-	}
-	got := make(chan []byte)
-	go func() {
-		b, _ := io.ReadAll(io.LimitReader(peer, int64(want.Len())))
-		got <- b
-	}()
-	if _, _, n, err := c.writeBatch(rest, skip); err != nil || skip+n != int64(3*(size+4)) {
-		t.Fatalf("writeBatch: %d+%d bytes, err %v", skip, n, err)
-	}
-	if b := <-got; !bytes.Equal(b, want.Bytes()) {
-		t.Fatalf("peer got %d bytes, not the %d written in order", len(b), want.Len())
-	}
-}
-
 // TestWriteBatchSkip: writeBatch leaves out the first skip bytes of a
 // batch, whole frames and part of one, on TCP (writev) and on other
 // connections (one copied write).
@@ -302,23 +254,5 @@ func TestWriteBatchSkip(t *testing.T) {
 				t.Fatal("peer got other bytes")
 			}
 		})
-	}
-}
-
-// TestTakeKeepsHeldFrames: a writer that finds only held frames stops and
-// leaves them queued for the kick, even in a queue grown past the size it
-// gives back while idle (which used to drop them unseen).
-func TestTakeKeepsHeldFrames(t *testing.T) {
-	c := &conn{writing: true, holding: true}
-	c.queue = append(make([]*wsMsg, 0, 64), testBatch(1, 2, 640)...)
-	if batch := c.take(); batch != nil {
-		t.Fatalf("took %d held frames", len(batch))
-	}
-	if c.writing || len(c.queue) != 2 {
-		t.Fatalf("writing %v, %d frames queued, want false, 2", c.writing, len(c.queue))
-	}
-	c.holding = false
-	if batch := c.take(); len(batch) != 2 {
-		t.Fatalf("after the kick took %d frames, want 2", len(batch))
 	}
 }

@@ -2,6 +2,7 @@ package realtime_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -72,7 +73,8 @@ type dialOpts struct {
 	header    http.Header
 	protocols []string
 	noRead    bool
-	noPong    bool // a client that has gone silent
+	noPong    bool        // a client that has gone silent
+	tls       *tls.Config // for a server on TLS (wss)
 }
 
 func (e *env) dial(query string, o ...dialOpts) *client {
@@ -89,7 +91,7 @@ func (e *env) tryDial(query string, o ...dialOpts) (*client, error) {
 	if len(o) > 0 {
 		opt = o[0]
 	}
-	d := ws.Dialer{Protocols: opt.protocols, Timeout: wait}
+	d := ws.Dialer{Protocols: opt.protocols, Timeout: wait, TLSConfig: opt.tls}
 	if opt.header != nil {
 		d.Header = ws.HandshakeHeaderHTTP(opt.header)
 	}

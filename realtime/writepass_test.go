@@ -2,12 +2,18 @@ package realtime_test
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/pentecost/pentecost/certs"
+	pthttp "github.com/pentecost/pentecost/http"
 	"github.com/pentecost/pentecost/realtime"
+	"github.com/pentecost/pentecost/servertest"
 )
 
 // TestStalledListenerHoldsUpNobody: the fan-out writes listeners one
@@ -98,14 +104,67 @@ func TestFanoutAcrossPasses(t *testing.T) {
 	wg.Wait()
 }
 
+// TestFanoutOverTLS: listeners on TLS get every frame whole and in order
+// while the fan-out writes plain TCP listeners raw: a TLS connection must
+// never be written under its record layer.
+func TestFanoutOverTLS(t *testing.T) {
+	local := certs.NewLocal(t.TempDir())
+	if err := local.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = local.Close() })
+	pool := x509.NewCertPool()
+	pool.AddCert(local.CA())
+	e := &env{t: t, Server: servertest.Start(t,
+		servertest.ConfigureAPI(func(s *pthttp.Server) { s.TLSConfig = local.TLSConfig() }),
+		servertest.Configure(func(s *realtime.Server) {
+			s.WriteCoalesce = 30 * time.Millisecond
+			s.CoalesceAbove = 0
+		}))}
+	if !strings.HasPrefix(e.WSURL, "wss://") {
+		t.Fatalf("server not on TLS: %s", e.WSURL)
+	}
+	sess := e.createSession("alice")
+	q := "sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary"
+	tc := &tls.Config{RootCAs: pool}
+	// More listeners than one pass goroutine takes (passMin).
+	const listeners, frames, size = 100, 30, 640
+	ls := make([]*client, listeners)
+	for i := range ls {
+		ls[i] = e.dial(q, dialOpts{tls: tc})
+		ls[i].expect("sessionJoined")
+	}
+	sp := e.dial("sessionId="+sess.ID+"&token="+e.token("alice"), dialOpts{tls: tc})
+	sp.expect("speakerConnected")
+	for _, nc := range e.Conns() {
+		if _, ok := nc.(*tls.Conn); !ok {
+			t.Fatalf("server-side connection is a %T, not TLS", nc)
+		}
+	}
+
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Go(func() { receiveAll(t, l, frames, size) })
+	}
+	for i := 1; i <= frames; i++ {
+		sp.sendBinary(audio(i, size))
+	}
+	wg.Wait()
+}
+
 // receiveAll checks that l gets audio frames 1 to n of size bytes, whole
 // and in order.
 func receiveAll(t *testing.T, l *client, n, size int) {
 	t.Helper()
 	for i := 1; i <= n; i++ {
 		var m msg
+		var ok bool
 		select {
-		case m = <-l.in:
+		case m, ok = <-l.in:
+			if !ok {
+				t.Errorf("frame %d: connection closed (code %d)", i, l.closeCode)
+				return
+			}
 		case <-time.After(wait):
 			t.Errorf("frame %d: none within %s", i, wait)
 			return

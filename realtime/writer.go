@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -156,9 +155,11 @@ func writeAll(cs []*conn) {
 	for i := range n {
 		part := cs[i*len(cs)/n : (i+1)*len(cs)/n]
 		go func() {
+			p := passPool.Get().(*pass)
 			for _, c := range part {
-				c.writePass()
+				c.writePass(p)
 			}
+			passPool.Put(p)
 		}()
 	}
 }
@@ -166,15 +167,29 @@ func writeAll(cs []*conn) {
 // passMin is the fewest connections worth a pass goroutine of their own.
 const passMin = 64
 
+// pass is a fan-out goroutine's scratch for tryWrite, reused from one
+// connection to the next and from one fan-out to the next.
+type pass struct {
+	buf []byte // the batch, copied for one write(2)
+	n   int    // what the write returned
+	err error
+	fn  func(fd uintptr) bool // the write, made once: a closure per write would be allocated
+}
+
+var passPool = sync.Pool{New: func() any { return &pass{buf: make([]byte, 0, 4<<10)} }}
+
+// tryWriteMax is the largest batch tryWrite copies to write at once.
+const tryWriteMax = 64 << 10
+
 // writePass is the writer of a claimed connection for one try: it writes
 // the queue if that goes without waiting, and leaves the rest, or what
 // was queued meanwhile, to a writer goroutine.
-func (c *conn) writePass() {
+func (c *conn) writePass(p *pass) {
 	batch := c.take()
 	if batch == nil {
 		return
 	}
-	closing, audio, written, done, err := c.tryWrite(batch)
+	closing, audio, written, done, err := c.tryWrite(p, batch)
 	if !done && err == nil {
 		go c.writeFrom(batch, written)
 		return
@@ -366,80 +381,6 @@ func appendBatch(buf []byte, batch []*wsMsg) (_ []byte, closing bool, audio int)
 		}
 	}
 	return buf, closing, audio
-}
-
-// tryWriteMax is the largest batch tryWrite copies to write at once.
-const tryWriteMax = 64 << 10
-
-// rawTry is a write(2) of buf on a socket, tried once (syscall.RawConn).
-type rawTry struct {
-	buf []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool
-}
-
-var rawTryPool = sync.Pool{New: func() any {
-	t := new(rawTry)
-	t.fn = t.write
-	return t
-}}
-
-func (t *rawTry) write(fd uintptr) bool {
-	t.n, t.err = sysWrite(syscall.Write, fd, t.buf)
-	return true // never wait for the socket: that is the writer goroutine's job
-}
-
-// sysWrite calls write (syscall.Write) with fd as the descriptor type it
-// takes: an int on Unix, a Handle on Windows, where it is never called
-// (tryWrites).
-func sysWrite[FD ~int | ~uintptr](write func(FD, []byte) (int, error), fd uintptr, b []byte) (int, error) {
-	return write(FD(fd), b)
-}
-
-// tryWrites is whether tryWrite writes: on Linux, where the runtime's
-// sockets are non-blocking and write(2) on one returns EAGAIN when full.
-var tryWrites = runtime.GOOS == "linux"
-
-// tryWrite writes batch if the socket takes all of it at once, without
-// waiting (done), or reports how much of it went out (none on a
-// connection that is not plain TCP); err is a failed write.
-func (c *conn) tryWrite(batch []*wsMsg) (closing bool, audio int, written int64, done bool, err error) {
-	tc, ok := c.nc.(*net.TCPConn)
-	if !ok || !tryWrites {
-		return false, 0, 0, false, nil
-	}
-	size := 0
-	for _, m := range batch {
-		size += len(m.b)
-	}
-	if size > tryWriteMax {
-		return false, 0, 0, false, nil
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return false, 0, 0, false, err
-	}
-	c.renewDeadline() // an expired one fails the write before it is tried
-	bp := copyPool.Get().(*[]byte)
-	t := rawTryPool.Get().(*rawTry)
-	t.buf, closing, audio = appendBatch((*bp)[:0], batch)
-	t.n, t.err = 0, nil
-	err = rc.Write(t.fn)
-	n, werr := max(t.n, 0), t.err
-	*bp = t.buf[:0]
-	t.buf = nil
-	rawTryPool.Put(t)
-	copyPool.Put(bp)
-	switch {
-	case err != nil:
-	case werr == nil:
-		done = n == size
-	case errors.Is(werr, syscall.EAGAIN), errors.Is(werr, syscall.EINTR):
-	default:
-		err = werr
-	}
-	return closing, audio, int64(n), done, err
 }
 
 func (c *conn) signalFlushedLocked() {
