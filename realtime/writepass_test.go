@@ -29,23 +29,7 @@ func TestStalledListenerHoldsUpNobody(t *testing.T) {
 	q := "sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary"
 	e.dial(q, dialOpts{noRead: true}) // never reads a byte
 	// 400 frames of 32 KB overflow the stalled socket's buffers (a few MB).
-	const listeners, frames, size = 10, 400, 32 << 10
-	ls := make([]*client, listeners)
-	for i := range ls {
-		ls[i] = e.dial(q)
-		ls[i].expect("sessionJoined")
-	}
-	sp := e.dial("sessionId=" + sess.ID + "&token=" + e.token("alice"))
-	sp.expect("speakerConnected")
-
-	var wg sync.WaitGroup
-	for _, l := range ls {
-		wg.Go(func() { receiveAll(t, l, frames, size) })
-	}
-	for i := 1; i <= frames; i++ {
-		sp.sendBinary(audio(i, size))
-	}
-	wg.Wait()
+	e.speakToAll(sess.ID, e.joinAll(q, 10), 400, 32<<10)
 }
 
 // TestSluggishListenerGetsEverything: a listener that stops reading until
@@ -85,23 +69,7 @@ func TestFanoutAcrossPasses(t *testing.T) {
 	})
 	sess := e.createSession("alice")
 	q := "sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary"
-	const listeners, frames, size = 200, 30, 640
-	ls := make([]*client, listeners)
-	for i := range ls {
-		ls[i] = e.dial(q)
-		ls[i].expect("sessionJoined")
-	}
-	sp := e.dial("sessionId=" + sess.ID + "&token=" + e.token("alice"))
-	sp.expect("speakerConnected")
-
-	var wg sync.WaitGroup
-	for _, l := range ls {
-		wg.Go(func() { receiveAll(t, l, frames, size) })
-	}
-	for i := 1; i <= frames; i++ {
-		sp.sendBinary(audio(i, size))
-	}
-	wg.Wait()
+	e.speakToAll(sess.ID, e.joinAll(q, 200), 30, 640)
 }
 
 // TestFanoutOverTLS: listeners on TLS get every frame whole and in order
@@ -126,25 +94,38 @@ func TestFanoutOverTLS(t *testing.T) {
 	}
 	sess := e.createSession("alice")
 	q := "sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary"
-	tc := &tls.Config{RootCAs: pool}
+	tc := dialOpts{tls: &tls.Config{RootCAs: pool}}
 	// More listeners than one pass goroutine takes (passMin).
-	const listeners, frames, size = 100, 30, 640
-	ls := make([]*client, listeners)
-	for i := range ls {
-		ls[i] = e.dial(q, dialOpts{tls: tc})
-		ls[i].expect("sessionJoined")
-	}
-	sp := e.dial("sessionId="+sess.ID+"&token="+e.token("alice"), dialOpts{tls: tc})
-	sp.expect("speakerConnected")
+	ls := e.joinAll(q, 100, tc)
 	for _, nc := range e.Conns() {
 		if _, ok := nc.(*tls.Conn); !ok {
 			t.Fatalf("server-side connection is a %T, not TLS", nc)
 		}
 	}
+	e.speakToAll(sess.ID, ls, 30, 640, tc)
+}
 
+// joinAll joins n listeners with query q.
+func (e *env) joinAll(q string, n int, o ...dialOpts) []*client {
+	e.t.Helper()
+	ls := make([]*client, n)
+	for i := range ls {
+		ls[i] = e.dial(q, o...)
+		ls[i].expect("sessionJoined")
+	}
+	return ls
+}
+
+// speakToAll connects alice as the speaker of session id, sends frames
+// audio frames of size bytes and checks that every listener of ls gets
+// them all, whole and in order.
+func (e *env) speakToAll(id string, ls []*client, frames, size int, o ...dialOpts) {
+	e.t.Helper()
+	sp := e.dial("sessionId="+id+"&token="+e.token("alice"), o...)
+	sp.expect("speakerConnected")
 	var wg sync.WaitGroup
 	for _, l := range ls {
-		wg.Go(func() { receiveAll(t, l, frames, size) })
+		wg.Go(func() { receiveAll(e.t, l, frames, size) })
 	}
 	for i := 1; i <= frames; i++ {
 		sp.sendBinary(audio(i, size))
@@ -154,7 +135,7 @@ func TestFanoutOverTLS(t *testing.T) {
 
 // receiveAll checks that l gets audio frames 1 to n of size bytes, whole
 // and in order.
-func receiveAll(t *testing.T, l *client, n, size int) {
+func receiveAll(t testing.TB, l *client, n, size int) {
 	t.Helper()
 	for i := 1; i <= n; i++ {
 		var m msg
