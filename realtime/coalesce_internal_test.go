@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/pentecost/pentecost"
 )
 
 // TestCoalesceBatch: the frames per write are the fewest that keep writes
@@ -254,5 +258,65 @@ func TestWriteBatchSkip(t *testing.T) {
 				t.Fatal("peer got other bytes")
 			}
 		})
+	}
+}
+
+// TestFanoutDrains: whatever the interleaving of held audio, the next
+// frame's kick, the hold timer, captions and control messages queued from
+// other goroutines, every frame queued on a stream's listeners is written:
+// once the stream falls silent every queue empties and no writer is left
+// marked as running. Frames come at random gaps (0–25 ms), so holds end
+// both ways, and some back to back.
+func TestFanoutDrains(t *testing.T) {
+	s := NewServer()
+	s.WriteCoalesce = 30 * time.Millisecond
+	s.CoalesceAbove = 0 // hold as many frames as WriteCoalesce allows
+	s.MaxFrameAge = 0
+	conns := tcpConns(t, s, 3*passMin) // several pass goroutines
+	st := &hubStream{key: pentecost.StreamKey{SessionID: "golden-eagle-427", Language: "en"}, subs: map[*conn]*streamSub{},
+		sess: &hubSession{hub: &hub{srv: s}}}
+	for _, c := range conns {
+		st.subs[c] = &streamSub{}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			conns[i%len(conns)].send(obj{"type": "heartbeatAck"})
+			time.Sleep(time.Millisecond) // a control message every millisecond or so
+		}
+	})
+	rng := rand.New(rand.NewPCG(14, 60000))
+	for seq := uint64(1); seq <= 200; seq++ {
+		f := benchFrame()
+		f.Seq, f.Time = seq, time.Now()
+		if seq%30 == 0 {
+			f.Kind, f.Text, f.Data = pentecost.FrameCaption, "hello", nil
+		}
+		st.deliver(f)
+		time.Sleep(time.Duration(rng.IntN(26)) * time.Millisecond) // the speaker's pace
+	}
+	close(done)
+	wg.Wait()
+
+	stuck := func() (n int) {
+		for _, c := range conns {
+			c.wmu.Lock()
+			if len(c.queue) > 0 || c.writing {
+				n++
+			}
+			c.wmu.Unlock()
+		}
+		return n
+	}
+	for deadline := time.Now().Add(30 * time.Second); stuck() > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d connections still have frames queued or a writer marked running", stuck(), len(conns))
+		}
 	}
 }

@@ -130,8 +130,10 @@ func expectCount(t *testing.T, e *env, id string, want int) {
 func TestStalledListener(t *testing.T) {
 	// The queue (500) holds every frame sent, so healthy listeners can never
 	// drop one however fast the test publishes; 32 KB chunks overflow the
-	// stalled socket's kernel buffers, so its writer really blocks.
-	e := newEnv(t)
+	// stalled socket's kernel buffers, so its writer really blocks. The
+	// frames go out faster than real time and can queue for seconds on a
+	// loaded machine: MaxFrameAge off, or they would be skipped as stale.
+	e := newEnv(t, func(s *realtime.Server) { s.MaxFrameAge = 0 })
 	sess := e.createSession("alice")
 	q := "sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary"
 	e.dial(q, dialOpts{noRead: true}) // never reads a byte

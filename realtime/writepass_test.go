@@ -24,6 +24,7 @@ func TestStalledListenerHoldsUpNobody(t *testing.T) {
 	e := newEnv(t, func(s *realtime.Server) {
 		s.WriteTimeout = time.Hour
 		s.WriteCoalesce = 0
+		s.MaxFrameAge = 0 // see speakToAll
 	})
 	sess := e.createSession("alice")
 	q := "sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary"
@@ -37,7 +38,10 @@ func TestStalledListenerHoldsUpNobody(t *testing.T) {
 // every frame whole and in order: writes cut short where the socket filled
 // go on from where they stopped.
 func TestSluggishListenerGetsEverything(t *testing.T) {
-	e := newEnv(t, func(s *realtime.Server) { s.WriteTimeout = time.Hour })
+	e := newEnv(t, func(s *realtime.Server) {
+		s.WriteTimeout = time.Hour
+		s.MaxFrameAge = 0 // see speakToAll
+	})
 	sess := e.createSession("alice")
 	q := "sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary"
 	slow := e.dial(q, dialOpts{noRead: true})
@@ -66,6 +70,7 @@ func TestFanoutAcrossPasses(t *testing.T) {
 	e := newEnv(t, func(s *realtime.Server) {
 		s.WriteCoalesce = 30 * time.Millisecond
 		s.CoalesceAbove = 0
+		s.MaxFrameAge = 0 // see speakToAll
 	})
 	sess := e.createSession("alice")
 	q := "sessionId=" + sess.ID + "&targetLanguage=en&audioFormat=binary"
@@ -88,6 +93,7 @@ func TestFanoutOverTLS(t *testing.T) {
 		servertest.Configure(func(s *realtime.Server) {
 			s.WriteCoalesce = 30 * time.Millisecond
 			s.CoalesceAbove = 0
+			s.MaxFrameAge = 0 // see speakToAll
 		}))}
 	if !strings.HasPrefix(e.WSURL, "wss://") {
 		t.Fatalf("server not on TLS: %s", e.WSURL)
@@ -118,7 +124,10 @@ func (e *env) joinAll(q string, n int, o ...dialOpts) []*client {
 
 // speakToAll connects alice as the speaker of session id, sends frames
 // audio frames of size bytes and checks that every listener of ls gets
-// them all, whole and in order.
+// them all, whole and in order. The frames go out as fast as the test
+// can send them, far faster than real time: on a loaded machine (with
+// -race) they can queue for seconds, so the tests turn MaxFrameAge off,
+// or the server would rightly skip them as stale.
 func (e *env) speakToAll(id string, ls []*client, frames, size int, o ...dialOpts) {
 	e.t.Helper()
 	sp := e.dial("sessionId="+id+"&token="+e.token("alice"), o...)
@@ -133,6 +142,10 @@ func (e *env) speakToAll(id string, ls []*client, frames, size int, o ...dialOpt
 	wg.Wait()
 }
 
+// fanoutWait is how long receiveAll waits for each frame: hundreds of
+// listeners read under -race on a machine other jobs share.
+const fanoutWait = 30 * time.Second
+
 // receiveAll checks that l gets audio frames 1 to n of size bytes, whole
 // and in order.
 func receiveAll(t testing.TB, l *client, n, size int) {
@@ -146,8 +159,8 @@ func receiveAll(t testing.TB, l *client, n, size int) {
 				t.Errorf("frame %d: connection closed (code %d)", i, l.closeCode)
 				return
 			}
-		case <-time.After(wait):
-			t.Errorf("frame %d: none within %s", i, wait)
+		case <-time.After(fanoutWait):
+			t.Errorf("frame %d: none within %s", i, fanoutWait)
 			return
 		}
 		if m.op != ws.OpBinary {
