@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -76,7 +77,8 @@ type conn struct {
 	drops         int
 	flushed       chan struct{}
 	flushedClosed bool
-	wdeadline     time.Time // write deadline last set (writer goroutine only)
+	wdeadline     time.Time       // write deadline last set (writer goroutine only)
+	raw           syscall.RawConn // the socket, for tryWrite (writer only)
 
 	// Role state, guarded by the hub locks noted in hub.go.
 	session  *hubSession

@@ -28,9 +28,11 @@ func (c *conn) tryWrite(p *pass, batch []*wsMsg) (closing bool, audio int, writt
 	if size > tryWriteMax {
 		return false, 0, 0, false, nil
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return false, 0, 0, false, err
+	if c.raw == nil {
+		// Kept: asked for on every write it was one allocation per write.
+		if c.raw, err = tc.SyscallConn(); err != nil {
+			return false, 0, 0, false, err
+		}
 	}
 	c.renewDeadline() // an expired one fails the write before it is tried
 	p.buf, closing, audio = appendBatch(p.buf[:0], batch)
@@ -38,7 +40,7 @@ func (c *conn) tryWrite(p *pass, batch []*wsMsg) (closing bool, audio int, writt
 		p.fn = p.write
 	}
 	p.n, p.err = 0, nil
-	err = rc.Write(p.fn)
+	err = c.raw.Write(p.fn)
 	n, werr := max(p.n, 0), p.err // n is -1 with an error
 	switch {
 	case err != nil:

@@ -238,11 +238,20 @@ func (c *conn) take() []*wsMsg {
 		if c.dead {
 			c.abandonLocked() // nothing will write these
 		}
-		// Give memory back while idle: a queue that grew during a burst
-		// would otherwise be held for the life of the connection. Not a
-		// queue of held frames: that dropped them unseen.
-		if len(c.queue) == 0 && cap(c.queue) > 32 {
-			c.queue = nil
+		if len(c.queue) == 0 {
+			// The next frames go into the batch just written: a writer
+			// stops after nearly every batch, and dropping both slices
+			// cost an allocation per delivery.
+			if cap(c.queue) == 0 {
+				c.queue = c.spare[:0]
+			}
+			// Give memory back while idle: a queue that grew during a
+			// burst would otherwise be held for the life of the
+			// connection. Not a queue of held frames: that dropped them
+			// unseen.
+			if cap(c.queue) > 32 {
+				c.queue = nil
+			}
 		}
 		c.spare = nil
 		return nil
