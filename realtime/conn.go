@@ -80,6 +80,14 @@ type conn struct {
 	wdeadline     time.Time       // write deadline last set (writer goroutine only)
 	raw           syscall.RawConn // the socket, for tryWrite (writer only)
 
+	// The socket's descriptor, for a ring pass (sendring.go): fd and
+	// fdSet are the writer's; fdmu is held for reading while the kernel
+	// may send on fd, and fdClosed set under it before the socket closes.
+	fd       int
+	fdSet    bool
+	fdmu     sync.RWMutex
+	fdClosed bool
+
 	// Role state, guarded by the hub locks noted in hub.go.
 	session  *hubSession
 	language string // listener: the language it hears
@@ -392,7 +400,7 @@ func (c *conn) shutdown() {
 	c.wmu.Lock()
 	c.dead = true
 	c.wmu.Unlock()
-	_ = c.nc.Close()
+	c.closeSocket()
 }
 
 // isClosing reports whether the connection is on its way out.

@@ -28,10 +28,30 @@ type metrics struct {
 	// speakers' tokens that closed a connection or could not be answered.
 	tokenInvalid       prometheus.Counter
 	accountCheckFailed prometheus.Counter
+	// fanoutSends counts the listener writes of fan-out passes by how they
+	// were made (sendring.go): sendsRing and sendsWrite are its children.
+	fanoutSends           *prometheus.CounterVec
+	sendsRing, sendsWrite prometheus.Counter
 }
 
 func newMetrics() *metrics {
+	m := newMetricsVecs()
+	m.sendsRing = m.fanoutSends.WithLabelValues(sendIOURing)
+	m.sendsWrite = m.fanoutSends.WithLabelValues(sendWrite)
+	return m
+}
+
+// The methods of pentecost_ws_fanout_sends_total.
+const (
+	sendIOURing = "io_uring"
+	sendWrite   = "write"
+)
+
+func newMetricsVecs() *metrics {
 	return &metrics{
+		fanoutSends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pentecost_ws_fanout_sends_total", Help: "Listener writes tried by fan-out, by system call: io_uring (a stream's listeners sent with one call per 128) or write (one call each, where io_uring is off or refused).",
+		}, []string{"method"}),
 		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pentecost_ws_connections", Help: "Open WebSocket connections by role.",
 		}, []string{"role"}),
@@ -95,7 +115,7 @@ func (m *metrics) register(r prometheus.Registerer, extra ...prometheus.Collecto
 	}
 	for _, c := range append([]prometheus.Collector{m.conns, m.joinsTotal, m.joinLatency, m.framesIn, m.framesOut,
 		m.dropped, m.duplicates, m.slow, m.queued, m.batch, m.fanout, m.panics, m.refreshes,
-		m.tokenInvalid, m.accountCheckFailed, m.staleSkipped}, extra...) {
+		m.tokenInvalid, m.accountCheckFailed, m.staleSkipped, m.fanoutSends}, extra...) {
 		if err := r.Register(c); err != nil {
 			return err
 		}

@@ -153,8 +153,12 @@ type Server struct {
 	// WriteCoalesce allows.
 	WriteCoalesce time.Duration
 	CoalesceAbove int
-	CloseTimeout  time.Duration // wait for the peer's close reply
-	DrainTimeout  time.Duration // how long Shutdown waits for clients to move
+	// NoIOURing makes fan-out write each listener with write(2) rather
+	// than many at once through io_uring (sendring.go), which is used
+	// where the kernel allows it.
+	NoIOURing    bool
+	CloseTimeout time.Duration // wait for the peer's close reply
+	DrainTimeout time.Duration // how long Shutdown waits for clients to move
 
 	// MaxFrameAge is the oldest audio a connection is sent. A frame whose
 	// Time (when a server received it from its speaker or worker, on
@@ -203,6 +207,7 @@ type Server struct {
 	// touches are the store writes of speaker activity in flight (touch).
 	touches sync.WaitGroup
 	load    loadMeter
+	rings   ringPool
 	cluster *cluster
 	// accounts are the live speakers whose tokens are checked (account.go).
 	accounts accountChecks
@@ -284,6 +289,7 @@ func (s *Server) Open() error {
 		s.ClientIP = peerIP
 	}
 	s.openLimits()
+	s.openRings()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hub = newHub(s)
 	if s.Registerer != nil {
@@ -367,6 +373,7 @@ func (s *Server) finishClose() error {
 	}
 	s.hub.flushCounts(context.Background())
 	s.touches.Wait() // no store write after Close: the store closes next
+	s.rings.close()
 	s.cancel()
 	<-s.done
 	<-s.cluster.done

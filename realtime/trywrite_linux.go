@@ -12,6 +12,9 @@ import (
 // move on when the socket is full. Elsewhere tryWrite writes nothing and
 // every write has its writer goroutine (trywrite_other.go).
 
+// canTryWrite says that tryWrite writes plain TCP connections here.
+const canTryWrite = true
+
 // tryWrite writes batch if the socket takes all of it at once, without
 // waiting (done), or reports how much of it went out; err is a failed
 // write. Only plain TCP: bytes written under a TLS connection would

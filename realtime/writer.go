@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pentecost/pentecost/uring"
 )
 
 // The write path (Centrifuge-style): each connection has one bounded queue
@@ -151,13 +153,23 @@ func (c *conn) claim() bool {
 // scheduled and ended per write cost 6.3–7.3 µs per delivery; this,
 // 5.6–6.4 µs (pprof before: newproc, goexit0, schedule ≈ 10 %).
 func writeAll(cs []*conn) {
+	rings := &cs[0].srv.rings
 	n := min(runtime.GOMAXPROCS(0), (len(cs)+passMin-1)/passMin)
 	for i := range n {
 		part := cs[i*len(cs)/n : (i+1)*len(cs)/n]
 		go func() {
 			p := passPool.Get().(*pass)
-			for _, c := range part {
-				c.writePass(p)
+			if r := rings.get(); r != nil {
+				ok := p.writeRing(r, part)
+				rings.put(r, !ok)
+			} else {
+				tried := 0
+				for _, c := range part {
+					if c.writePass(p) {
+						tried++
+					}
+				}
+				part[0].srv.metrics.sendsWrite.Add(float64(tried))
 			}
 			passPool.Put(p)
 		}()
@@ -174,6 +186,9 @@ type pass struct {
 	n   int    // what the write returned
 	err error
 	fn  func(fd uintptr) bool // the write, made once: a closure per write would be allocated
+
+	rs    []ringSend   // writeRing's connections
+	sends []uring.Send // ... and their sends
 }
 
 var passPool = sync.Pool{New: func() any { return &pass{buf: make([]byte, 0, 4<<10)} }}
@@ -183,23 +198,27 @@ const tryWriteMax = 64 << 10
 
 // writePass is the writer of a claimed connection for one try: it writes
 // the queue if that goes without waiting, and leaves the rest, or what
-// was queued meanwhile, to a writer goroutine.
-func (c *conn) writePass(p *pass) {
+// was queued meanwhile, to a writer goroutine. It reports whether it
+// tried a write.
+func (c *conn) writePass(p *pass) bool {
 	batch := c.take()
 	if batch == nil {
-		return
+		return false
 	}
+	_, tcp := c.nc.(*net.TCPConn) // tryWrite leaves any other to its writer
+	tried := tcp && canTryWrite
 	closing, audio, written, done, err := c.tryWrite(p, batch)
 	if !done && err == nil {
 		go c.writeFrom(batch, written)
-		return
+		return tried
 	}
 	if !c.wrote(batch, closing, audio, written, err) {
-		return
+		return tried
 	}
 	if batch := c.take(); batch != nil {
 		go c.writeFrom(batch, 0)
 	}
+	return tried
 }
 
 // writeLoop writes until the queue is empty, then exits.
@@ -281,7 +300,7 @@ func (c *conn) wrote(batch []*wsMsg, closing bool, audio int, written int64, err
 		c.abandonLocked() // queued during the failed write
 		c.signalFlushedLocked()
 		c.wmu.Unlock()
-		_ = c.nc.Close()
+		c.closeSocket()
 		return false
 	}
 	c.drops = 0

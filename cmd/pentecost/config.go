@@ -80,6 +80,7 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	WriteCoalesce     time.Duration
 	CoalesceAbove     int
+	IOURing           bool
 	MaxFrameAge       time.Duration // audio older than this reaching a hub is skipped (0: never)
 
 	// RedisURL, when set, shares every node's state through Redis.
@@ -241,6 +242,11 @@ var settings = []setting{
 	{"shutdown-timeout", "SHUTDOWN_TIMEOUT_SECONDS", "15", "on SIGTERM, how long clients get to move before connections close", seconds(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"write-coalesce", "WRITE_COALESCE_MS", "45", "the longest an audio frame is held back to go out in one write with the next ones (0: never)", unit(time.Millisecond, func(c *Config) *time.Duration { return &c.WriteCoalesce })},
 	{"write-coalesce-above", "WRITE_COALESCE_ABOVE", "60000", "audio deliveries per second that one write per frame may serve: above it a listener's writes carry 2 frames, above twice it 3, and so on, within --write-coalesce (0: as many as --write-coalesce allows)", count(func(c *Config) *int { return &c.CoalesceAbove })},
+	{"write-io-uring", "WRITE_IO_URING", "true", "send a stream's audio to many listeners with one system call through io_uring, where the kernel allows it (a seccomp filter or kernel.io_uring_disabled may not; then, or with false, a write(2) per listener)", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		c.IOURing = b
+		return err
+	}},
 	{"max-frame-age", "MAX_FRAME_AGE_MS", "2000", "audio older than this is not published (a speaker's node stalled on Redis), not delivered when it reaches a node late (a backlog after a Redis outage; listeners are told with audioSkipped) and not replayed to a resuming listener; nodes' clocks must agree well within it (0: never skip)", unit(time.Millisecond, func(c *Config) *time.Duration { return &c.MaxFrameAge })},
 	{"redis", "REDIS_URL", "", "Redis or Valkey shared by several nodes (redis://host:6379/0, rediss://, redis-sentinel://, redis-cluster://; see docs/redis.md); empty: one node, embedded store", func(c *Config, v string) error { c.RedisURL = v; return nil }},
 	{"presence-ttl", "PRESENCE_TTL_SECONDS", "30", "with --redis: how long a node that stopped (crashed) still counts its listeners; nodes refresh every third of it", seconds(func(c *Config) *time.Duration { return &c.PresenceTTL })},

@@ -172,6 +172,7 @@ func (m *Main) Run(ctx context.Context) error {
 	rt.SilenceWarning = cfg.SilenceWarning
 	rt.AccountCheckInterval = cfg.AccountCheck
 	rt.WriteCoalesce, rt.CoalesceAbove = cfg.WriteCoalesce, cfg.CoalesceAbove
+	rt.NoIOURing = !cfg.IOURing
 	rt.MaxFrameAge = cfg.MaxFrameAge
 	rt.DrainTimeout = cfg.ShutdownTimeout
 	rt.ConnectionLimit = pentecost.Limit{Events: cfg.ConnAttemptsPerMin, Per: time.Minute}
