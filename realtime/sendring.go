@@ -118,7 +118,8 @@ type ringSend struct {
 	audio      int
 }
 
-// writeRing is writePass for cs, claimed connections, at once: each
+// writeRing is writePass for cs, claimed connections (at most
+// ringEntries, or p.buf grows with them), at once: each
 // queue is taken and copied into p.buf, and every socket is sent its
 // batch through r. A send that the socket did not take whole, and a
 // connection that cannot be sent to this way (TLS, or closing), goes to

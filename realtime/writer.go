@@ -160,8 +160,16 @@ func writeAll(cs []*conn) {
 		go func() {
 			p := passPool.Get().(*pass)
 			if r := rings.get(); r != nil {
-				ok := p.writeRing(r, part)
+				ok := true
+				for len(part) > 0 && ok {
+					n := min(len(part), ringEntries) // p.buf holds their batches
+					ok = p.writeRing(r, part[:n])
+					part = part[n:]
+				}
 				rings.put(r, !ok)
+				for _, c := range part { // after a ring failed
+					c.writePass(p)
+				}
 			} else {
 				tried := 0
 				for _, c := range part {
@@ -170,6 +178,9 @@ func writeAll(cs []*conn) {
 					}
 				}
 				part[0].srv.metrics.sendsWrite.Add(float64(tried))
+			}
+			if cap(p.buf) > 1<<20 {
+				p.buf = nil // large frames once: not kept in the pool
 			}
 			passPool.Put(p)
 		}()

@@ -216,13 +216,13 @@ func (r *Ring) enter(toSubmit, wait int) error {
 			}
 			toSubmit -= int(n)
 		case syscall.EINTR:
-			// Interrupted while waiting: what was taken is in flight.
-			return nil
-		case syscall.EAGAIN, syscall.EBUSY:
-			// No room for completions yet: reap and go on (never here,
-			// as a ring reaps each chunk before the next).
+			// Interrupted while waiting: what was taken is in flight,
+			// and SendAll waits for it again.
 			return nil
 		default:
+			// EAGAIN and EBUSY (no memory for requests, completions
+			// not reaped) too: a ring reaps every completion before its
+			// next call, so they mean the ring is unusable.
 			return fmt.Errorf("uring: io_uring_enter: %w", errno)
 		}
 	}
