@@ -22,9 +22,9 @@ const (
 // params is struct io_uring_params.
 type params struct {
 	sqEntries, cqEntries, flags, sqThreadCPU, sqThreadIdle, features, wqFD uint32
-	resv                                                                [3]uint32
-	sqOff                                                               sqOffsets
-	cqOff                                                               cqOffsets
+	resv                                                                   [3]uint32
+	sqOff                                                                  sqOffsets
+	cqOff                                                                  cqOffsets
 }
 
 type sqOffsets struct {
@@ -57,6 +57,13 @@ type cqe struct {
 	res      int32
 	flags    uint32
 }
+
+// The kernel's sizes, checked when compiling.
+var (
+	_ [120]byte = [unsafe.Sizeof(params{})]byte{}
+	_ [64]byte  = [unsafe.Sizeof(sqe{})]byte{}
+	_ [16]byte  = [unsafe.Sizeof(cqe{})]byte{}
+)
 
 // Ring is an io_uring for sends. It is not safe for concurrent use: give
 // each goroutine that sends its own.
