@@ -139,6 +139,14 @@ func (tl *timedListener) heard() int {
 	return len(tl.got)
 }
 
+// arrivals returns a copy of what the listener got so far: it is still
+// receiving (a resume's replay, the last frames in flight).
+func (tl *timedListener) arrivals() []arrival {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return append([]arrival(nil), tl.got...)
+}
+
 func (tl *timedListener) skips() []client.Event {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
@@ -384,7 +392,7 @@ func TestStale_RedisOutage(t *testing.T) {
 	for _, tl := range []*timedListener{onA, onB, resumer} {
 		worst := tl.checkLateness(t, p)
 		t.Logf("%s: %d chunks of %d sent, heard at most %v after sending; skips %+v",
-			tl.name, len(tl.got), p.count(), worst.Round(time.Millisecond), tl.skips())
+			tl.name, tl.heard(), p.count(), worst.Round(time.Millisecond), tl.skips())
 	}
 	skips := resumer.skips()
 	if len(skips) == 0 {
@@ -396,7 +404,7 @@ func TestStale_RedisOutage(t *testing.T) {
 		uint64(s.Frames) > s.ToSequenceNumber-s.FromSequenceNumber+1 || s.SessionID != id || s.Epoch == "" {
 		t.Errorf("audioSkipped %+v, want reason stale from %d", s, dropped+1)
 	}
-	for _, a := range resumer.got {
+	for _, a := range resumer.arrivals() {
 		if a.seq >= s.FromSequenceNumber && a.seq <= s.ToSequenceNumber {
 			t.Errorf("the resumed listener heard seq %d, which it was told was skipped", a.seq)
 		}
@@ -437,7 +445,7 @@ func TestStale_NodeCutOffFromRedis(t *testing.T) {
 	for _, tl := range []*timedListener{onA, onB} {
 		worst := tl.checkLateness(t, p)
 		t.Logf("%s: %d chunks of %d sent, heard at most %v after sending; skips %+v",
-			tl.name, len(tl.got), p.count(), worst.Round(time.Millisecond), tl.skips())
+			tl.name, tl.heard(), p.count(), worst.Round(time.Millisecond), tl.skips())
 	}
 	if s := onA.skips(); len(s) != 0 {
 		t.Errorf("listener on A, whose node kept its link, was told of skips %+v", s)

@@ -23,15 +23,18 @@ const ringEntries = 128
 // writes with write(2).
 const maxRings = 64
 
-// ringPool lends rings to fan-out passes. The first refusal from the
-// kernel turns it off for the life of the server.
+// ringPool lends rings to fan-out passes. A refusal of the first ring
+// turns it off for the life of the server; a later ring that cannot be
+// made (out of descriptors, or locked memory on kernels before 5.12) only
+// makes that pass write with write(2).
 type ringPool struct {
-	mu      sync.Mutex
-	free    []*uring.Ring
-	made    int
-	off     bool // disabled, refused by the kernel, or closed
-	closed  bool
-	onError func(error) // told of the refusal, once
+	mu       sync.Mutex
+	free     []*uring.Ring
+	made     int  // rings open
+	everMade bool // one was made: io_uring works here
+	off      bool // disabled, refused by the kernel, or closed
+	closed   bool
+	onError  func(error) // told of the refusal, once
 }
 
 // get lends a ring, or nil: then write with write(2).
@@ -51,13 +54,16 @@ func (rp *ringPool) get() *uring.Ring {
 	}
 	r, err := uring.New(ringEntries)
 	if err != nil {
-		rp.off = true
-		if rp.onError != nil {
-			rp.onError(err)
+		if !rp.everMade {
+			rp.off = true
+			if rp.onError != nil {
+				rp.onError(err)
+			}
 		}
 		return nil
 	}
 	rp.made++
+	rp.everMade = true
 	return r
 }
 
@@ -107,6 +113,9 @@ func (s *Server) openRings() {
 		s.Logger.Info("fan-out sends through io_uring")
 	}
 }
+
+// errSendLost is a listener's write whose outcome a failed ring lost.
+var errSendLost = errors.New("realtime: io_uring failed with the send in flight")
 
 // ringSend is a connection of a ring pass: its batch, where the batch's
 // bytes are in the pass's buffer, and what the batch holds.
@@ -164,17 +173,19 @@ func (p *pass) writeRing(r *uring.Ring, cs []*conn) bool {
 		res := p.sends[i]
 		p.sends[i] = uring.Send{}
 		p.rs[i] = ringSend{}
-		if err != nil {
-			// Nothing is known to have gone out; the writer goroutine
-			// writes the batch from the start. (A send the ring made
-			// before failing would be repeated: a ring fails only if the
-			// kernel takes io_uring away under a running server.)
-			go s.c.writeFrom(s.batch, 0)
-			continue
-		}
 		n := int64(max(res.N, 0))
 		var werr error
 		switch {
+		case res.Lost:
+			// The ring failed after the kernel took this send: how much
+			// of the batch went out is unknown, and a frame repeated or
+			// cut would corrupt the stream. The listener is closed and
+			// reconnects (and resumes).
+			werr = errSendLost
+		case !res.Done:
+			// Never made: the writer goroutine writes the batch whole.
+			go s.c.writeFrom(s.batch, 0)
+			continue
 		case res.Err == nil, errors.Is(res.Err, syscall.EAGAIN), errors.Is(res.Err, syscall.EINTR):
 		default:
 			werr = res.Err

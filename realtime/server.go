@@ -289,7 +289,6 @@ func (s *Server) Open() error {
 		s.ClientIP = peerIP
 	}
 	s.openLimits()
-	s.openRings()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hub = newHub(s)
 	if s.Registerer != nil {
@@ -299,6 +298,7 @@ func (s *Server) Open() error {
 			return err
 		}
 	}
+	s.openRings() // after the last check that can fail: Close closes them
 	s.done = make(chan struct{})
 	s.opened = true
 	go s.tick()

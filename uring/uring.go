@@ -14,14 +14,19 @@ package uring
 import "errors"
 
 // Send is one non-blocking send(2) of Buf on the socket FD, for
-// Ring.SendAll, which fills in N (bytes sent) or Err: syscall.EAGAIN
-// when the socket's buffer is full, the socket's error otherwise. A send
-// never waits: a full socket takes part of Buf or nothing.
+// Ring.SendAll, which fills in the rest: once Done, N (bytes sent) or
+// Err, syscall.EAGAIN when the socket's buffer is full and the socket's
+// error otherwise. A send never waits: a full socket takes part of Buf or
+// nothing. Lost is a send the kernel took before the ring failed, whose
+// outcome is unknown.
 type Send struct {
 	FD  int
 	Buf []byte
-	N   int
-	Err error
+
+	N    int
+	Err  error
+	Done bool
+	Lost bool
 }
 
 // ErrUnsupported is New's error where io_uring cannot be used.

@@ -2,7 +2,6 @@ package uring
 
 import (
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -68,18 +67,18 @@ var (
 // Ring is an io_uring for sends. It is not safe for concurrent use: give
 // each goroutine that sends its own.
 type Ring struct {
-	fd       int
-	ringMem  []byte
-	sqeMem   []byte
-	sqTail   *uint32
-	sqMask   uint32
-	sqes     []sqe
-	cqHead   *uint32
-	cqTail   *uint32
-	cqMask   uint32
-	cqes     []cqe
-	entries  int
-	inFlight int // submitted, not yet reaped
+	fd      int
+	ringMem []byte
+	sqeMem  []byte
+	sqTail  *uint32
+	sqMask  uint32
+	sqes    []sqe
+	cqHead  *uint32
+	cqTail  *uint32
+	cqMask  uint32
+	cqes    []cqe
+	sqHead  *uint32
+	entries int
 }
 
 // New sets up a ring of entries submission slots (a power of two) and
@@ -108,7 +107,7 @@ func New(entries uint32) (*Ring, error) {
 		return nil, fmt.Errorf("uring: mapping the submission entries: %w", err)
 	}
 	at := func(off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&r.ringMem[off])) }
-	r.sqTail, r.sqMask = at(p.sqOff.tail), *at(p.sqOff.ringMask)
+	r.sqHead, r.sqTail, r.sqMask = at(p.sqOff.head), at(p.sqOff.tail), *at(p.sqOff.ringMask)
 	r.cqHead, r.cqTail, r.cqMask = at(p.cqOff.head), at(p.cqOff.tail), *at(p.cqOff.ringMask)
 	r.sqes = unsafe.Slice((*sqe)(unsafe.Pointer(&r.sqeMem[0])), p.sqEntries)
 	r.cqes = unsafe.Slice((*cqe)(unsafe.Pointer(&r.ringMem[p.cqOff.cqes])), p.cqEntries)
@@ -137,10 +136,10 @@ func (r *Ring) probe() error {
 	defer unix.Close(fds[1])
 	buf := make([]byte, 4096)
 	s := []Send{{FD: fds[0], Buf: buf[:1]}}
-	if err := r.submit(s, true); err != nil {
+	if err := r.SendAll(s); err != nil {
 		return err
 	}
-	if r.reap(s) != 1 || s[0].N != 1 {
+	if s[0].N != 1 {
 		return fmt.Errorf("%w: probe send: %d bytes, %v", ErrUnsupported, s[0].N, s[0].Err)
 	}
 	for {
@@ -149,46 +148,78 @@ func (r *Ring) probe() error {
 		}
 	}
 	s[0] = Send{FD: fds[0], Buf: buf}
-	if err := r.submit(s, false); err != nil {
+	if err := r.queue(s); err != nil {
 		return err
 	}
-	// Not waited for: a kernel that waits for room would wait forever.
+	// Submitted without waiting: a kernel that waits for room would wait
+	// forever.
+	if n, err := r.enter(1, 0); err != nil || n != 1 {
+		return fmt.Errorf("%w: probe submission: %d taken, %v", ErrUnsupported, n, err)
+	}
 	if r.reap(s) != 1 || s[0].Err != syscall.EAGAIN {
-		// Closing the ring cancels the waiting send before its buffer goes.
+		// The ring is closed next; the kernel cancels the waiting send
+		// then (it only reads buf, which stays on the heap).
 		return fmt.Errorf("%w: a send to a full socket did not fail at once", ErrUnsupported)
 	}
 	return nil
 }
 
 // SendAll makes every send of sends, without waiting for room on any
-// socket, and fills in each one's outcome. It returns an error only when
-// the ring itself failed; the sends' own errors are in their Err. The
-// descriptors must stay open until it returns.
+// socket, and fills in each one's outcome (Send.Done, N, Err). It returns
+// an error only when the ring itself failed, which leaves the sends not
+// Done in one of two states: Lost (the kernel took it and its outcome is
+// unknown: bytes may have gone out) or neither (never made). A ring that
+// failed must be closed, not used again. The descriptors must stay open
+// until it returns.
 func (r *Ring) SendAll(sends []Send) error {
+	for i := range sends {
+		sends[i].N, sends[i].Err, sends[i].Done, sends[i].Lost = 0, nil, false, false
+	}
 	for len(sends) > 0 {
 		chunk := sends[:min(len(sends), r.entries)]
-		if err := r.submit(chunk, true); err != nil {
+		if err := r.sendChunk(chunk); err != nil {
 			return err
-		}
-		for done := r.reap(chunk); done < len(chunk); done += r.reap(chunk) {
-			// Every send completes within io_uring_enter (New checked);
-			// this is only reached when the call was interrupted.
-			if err := r.enter(0, r.inFlight); err != nil {
-				return err
-			}
 		}
 		sends = sends[len(chunk):]
 	}
 	return nil
 }
 
-// submit queues sends (at most entries of them) and enters the kernel,
-// which makes them, waiting for their completions if wait.
-func (r *Ring) submit(sends []Send, wait bool) error {
+// sendChunk makes sends, at most entries of them, and waits for every one
+// the kernel took.
+func (r *Ring) sendChunk(sends []Send) error {
+	if err := r.queue(sends); err != nil {
+		return err
+	}
+	n := len(sends)
+	taken, done := 0, 0
+	var err error
+	for taken < n && err == nil {
+		var k int
+		k, err = r.enter(n-taken, n-taken)
+		taken += k
+	}
+	done += r.reap(sends)
+	for done < taken && err == nil {
+		_, err = r.enter(0, taken-done)
+		done += r.reap(sends)
+	}
+	if err != nil {
+		for i := range sends[:taken] {
+			sends[i].Lost = !sends[i].Done
+		}
+	}
+	return err
+}
+
+// queue writes a submission entry for each send and publishes them.
+func (r *Ring) queue(sends []Send) error {
 	tail := *r.sqTail // only this goroutine writes it
+	if head := atomic.LoadUint32(r.sqHead); tail-head+uint32(len(sends)) > uint32(r.entries) {
+		return fmt.Errorf("uring: %d entries still queued", tail-head)
+	}
 	for i := range sends {
 		s := &sends[i]
-		s.N, s.Err = 0, nil
 		e := &r.sqes[(tail+uint32(i))&r.sqMask]
 		*e = sqe{opcode: opSend, fd: int32(s.FD), len: uint32(len(s.Buf)), msgFlags: sendFlags, userData: uint64(i)}
 		if len(s.Buf) > 0 {
@@ -197,41 +228,28 @@ func (r *Ring) submit(sends []Send, wait bool) error {
 	}
 	// The store publishes the entries to the kernel (a release).
 	atomic.StoreUint32(r.sqTail, tail+uint32(len(sends)))
-	r.inFlight += len(sends)
-	n := 0
-	if wait {
-		n = len(sends)
-	}
-	err := r.enter(len(sends), n)
-	runtime.KeepAlive(sends)
-	return err
+	return nil
 }
 
-// enter calls io_uring_enter until toSubmit entries are taken, waiting
-// for wait completions.
-func (r *Ring) enter(toSubmit, wait int) error {
-	for {
-		flags := uintptr(0)
-		if wait > 0 {
-			flags = enterGetEvents
-		}
-		n, _, errno := syscall.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(wait), flags, 0, 0)
-		switch errno {
-		case 0:
-			if int(n) >= toSubmit {
-				return nil
-			}
-			toSubmit -= int(n)
-		case syscall.EINTR:
-			// Interrupted while waiting: what was taken is in flight,
-			// and SendAll waits for it again.
-			return nil
-		default:
-			// EAGAIN and EBUSY (no memory for requests, completions
-			// not reaped) too: a ring reaps every completion before its
-			// next call, so they mean the ring is unusable.
-			return fmt.Errorf("uring: io_uring_enter: %w", errno)
-		}
+// enter makes one io_uring_enter: it submits up to toSubmit queued
+// entries and waits until wait completions are there. It reports how many
+// entries the kernel took; interrupted, none, and no error.
+func (r *Ring) enter(toSubmit, wait int) (int, error) {
+	flags := uintptr(0)
+	if wait > 0 {
+		flags = enterGetEvents
+	}
+	n, _, errno := syscall.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(wait), flags, 0, 0)
+	switch errno {
+	case 0:
+		return int(n), nil
+	case syscall.EINTR:
+		return 0, nil
+	default:
+		// EAGAIN and EBUSY too (no memory for requests, completions not
+		// reaped): a ring reaps every completion before its next call,
+		// so they mean the ring is unusable.
+		return 0, fmt.Errorf("uring: io_uring_enter: %w", errno)
 	}
 }
 
@@ -244,16 +262,17 @@ func (r *Ring) reap(sends []Send) int {
 	for ; head != tail; head++ {
 		c := &r.cqes[head&r.cqMask]
 		if i := int(c.userData); i < len(sends) {
+			s := &sends[i]
+			s.Done = true
 			if c.res < 0 {
-				sends[i].Err = syscall.Errno(-c.res)
+				s.Err = syscall.Errno(-c.res)
 			} else {
-				sends[i].N = int(c.res)
+				s.N = int(c.res)
 			}
 		}
 		n++
 	}
 	atomic.StoreUint32(r.cqHead, head)
-	r.inFlight -= n
 	return n
 }
 

@@ -163,3 +163,36 @@ func TestSendAll_BadDescriptor(t *testing.T) {
 		t.Fatalf("got %v, want EBADF", sends[0].Err)
 	}
 }
+
+// A ring that fails before the kernel takes the sends reports them as
+// neither made (Done) nor in doubt (Lost): the caller sends them again.
+func TestSendAll_BrokenRingMakesNothing(t *testing.T) {
+	r, err := uring.New(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := pairs(t, 3)
+	sends := make([]uring.Send, len(ps))
+	for i, p := range ps {
+		sends[i] = uring.Send{FD: p.fd, Buf: []byte("hello"), Done: true, N: 99}
+	}
+	uring.Break(r)
+	if err := r.SendAll(sends); err == nil {
+		t.Fatal("SendAll on a broken ring: no error")
+	}
+	for i, s := range sends {
+		if s.Done || s.Lost || s.N != 0 {
+			t.Fatalf("send %d: done %v lost %v n %d; want none of them", i, s.Done, s.Lost, s.N)
+		}
+	}
+	r.Close()
+	// Nothing reached the peers: a byte now is the first they read.
+	for _, p := range ps {
+		p.send.Write([]byte("x"))
+		b := make([]byte, 1)
+		p.recv.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(p.recv, b); err != nil || b[0] != 'x' {
+			t.Fatalf("peer read %q, %v; want the x sent after", b, err)
+		}
+	}
+}
