@@ -70,7 +70,12 @@ func startNode(t *testing.T, name, redisURL string, extraEnv ...string) *node {
 	for attempt := 0; ; attempt++ {
 		n, err := launchNode(t, name, redisURL, extraEnv)
 		if err == nil {
-			t.Cleanup(n.kill)
+			t.Cleanup(func() {
+				n.kill()
+				if t.Failed() { // what the node saw helps to tell why
+					t.Logf("node %s output:\n%s", n.name, n.out.String())
+				}
+			})
 			return n
 		}
 		if attempt == 2 {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -22,25 +23,35 @@ import (
 // rawConn is a WebSocket connection read message by message, for the
 // protocol's Opus parts the Go client need not know.
 type rawConn struct {
-	t *testing.T
-	c net.Conn
+	t  *testing.T
+	c  net.Conn
+	rw io.ReadWriter // reads what the handshake's reader already holds first
 }
 
 func rawDial(t *testing.T, n *node, query string) *rawConn {
 	t.Helper()
-	c, _, _, err := ws.Dial(ctx(t, 5*time.Second), strings.Replace(n.url, "http", "ws", 1)+"/ws?"+query)
+	c, br, _, err := ws.Dial(ctx(t, 5*time.Second), strings.Replace(n.url, "http", "ws", 1)+"/ws?"+query)
 	if err != nil {
 		t.Fatalf("dial %s: %v", query, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &rawConn{t: t, c: c}
+	r := &rawConn{t: t, c: c, rw: c}
+	// The server's first message can come in the same read as its 101
+	// answer; it is then in br, not yet on c.
+	if br != nil {
+		r.rw = struct {
+			io.Reader
+			io.Writer
+		}{br, c}
+	}
+	return r
 }
 
 // next returns the next data message within 10 s.
 func (r *rawConn) next() ([]byte, ws.OpCode) {
 	r.t.Helper()
 	_ = r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	p, op, err := wsutil.ReadServerData(r.c)
+	p, op, err := wsutil.ReadServerData(r.rw)
 	if err != nil {
 		r.t.Fatalf("read: %v", err)
 	}
@@ -80,7 +91,7 @@ func (r *rawConn) frame() realtime.BinaryFrame {
 
 func (r *rawConn) send(op ws.OpCode, p []byte) {
 	r.t.Helper()
-	if err := wsutil.WriteClientMessage(r.c, op, p); err != nil {
+	if err := wsutil.WriteClientMessage(r.rw, op, p); err != nil {
 		r.t.Fatal(err)
 	}
 }
